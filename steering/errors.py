@@ -1,0 +1,41 @@
+"""Named errors of the library. Each says what went wrong and how to fix it, so pages can show it as is."""
+from __future__ import annotations
+
+
+class SteeringError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+
+class UnknownPairError(SteeringError, KeyError):
+    """A pair name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelNotAvailableError(SteeringError, FileNotFoundError):
+    """A model source that is neither a local path nor in the Hugging Face cache."""
+
+
+class InsufficientMemoryError(SteeringError, MemoryError):
+    """The pair would not fit in the memory of the chosen device."""
+
+
+class UnsupportedArchitectureError(SteeringError, ValueError):
+    """A model whose internals the library does not know."""
+
+
+class LayerOutOfRangeError(SteeringError, IndexError):
+    """A layer index outside 0..n_layers-1."""
+
+
+class IncompatibleDirectionError(SteeringError, ValueError):
+    """A direction whose shape (layers, hidden size) does not match the model it is applied to."""
+
+
+class AdapterMissingError(SteeringError, FileNotFoundError):
+    """The demo pair's post-trained adapter (or a checkpoint of it) is not in assets/."""
+
+
+class InvalidInputError(SteeringError, ValueError):
+    """User input that cannot be used: empty prompt lists, bad alpha, malformed files."""

@@ -1,0 +1,260 @@
+"""Interventions on the residual stream as context managers: record, add, ablate, patch.
+
+All are built on one primitive, `hooks()`, which registers plain PyTorch hooks at named hook points
+(see architectures.py) and always removes them on exit, also after an exception. They work around a
+single forward pass and around `generate` with the KV cache on.
+
+Token positions are offsets from the end of the prompt: -1 is the last prompt token, 0 the first generated
+token (the one fed back after the prompt), so left padding never shifts them. The prompt length is taken from
+the first pass that starts a sequence (empty KV cache); pass `prompt_length=` to fix it yourself, e.g. when
+re-running a growing sequence without a cache.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import torch
+from torch import nn
+
+from .errors import InvalidInputError
+from .model_view import ModelView
+
+Positions = Union[Literal["prompt", "generated", "all"], Sequence[int]]
+Rows = Union[Sequence[int], torch.Tensor, None]
+# A hook function gets the activation at its hook point and each token's offset from the prompt's end, and
+# returns a replacement or None to leave it as is.
+HookFn = Callable[[torch.Tensor, torch.Tensor], Union[torch.Tensor, None]]
+
+
+class _PositionTracker:
+    """Pre-hook on the decoder stack: offsets from the prompt's end of the tokens in the pass under way."""
+
+    def __init__(self, prompt_length: int | None):
+        self.fixed = prompt_length is not None
+        self.prompt_length = prompt_length
+        self.offsets = torch.empty(0, dtype=torch.long)  # [pos]
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        tokens = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is None:
+            tokens = kwargs["inputs_embeds"]
+        seq = tokens.shape[1]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        recomputing = kwargs.get("use_cache") is False and self.prompt_length is not None
+        if not self.fixed and past == 0 and not recomputing:
+            self.prompt_length = seq
+        self.offsets = torch.arange(past, past + seq) - self.prompt_length
+
+
+def _split(name: str) -> tuple[str, int]:
+    kind, _, layer = name.partition(".")
+    if kind not in ("resid_pre", "attn_out", "mlp_out", "neurons") or not layer.lstrip("-").isdigit():
+        raise InvalidInputError(f"Unknown hook point '{name}': use resid_pre.L, attn_out.L, mlp_out.L or neurons.L.")
+    return kind, int(layer)
+
+
+def _register(view: ModelView, name: str, fn: HookFn, tracker: _PositionTracker) -> torch.utils.hooks.RemovableHandle:
+    kind, layer = _split(name)
+
+    def on_input(module: nn.Module, args: tuple, kwargs: dict):
+        if args:
+            new = fn(args[0], tracker.offsets)
+            return None if new is None else ((new, *args[1:]), kwargs)
+        new = fn(kwargs["hidden_states"], tracker.offsets)
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
+
+    def on_output(module: nn.Module, args: tuple, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        new = fn(hidden, tracker.offsets)
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    if kind == "resid_pre":
+        return view.layer(layer).register_forward_pre_hook(on_input, with_kwargs=True)
+    if kind == "neurons":
+        return view.mlp_down(layer).register_forward_pre_hook(on_input, with_kwargs=True)
+    module = view.attn_out(layer) if kind == "attn_out" else view.mlp_out(layer)
+    return module.register_forward_hook(on_output)
+
+
+@contextmanager
+def hooks(
+    model: nn.Module, fns: Iterable[tuple[str, HookFn]], *, prompt_length: int | None = None
+) -> Iterator[_PositionTracker]:
+    """Run `fns` at their hook points ("resid_pre.3", ...) for every forward pass inside the block."""
+    view = ModelView.of(model)
+    tracker = _PositionTracker(prompt_length)
+    handles = []
+    try:
+        handles.append(view.decoder_stack.register_forward_pre_hook(tracker, with_kwargs=True))
+        for name, fn in fns:
+            handles.append(_register(view, name, fn, tracker))
+        yield tracker
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def position_mask(offsets: torch.Tensor, positions: Positions) -> torch.Tensor:
+    """[pos] bool: which tokens of the pass the positions select."""
+    if positions == "all":
+        return torch.ones_like(offsets, dtype=torch.bool)
+    if positions == "prompt":
+        return offsets < 0
+    if positions == "generated":
+        return offsets >= 0
+    if isinstance(positions, str):
+        raise InvalidInputError(f"Unknown positions '{positions}': use 'prompt', 'generated', 'all' or offsets.")
+    return torch.isin(offsets, torch.as_tensor(list(positions), dtype=offsets.dtype))
+
+
+def _mask(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
+    """[batch, pos, 1] mask in the hidden state's dtype and device."""
+    pos = position_mask(offsets, positions).to(hidden.device)
+    row = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    if rows is not None:
+        rows_t = torch.as_tensor(rows, device=hidden.device)
+        row = rows_t if rows_t.dtype == torch.bool else torch.zeros_like(row).index_fill_(0, rows_t, True)
+    return (row[:, None] & pos[None, :]).unsqueeze(-1).to(hidden.dtype)
+
+
+@dataclass
+class Recording:
+    """Activations captured per hook point: one [batch, n_selected_pos, d] tensor per forward pass."""
+
+    positions: Positions
+    activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def get(self, name: str) -> torch.Tensor:
+        """All passes' activations at a hook point, concatenated along the batch."""
+        return torch.cat(self.activations[name], dim=0)
+
+
+@contextmanager
+def record(
+    model: nn.Module,
+    points: Sequence[str],
+    positions: Positions = (-1,),
+    *,
+    prompt_length: int | None = None,
+) -> Iterator[Recording]:
+    """Record activations (float32, detached) at hook points and positions during the block."""
+    recording = Recording(positions, {name: [] for name in points})
+
+    def recorder(name: str) -> HookFn:
+        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> None:
+            if isinstance(positions, str):
+                index = position_mask(offsets, positions).nonzero().squeeze(-1)
+            else:  # keep the order the caller asked for
+                where = {int(o): i for i, o in enumerate(offsets)}
+                index = torch.tensor([where[p] for p in positions if p in where], dtype=torch.long)
+            recording.activations[name].append(hidden[:, index.to(hidden.device)].detach().float())
+
+        return fn
+
+    with hooks(model, [(name, recorder(name)) for name in points], prompt_length=prompt_length):
+        yield recording
+
+
+def _layer_vectors(vectors: Mapping[int, torch.Tensor] | torch.Tensor, view: ModelView) -> dict[int, torch.Tensor]:
+    items = vectors.items() if isinstance(vectors, Mapping) else [(layer, vectors) for layer in range(view.n_layers)]
+    return {view.check_layer(int(layer)): v for layer, v in items}
+
+
+class _Cast:
+    """A vector cast once to each (dtype, device) a hook sees."""
+
+    def __init__(self, vector: torch.Tensor):
+        self.vector = vector.detach()
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def like(self, hidden: torch.Tensor) -> torch.Tensor:
+        key = (hidden.dtype, hidden.device)
+        if key not in self._cache:
+            self._cache[key] = self.vector.to(device=hidden.device, dtype=hidden.dtype)
+        return self._cache[key]
+
+
+@contextmanager
+def add(
+    model: nn.Module,
+    vectors: Mapping[int, torch.Tensor],
+    alpha: float = 1.0,
+    *,
+    positions: Positions = "all",
+    rows: Rows = None,
+    prompt_length: int | None = None,
+) -> Iterator[None]:
+    """Add `alpha * vectors[layer]` to the residual stream entering each given layer."""
+    view = ModelView.of(model)
+
+    def adder(vector: torch.Tensor) -> HookFn:
+        cast = _Cast(vector * alpha)
+        return lambda hidden, offsets: hidden + _mask(hidden, offsets, positions, rows) * cast.like(hidden)
+
+    fns = [(f"resid_pre.{layer}", adder(v)) for layer, v in _layer_vectors(vectors, view).items()]
+    with hooks(model, fns, prompt_length=prompt_length):
+        yield
+
+
+@contextmanager
+def ablate(
+    model: nn.Module,
+    direction: torch.Tensor,
+    *,
+    layers: Sequence[int] | None = None,
+    positions: Positions = "all",
+    rows: Rows = None,
+    prompt_length: int | None = None,
+) -> Iterator[None]:
+    """Project one direction out of the residual stream (Arditi et al. 2024): at the input of every layer and
+    from what attention and the MLP write, so no component along it survives anywhere in the stream."""
+    view = ModelView.of(model)
+    unit = _Cast(direction / direction.norm())
+
+    def project_out(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        u = unit.like(hidden)
+        return hidden - _mask(hidden, offsets, positions, rows) * (hidden @ u).unsqueeze(-1) * u
+
+    chosen = range(view.n_layers) if layers is None else [view.check_layer(layer) for layer in layers]
+    fns = [(f"{kind}.{layer}", project_out) for layer in chosen for kind in ("resid_pre", "attn_out", "mlp_out")]
+    with hooks(model, fns, prompt_length=prompt_length):
+        yield
+
+
+@contextmanager
+def patch(
+    model: nn.Module,
+    values: Mapping[str, torch.Tensor],
+    positions: Sequence[int],
+    *,
+    rows: Rows = None,
+    prompt_length: int | None = None,
+) -> Iterator[None]:
+    """Replace activations at hook points with stored ones: values[name] is [rows, len(positions), d]."""
+    row_index = None if rows is None else torch.as_tensor(rows)
+
+    def patcher(stored: torch.Tensor) -> HookFn:
+        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor | None:
+            where = {int(o): i for i, o in enumerate(offsets)}
+            present = [(k, where[p]) for k, p in enumerate(positions) if p in where]
+            if not present:
+                return None
+            hidden = hidden.clone()
+            src, dst = (torch.tensor(idx, device=hidden.device) for idx in zip(*present))
+            value = stored.to(device=hidden.device, dtype=hidden.dtype)[:, src]
+            if row_index is None:
+                hidden[:, dst] = value
+            else:
+                hidden[row_index.to(hidden.device)[:, None], dst[None, :]] = value
+            return hidden
+
+        return fn
+
+    with hooks(model, [(name, patcher(v)) for name, v in values.items()], prompt_length=prompt_length):
+        yield

@@ -1,0 +1,104 @@
+"""A view of a causal LM by meaning (layers, norms, unembedding), built on its architecture entry.
+
+Nothing outside this module and architectures.py reaches into a model's submodules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from .architectures import Architecture, architecture_for
+from .errors import LayerOutOfRangeError
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PEFT wrapper, or the model itself."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+@dataclass(frozen=True)
+class ModelView:
+    model: nn.Module
+    arch: Architecture
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelView":
+        inner = _unwrap(model)
+        return cls(inner, architecture_for(inner.config.model_type))
+
+    def module(self, path: str, root: nn.Module | None = None) -> nn.Module:
+        return (root or self.model).get_submodule(path)
+
+    @cached_property
+    def layers(self) -> nn.ModuleList:
+        return self.module(self.arch.layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def decoder_stack(self) -> nn.Module:
+        return self.module(self.arch.decoder_stack)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.module(self.arch.final_norm)
+
+    @property
+    def embedding(self) -> nn.Module:
+        return self.module(self.arch.embedding)
+
+    @property
+    def unembedding(self) -> nn.Module:
+        return self.module(self.arch.unembedding)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    def check_layer(self, layer: int) -> int:
+        if not 0 <= layer < self.n_layers:
+            raise LayerOutOfRangeError(
+                f"Layer {layer} is out of range: this model has layers 0..{self.n_layers - 1}."
+            )
+        return layer
+
+    def layer(self, layer: int) -> nn.Module:
+        return self.layers[self.check_layer(layer)]
+
+    def attn_out(self, layer: int) -> nn.Module:
+        return self.module(self.arch.attn_out, self.layer(layer))
+
+    def mlp_out(self, layer: int) -> nn.Module:
+        return self.module(self.arch.mlp_out, self.layer(layer))
+
+    def mlp_down(self, layer: int) -> nn.Module:
+        return self.module(self.arch.mlp_down, self.layer(layer))
+
+    def mlp_output_weight(self, layer: int) -> torch.Tensor:
+        """Each neuron's output weight as columns: [d_model, d_mlp], de-quantized to float32."""
+        weight = _dense_weight(self.mlp_down(layer))
+        return weight.T if self.arch.mlp_down_is_conv1d else weight
+
+    def unembedding_weight(self) -> torch.Tensor:
+        """[vocab, d_model], de-quantized to float32."""
+        return _dense_weight(self.unembedding)
+
+
+def _dense_weight(linear: nn.Module) -> torch.Tensor:
+    weight = linear.weight
+    if weight.__class__.__name__ == "Params4bit":  # bitsandbytes 4-bit: de-quantize for analysis
+        import bitsandbytes.functional as bnb_f
+
+        return bnb_f.dequantize_4bit(weight.data, weight.quant_state).float()
+    if weight.__class__.__name__ == "Int8Params" and getattr(weight, "SCB", None) is not None:
+        return (weight.data.float() * weight.SCB.float()[:, None] / 127.0)
+    return weight.detach().float()
