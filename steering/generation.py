@@ -1,0 +1,146 @@
+"""Generation, steered or not, batched: the four texts a user compares come from one generate call per model."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .directions import Direction
+from .errors import InvalidInputError
+from .interventions import Positions, Rows, ablate, add
+from .model_view import ModelView
+from .tokens import chat_prompt, encode
+
+MAX_NEW_TOKENS = 1024
+MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+
+
+@dataclass(frozen=True)
+class SteeringSpec:
+    """What to do with a direction during generation.
+
+    add:    add alpha * (unit vector of layer l) * (typical residual norm at l) at each layer in `layers`
+            (units='raw': alpha * the stored vector as is).
+    ablate: project the vector of layer `layers[0]` out of the residual stream at every layer (Arditi et al.).
+    """
+
+    direction: Direction
+    mode: Literal["add", "ablate"] = "add"
+    layers: tuple[int, ...] = (0,)
+    alpha: float = 1.0
+    positions: Positions = "all"
+    units: Literal["resid", "raw"] = "resid"
+
+    def validate(self, model: PreTrainedModel) -> None:
+        view = ModelView.of(model)
+        self.direction.check_fits(view.n_layers, view.d_model)
+        if not self.layers:
+            raise InvalidInputError("Choose at least one layer.")
+        for layer in self.layers:
+            view.check_layer(layer)
+        if self.mode not in ("add", "ablate"):
+            raise InvalidInputError(f"Unknown mode {self.mode!r}: use 'add' or 'ablate'.")
+        if not math.isfinite(self.alpha) or abs(self.alpha) > MAX_ALPHA:
+            raise InvalidInputError(f"alpha must be a finite number within ±{MAX_ALPHA:g}, not {self.alpha}.")
+
+    @contextmanager
+    def applied(self, model: PreTrainedModel, rows: Rows = None) -> Iterator[None]:
+        self.validate(model)
+        if self.mode == "ablate":
+            with ablate(model, self.direction.at(self.layers[0]), positions=self.positions, rows=rows):
+                yield
+        else:
+            vectors = self.direction.steering_vectors(list(self.layers), self.alpha, self.units)
+            with add(model, vectors, positions=self.positions, rows=rows):
+                yield
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    max_new_tokens: int = 32
+    greedy: bool = True
+    seed: int = 0
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+    def generate_kwargs(self) -> dict:
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise InvalidInputError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS}, not {self.max_new_tokens}.")
+        if self.greedy:
+            return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "top_p": None, "top_k": None,
+                    "temperature": None}
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": True, "temperature": self.temperature,
+                "top_p": self.top_p, "top_k": None}
+
+
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], chat: bool = True) -> list[str]:
+    """Prompts through the pair's chat template (both models, as in the paper), or raw text."""
+    prompts = [p for p in prompts if p.strip()]
+    if not prompts:
+        raise InvalidInputError("Type at least one prompt.")
+    return [chat_prompt(tokenizer, p) for p in prompts] if chat else list(prompts)
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    steering: SteeringSpec | None = None,
+    steered_rows: Rows = None,
+    decoding: DecodingSettings = DecodingSettings(),
+) -> list[str]:
+    """Continue already formatted texts; steering applies to `steered_rows` (all rows when None)."""
+    view = ModelView.of(model)
+    batch = encode(tokenizer, texts, view.device)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and batch.input_ids.shape[1] + decoding.max_new_tokens > limit:
+        raise InvalidInputError(f"The prompt ({batch.input_ids.shape[1]} tokens) plus {decoding.max_new_tokens} new "
+                                f"tokens exceeds this model's context of {limit} tokens.")
+    torch.manual_seed(decoding.seed)
+    context = steering.applied(model, steered_rows) if steering is not None else nullcontext()
+    with context:
+        out = model.generate(**batch, **decoding.generate_kwargs())
+    return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+@dataclass
+class Comparison:
+    """The four generations per prompt: base, base steered, post-trained, post-trained steered."""
+
+    table: pd.DataFrame  # prompt, model, steered, text
+    settings: dict = field(default_factory=dict)
+
+
+def compare(
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    steering: SteeringSpec,
+    *,
+    decoding: DecodingSettings = DecodingSettings(),
+    chat: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Comparison:
+    """Unsteered and steered texts of every model, each model in one batched generate call."""
+    texts = format_prompts(tokenizer, prompts, chat)
+    kept = [p for p in prompts if p.strip()]
+    for model in models.values():
+        steering.validate(model)
+    rows = []
+    for i, (role, model) in enumerate(models.items()):
+        outputs = generate(model, tokenizer, texts + texts, steering=steering,
+                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding)
+        for j, prompt in enumerate(kept):
+            rows.append({"prompt": prompt, "model": role, "steered": False, "text": outputs[j]})
+            rows.append({"prompt": prompt, "model": role, "steered": True, "text": outputs[len(texts) + j]})
+        if progress:
+            progress(i + 1, len(models))
+    return Comparison(pd.DataFrame(rows), {"chat": chat, **decoding.__dict__})

