@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -56,14 +55,21 @@ class ModelPair:
     tokenizer: PreTrainedTokenizerBase
     settings: LoadSettings
     estimate: memory.MemoryEstimate
+    folders: dict[str, Path]  # role -> the resolved folder each model was loaded from
 
     def models(self) -> dict[str, PreTrainedModel]:
         """{'base': ..., 'post': ...}, the post-trained model only when loaded."""
         return {"base": self.base} | ({"post": self.post} if self.post is not None else {})
 
     def model_id(self, role: str) -> str:
-        """A stable name for one model of the pair, used as a cache key and in direction files."""
+        """A readable name for one model of the pair, used in direction files."""
         return f"{self.name}/{role}"
+
+    def fingerprint(self, role: str) -> str:
+        """What identifies one model's activations: its weights' folder (which names the adapter's hash for a
+        merged adapter) and how it was loaded. Cache keys use it, so a retrained adapter never hits stale entries."""
+        s = self.settings
+        return f"{self.model_id(role)}@{self.folders[role].name}/{s.dtype}/{s.quantization or 'none'}"
 
     @property
     def n_layers(self) -> int:
@@ -100,7 +106,17 @@ def load_model(folder: Path, settings: LoadSettings) -> PreTrainedModel:
         warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     architecture_for(model.config.model_type)  # fail now, with the supported list, not inside a study
+    _check_tied_embeddings(model, folder)
     return model.eval()
+
+
+def _check_tied_embeddings(model: PreTrainedModel, folder: Path) -> None:
+    """A model whose config ties the unembedding to the embedding must come out tied; an untied one has a
+    randomly initialised unembedding and writes nonsense."""
+    output = model.get_output_embeddings()
+    if getattr(model.config, "tie_word_embeddings", False) and output is not None:
+        if output.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+            raise InvalidInputError(f"{folder}: the output embeddings did not load tied to the input embeddings.")
 
 
 def _tokenizer(folder: Path, spec: PairSpec) -> PreTrainedTokenizerBase:
@@ -138,6 +154,28 @@ def _custom_spec(base: Source, post: Source | None) -> PairSpec:
     return PairSpec(name=f"{base} | {post}", base=base, post=post)
 
 
+def _spec(name: str | None, base: Source | None, post: Source | None) -> PairSpec:
+    return pair_spec(name) if name is not None else _custom_spec(base, post)
+
+
+def prepare_sources(
+    name: str | None = None,
+    *,
+    base: Source | None = None,
+    post: Source | None = None,
+    base_only: bool = False,
+    report: Report = _quiet,
+) -> dict[str, Path]:
+    """Resolve a pair's sources to local folders, doing the one-time conversions (GGUF, adapter merge) with
+    progress reported. load_pair does this too; call it first where progress must be shown outside a cache."""
+    spec = _spec(name, base, post)
+    template = spec.chat_template_text()
+    folders = {"base": resolve(spec.base, report, template)}
+    if not base_only:
+        folders["post"] = resolve(spec.post, report, template)
+    return folders
+
+
 def load_pair(
     name: str | None = None,
     *,
@@ -150,11 +188,10 @@ def load_pair(
     report: Report = _quiet,
 ) -> ModelPair:
     """Load a registered pair by name, or a pair of sources. Checks memory before loading anything."""
-    spec = pair_spec(name) if name is not None else _custom_spec(base, post)
+    spec = _spec(name, base, post)
     settings = LoadSettings(dtype, quantization, device).resolved()
-    template = spec.chat_template_text()
-    base_dir = resolve(spec.base, report, template)
-    post_dir = None if base_only else resolve(spec.post, report, template)
+    resolved = prepare_sources(name, base=base, post=post, base_only=base_only, report=report)
+    base_dir, post_dir = resolved["base"], resolved.get("post")
     model_type = architecture_for(_model_type(base_dir)).name
     if settings.dtype == "float16" and "Gemma" in model_type:
         warnings.warn("Gemma overflows in float16 (scaled embeddings, large post-norm weights): use bfloat16 or float32.")
@@ -163,12 +200,14 @@ def load_pair(
     report(f"Loading {spec.name} ({estimate}) on {settings.device}, {settings.dtype}"
            + (f", {settings.quantization}" if settings.quantization else ""))
     folders = [base_dir] + ([post_dir] if post_dir else [])
-    with ThreadPoolExecutor(max_workers=len(folders)) as pool:  # safetensors reads overlap well
-        models = list(pool.map(lambda f: load_model(f, settings), folders))
+    # sequential on purpose: transformers keeps global state while loading, and two loads in threads can leave
+    # a later model with untied (randomly initialised) output embeddings
+    models = [load_model(folder, settings) for folder in folders]
     tokenizer = _tokenizer(post_dir or base_dir, spec)
     for model in models:
         _stop_at_end_of_turn(model, tokenizer, spec.end_of_turn)
-    pair = ModelPair(spec.name, spec, models[0], models[1] if post_dir else None, tokenizer, settings, estimate)
+    pair = ModelPair(spec.name, spec, models[0], models[1] if post_dir else None, tokenizer, settings, estimate,
+                     dict(zip(("base", "post"), folders)))
     if pair.post is not None:
         _check_same_shape(pair)
     return pair

@@ -83,3 +83,23 @@ def test_steering_vectors_are_in_units_of_the_residual_norm():
     assert set(vectors) == {0, 2}
     assert vectors[2].norm() == pytest.approx(2.0 * float(d.resid_norms[2]))
     assert torch.nn.functional.cosine_similarity(vectors[2], d.vectors[2], dim=0) == pytest.approx(1.0)
+
+
+def test_direction_cache_computes_once_per_key(tmp_path):
+    from steering.direction_cache import DirectionCache
+
+    cache = DirectionCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return _direction()
+
+    key = cache.key("m@folder/float32/none", "abc", "diff_in_means", -1)
+    first = cache.get_or_compute(key, compute)
+    again = cache.get_or_compute(key, compute)
+    assert len(calls) == 1
+    torch.testing.assert_close(first.vectors, again.vectors)
+    assert cache.key("m@folder/float32/none", "abc", "diff_in_means", -2) != key
+    assert cache.key("m@other/float32/none", "abc", "diff_in_means", -1) != key
+    assert [meta["dataset"] for _, meta in cache.entries()] == ["d"]

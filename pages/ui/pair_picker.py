@@ -1,0 +1,114 @@
+"""What every page shares: the loaded pair (cached across pages and reruns) and the sidebar that picks it.
+
+A sub-package of pages/, so Streamlit does not list it as a page."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+
+from steering import AdapterMissingError, ModelPair, SteeringError, load_pair, pair_names, pair_spec
+from steering.pairs import prepare_sources
+from steering.registry import checkpoint_names
+
+CUSTOM = "custom (local folder, .gguf file or HF cache)"
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    name: str | None
+    base: str | None = None
+    post: str | None = None
+    dtype: str = "auto"
+    quantization: str = "none"
+    device: str = "auto"
+    base_only: bool = False
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load(request: PairRequest) -> tuple[ModelPair, float]:
+    start = time.perf_counter()
+    pair = load_pair(request.name, base=request.base, post=request.post, dtype=request.dtype,
+                     quantization=request.quantization, device=request.device, base_only=request.base_only)
+    return pair, time.perf_counter() - start
+
+
+def _load_with_status(request: PairRequest) -> ModelPair:
+    label = request.name or f"{request.base} | {request.post}"
+    with st.status(f"Loading {label}…", expanded=False) as status:
+        try:  # conversions that happen once (GGUF, adapter merge) report their progress here, outside the cache
+            prepare_sources(request.name, base=request.base, post=request.post, base_only=request.base_only,
+                            report=status.write)
+            pair, seconds = _load(request)
+        except SteeringError:
+            status.update(label=f"Could not load {label}", state="error")
+            raise
+        status.update(label=f"{label} loaded in {seconds:.1f} s", state="complete")
+    return pair
+
+
+def _load_or_base_alone(request: PairRequest) -> ModelPair:
+    try:
+        return _load_with_status(request)
+    except AdapterMissingError as e:
+        if request.base_only:
+            raise
+        st.warning(f"{e} Until then the app offers the base model alone.")
+        return _load_with_status(PairRequest(**{**request.__dict__, "base_only": True}))
+
+
+def _pick() -> PairRequest:
+    names = pair_names() + [f"demo@{c}" for c in checkpoint_names("demo")] + [CUSTOM]
+    name = st.selectbox("Model pair", names, index=0, help="A registered base / post-trained pair, "
+                        "a checkpoint of the demo pair's post-training, or your own sources.")
+    base = post = None
+    if name == CUSTOM:
+        base = st.text_input("Base model", placeholder="org/model, /path/to/folder or model.gguf")
+        post = st.text_input("Post-trained model", placeholder="org/model-instruct")
+        name = None
+    else:
+        st.caption(pair_spec(name).description)
+    with st.expander("Precision and device"):
+        dtype = st.selectbox("dtype", ["auto", "bfloat16", "float16", "float32"],
+                             help="auto: bfloat16 on a GPU, float32 on the CPU. Gemma overflows in float16.")
+        quantization = st.selectbox("quantization", ["none", "8bit", "4bit"], help="bitsandbytes; NF4 for 4-bit.")
+        device = st.selectbox("device", ["auto", "cpu", "cuda"], help="auto: all GPUs when there are any.")
+    return PairRequest(name, base or None, post or None, dtype, quantization, device)
+
+
+def sidebar() -> None:
+    """The pair picker. The demo pair loads on first visit; another pair loads when 'Load pair' is pressed."""
+    with st.sidebar:
+        st.subheader("Model pair")
+        request = _pick()
+        if st.button("Load pair", type="primary", use_container_width=True):
+            st.session_state["pair_request"] = request
+        active = st.session_state.setdefault("pair_request", PairRequest("demo"))
+        try:
+            pair = _load_or_base_alone(active)
+        except SteeringError as e:
+            st.error(str(e))
+            st.session_state["pair"] = None
+            return
+        st.session_state["pair"] = pair
+        _describe(pair)
+
+
+def _describe(pair: ModelPair) -> None:
+    s = pair.settings
+    st.markdown(
+        f"**{pair.name}**  \n{pair.n_layers} layers · d_model {pair.d_model}\n\n"
+        f"| device | dtype | quantization | memory |\n|---|---|---|---|\n"
+        f"| {s.device} | {s.dtype} | {s.quantization or 'none'} | {pair.memory_bytes() / 2**30:.2f} GiB |"
+    )
+    if pair.post is None:
+        st.caption("Base model only: the post-trained model is not available.")
+
+
+def current_pair() -> ModelPair | None:
+    """The pair the sidebar loaded, or None (with a note in the page) when none is loaded."""
+    pair = st.session_state.get("pair")
+    if pair is None:
+        st.info("No model pair is loaded: pick one in the sidebar.")
+    return pair

@@ -1,0 +1,60 @@
+"""The app shell driven by Streamlit's AppTest: the pair picker, errors shown in the page, a first generation."""
+import pytest
+from streamlit.testing.v1 import AppTest
+from tiny import tiny_model, tiny_tokenizer
+
+from pages.ui.pair_picker import PairRequest
+
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app-pair")
+    for role, seed in (("base", 1), ("post", 2)):
+        tiny_model("gemma3_text", seed=seed).save_pretrained(root / role)
+        tiny_tokenizer().save_pretrained(root / role)
+    return str(root / "base"), str(root / "post")
+
+
+def _app(request: PairRequest | None = None) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    if request is not None:
+        at.session_state["pair_request"] = request
+    return at.run()
+
+
+def test_a_missing_model_shows_one_message_and_the_page_stays_usable():
+    at = _app(PairRequest(None, base="nobody/not-a-model", post="nobody/not-a-model-it"))
+    assert not at.exception
+    assert any("hf download nobody/not-a-model" in e.value for e in at.sidebar.error)
+    assert at.title[0].value.startswith("How post-training")
+    assert any("No model pair is loaded" in i.value for i in at.info)
+
+
+def test_a_local_pair_loads_and_both_models_generate(tiny_dirs):
+    at = _app(PairRequest(None, base=tiny_dirs[0], post=tiny_dirs[1]))
+    assert not at.exception and not at.error
+    assert any("layers" in m.value for m in at.sidebar.markdown)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception
+    headers = [m.value for m in at.main.markdown if m.value.startswith("**")]
+    assert headers == ["**Base**", "**Post-trained**"]
+
+
+def test_pressing_load_with_an_unknown_source_keeps_the_session(tiny_dirs):
+    at = _app(PairRequest(None, base=tiny_dirs[0], post=tiny_dirs[1]))
+    at.sidebar.selectbox[0].select(at.sidebar.selectbox[0].options[-1]).run()  # custom sources
+    at.sidebar.text_input[0].input("/no/such/model.gguf")
+    at.sidebar.text_input[1].input("/no/such/model.gguf")
+    next(b for b in at.sidebar.button if b.label == "Load pair").click().run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.sidebar.error)
+    assert at.sidebar.text_input[0].value == "/no/such/model.gguf"  # what the user typed is kept
+
+
+@pytest.mark.demo
+def test_the_app_starts_on_the_demo_pair():
+    at = _app()
+    assert not at.exception
+    assert any("**demo**" in m.value for m in at.sidebar.markdown)
