@@ -184,18 +184,26 @@ class _Cast:
 def add(
     model: nn.Module,
     vectors: Mapping[int, torch.Tensor],
-    alpha: float = 1.0,
+    alpha: float | Sequence[float] = 1.0,
     *,
     positions: Positions = "all",
     rows: Rows = None,
     prompt_length: int | None = None,
 ) -> Iterator[None]:
-    """Add `alpha * vectors[layer]` to the residual stream entering each given layer."""
+    """Add `alpha * vectors[layer]` to the residual stream entering each given layer. A sequence of alphas gives
+    each batch row its own strength (a sweep in one batch)."""
     view = ModelView.of(model)
+    per_row = not isinstance(alpha, (int, float))
+    scale = _Cast(torch.as_tensor(alpha, dtype=torch.float32).reshape(-1, 1, 1)) if per_row else None
 
     def adder(vector: torch.Tensor) -> HookFn:
-        cast = _Cast(vector * alpha)
-        return lambda hidden, offsets: hidden + _mask(hidden, offsets, positions, rows) * cast.like(hidden)
+        cast = _Cast(vector if per_row else vector * alpha)
+
+        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+            delta = _mask(hidden, offsets, positions, rows) * cast.like(hidden)
+            return hidden + (delta * scale.like(hidden) if per_row else delta)
+
+        return fn
 
     fns = [(f"resid_pre.{layer}", adder(v)) for layer, v in _layer_vectors(vectors, view).items()]
     with hooks(model, fns, prompt_length=prompt_length):

@@ -88,6 +88,12 @@ class ModelView:
         weight = _dense_weight(self.mlp_down(layer))
         return weight.T if self.arch.mlp_down_is_conv1d else weight
 
+    def logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from the decoder stack's output (after its final norm), with the model's soft-capping if any."""
+        logits = self.unembedding(final_hidden)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
     def unembedding_weight(self) -> torch.Tensor:
         """[vocab, d_model], de-quantized to float32."""
         return _dense_weight(self.unembedding)

@@ -162,3 +162,16 @@ def test_errors_name_the_problem():
     model.config.model_type = "bloom"
     with pytest.raises(UnsupportedArchitectureError, match="gemma3_text"):
         ModelView.of(model)
+
+
+def test_add_with_one_alpha_per_row_equals_separate_runs(tok):
+    model = tiny_model("llama")
+    unit = torch.nn.functional.normalize(torch.randn(32), dim=0)
+    batch = _inputs(tok, ["the cat is"] * 3)
+    with torch.no_grad():
+        with add(model, {1: unit}, [0.0, 2.0, -3.0]):
+            together = model(**batch).logits
+        for row, alpha in enumerate([0.0, 2.0, -3.0]):
+            with add(model, {1: unit}, alpha):
+                alone = model(**_inputs(tok, ["the cat is"])).logits
+            torch.testing.assert_close(together[row], alone[0], atol=1e-5, rtol=1e-4)
