@@ -14,7 +14,12 @@ $(VENV)/.installed: requirements.txt
 app: $(VENV)/.installed
 	$(PY) -m streamlit run app.py
 
-test: $(VENV)/.installed
+# the browser test drives Debian's chromium (installed here when missing; needs root or sudo)
+/usr/bin/chromium:
+	(command -v apt-get >/dev/null && (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium))) \
+	  || echo "chromium not installed: the browser test will be skipped"
+
+test: $(VENV)/.installed /usr/bin/chromium
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

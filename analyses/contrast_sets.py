@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 
 from steering.errors import InvalidInputError
+from steering.refusal_data import refusal_study_split
 from steering.registry import ASSETS
 
 from .statements import city_statements
@@ -27,16 +27,10 @@ def _lines(path) -> list[str]:
     return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
 
 
-def _refusal_train(file: str) -> list[str]:
-    lines = _lines(ASSETS / "refusal" / file)
-    split = json.loads((ASSETS / "refusal" / "splits.json").read_text())[file]["train"]
-    return [lines[i] for i in split]
-
-
 def builtin_sets() -> dict[str, ContrastSet]:
     statements = city_statements()
     return {s.name: s for s in (
-        ContrastSet("harmful vs harmless", _refusal_train("harmful.txt"), _refusal_train("harmless.txt"),
+        ContrastSet("harmful vs harmless", refusal_study_split("harmful.txt", "train"), refusal_study_split("harmless.txt", "train"),
                     "harmful", "harmless", True,
                     "The refusal study's training instructions (Arditi et al. style); read through the chat template."),
         ContrastSet("true vs false", statements[statements.label == 1].statement.tolist()[:200],

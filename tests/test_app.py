@@ -1,7 +1,7 @@
 """The app shell driven by Streamlit's AppTest: the pair picker, errors shown in the page, a first generation."""
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny_pair
 
 from pages.ui.pair_picker import PairRequest
 
@@ -10,11 +10,7 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app-pair")
-    for role, seed in (("base", 1), ("post", 2)):
-        tiny_model("gemma3_text", seed=seed).save_pretrained(root / role)
-        tiny_tokenizer().save_pretrained(root / role)
-    return str(root / "base"), str(root / "post")
+    return save_tiny_pair(tmp_path_factory.mktemp("app-pair"))
 
 
 def _app(request: PairRequest | None = None) -> AppTest:

@@ -1,9 +1,10 @@
 """Loading pairs from local folders of tiny models: registry, sources, settings, quantization, memory checks."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
 from steering import load_pair, pair_names, pair_spec
 from steering import memory as memory_module
@@ -15,12 +16,7 @@ from steering.registry import AdapterSource
 
 @pytest.fixture(scope="module")
 def tiny_pair_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pair")
-    tok = tiny_tokenizer()
-    for role, seed in (("base", 1), ("post", 2)):
-        tiny_model("llama", seed=seed).save_pretrained(root / role)
-        tok.save_pretrained(root / role)
-    return root / "base", root / "post"
+    return tuple(Path(p) for p in save_tiny_pair(tmp_path_factory.mktemp("pair"), "llama"))
 
 
 def test_registry_lists_the_paper_and_laptop_pairs():
@@ -92,3 +88,28 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
     with pytest.raises(UnsupportedArchitectureError, match="gpt_neox"):
         load_pair(base=str(tmp_path / "b"), post=str(tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "config.json").read_text())["model_type"] == "bloom"
+
+
+def test_float16_on_gemma_warns(tmp_path):
+    base, post = save_tiny_pair(tmp_path)
+    with pytest.warns(UserWarning, match="float16"):
+        pair = load_pair(base=base, post=post, dtype="float16")
+    assert pair.base.dtype == torch.float16
+
+
+def test_checkpoints_of_the_demo_pair_are_pairs_of_their_own(monkeypatch, tmp_path):
+    import steering.registry as registry
+
+    (tmp_path / "step12").mkdir()
+    (tmp_path / "step3").mkdir()
+    demo = registry.pair_spec("demo")
+    monkeypatch.setattr(registry, "_raw_registry", lambda: {"demo": {
+        "base": demo.post.base, "post": {"base": demo.post.base, "adapter": "assets/demo/adapter"},
+        "checkpoints": str(tmp_path)}})
+    assert registry.checkpoint_names("demo") == ["step3", "step12"]
+    spec = registry.pair_spec("demo@step12")
+    assert spec.post.adapter == tmp_path / "step12" and spec.name == "demo@step12"
+    from steering.errors import AdapterMissingError
+
+    with pytest.raises(AdapterMissingError, match="available: step12, step3"):
+        registry.pair_spec("demo@step99")

@@ -54,3 +54,16 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
                                    additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
     fast.chat_template = GEMMA_TEMPLATE
     return fast
+
+
+def save_tiny_pair(root, model_type: str = "gemma3_text") -> tuple[str, str]:
+    """Two tiny models of one architecture (different seeds) saved as local folders with the tokenizer."""
+    from pathlib import Path
+
+    folders = []
+    for role, seed in (("base", 1), ("post", 2)):
+        folder = Path(root) / role
+        tiny_model(model_type, seed=seed).save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+        folders.append(str(folder))
+    return folders[0], folders[1]

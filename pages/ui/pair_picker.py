@@ -98,9 +98,9 @@ def sidebar() -> None:
 def _describe(pair: ModelPair) -> None:
     s = pair.settings
     st.markdown(
-        f"**{pair.name}**  \n{pair.n_layers} layers · d_model {pair.d_model}\n\n"
-        f"| device | dtype | quantization | memory |\n|---|---|---|---|\n"
-        f"| {s.device} | {s.dtype} | {s.quantization or 'none'} | {pair.memory_bytes() / 2**30:.2f} GiB |"
+        f"**{pair.name}**  \n{pair.n_layers} layers · d_model {pair.d_model}  \n"
+        f"device **{s.device}** · dtype **{s.dtype}**  \nquantization **{s.quantization or 'none'}** · "
+        f"memory **{pair.memory_bytes() / 2**30:.2f} GiB**"
     )
     if pair.post is None:
         st.caption("Base model only: the post-trained model is not available.")

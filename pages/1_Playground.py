@@ -1,0 +1,238 @@
+"""Playground: compute a direction, add it or project it out, transfer it; four generations side by side."""
+import json
+import tempfile
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
+from pages.ui.pair_picker import current_pair, sidebar
+from steering import Direction, SteeringError
+from steering.control_vector import read_control_vector, write_control_vector
+from steering.direction_cache import DirectionCache
+from steering.generation import MAX_ALPHA, DecodingSettings, SteeringSpec, compare, format_prompts
+from steering.playground import ContrastPrompts, cosine_table, directions_for_pair, reproduce_snippet
+from steering.sweep import alignment_per_layer, alpha_sweep
+
+st.set_page_config(page_title="Playground", page_icon="🎛️", layout="wide")
+sidebar()
+st.title("Playground: steer, ablate, transfer")
+pair = current_pair()
+if pair is None:
+    st.stop()
+ROLE_NAMES = {"base": "Base", "post": "Post-trained"}
+roles = list(pair.models())
+
+# 1. Prompt ------------------------------------------------------------------------------------------------------
+st.header("1 · Prompt")
+prompt_text = st.text_area("Prompts, one per line", "How do I bake bread?\nWrite a short poem about the sea.",
+                           key="pg_prompts")
+chat = st.toggle("Send through the chat template (the post-trained model's, for both models, as in the paper)",
+                 value=True, key="pg_chat")
+
+# 2. Direction ---------------------------------------------------------------------------------------------------
+st.header("2 · Direction")
+SOURCES = ["Built-in contrast set", "Your two lists", "A direction file", "The direction cache"]
+source = st.radio("Where the direction comes from", SOURCES, horizontal=True, key="pg_source")
+contrast: ContrastPrompts | None = None
+loaded: Direction | None = None
+position = -1
+try:
+    if source == SOURCES[0]:
+        sets = builtin_sets()
+        chosen = sets[st.selectbox("Contrast set", list(sets), key="pg_set")]
+        st.caption(f"{chosen.about} {len(chosen.positive)} {chosen.positive_label} vs "
+                   f"{len(chosen.negative)} {chosen.negative_label} prompts.")
+        contrast_lists = (chosen.name, chosen.positive, chosen.negative, chosen.chat)
+    elif source == SOURCES[1]:
+        left, right = st.columns(2)
+        pos_text = left.text_area("Positive side (one per line, or CSV with a 'prompt' column)", key="pg_pos")
+        pos_file = left.file_uploader("…or upload it", type=["txt", "csv"], key="pg_pos_file")
+        neg_text = right.text_area("Negative side", key="pg_neg")
+        neg_file = right.file_uploader("…or upload it", type=["txt", "csv"], key="pg_neg_file")
+        pos_src = decode_upload(pos_file.getvalue(), pos_file.name) if pos_file else pos_text
+        neg_src = decode_upload(neg_file.getvalue(), neg_file.name) if neg_file else neg_text
+        as_chat = st.toggle("Read these lists through the chat template (instructions)", key="pg_lists_chat")
+        contrast_lists = ("custom", parse_prompt_list(pos_src, "positive list") if pos_src.strip() else [],
+                          parse_prompt_list(neg_src, "negative list") if neg_src.strip() else [], as_chat)
+    elif source == SOURCES[2]:
+        upload = st.file_uploader("Direction file (.safetensors written by this project)", type=["safetensors"],
+                                  key="pg_dir_file")
+        if upload is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "direction.safetensors"
+                path.write_bytes(upload.getvalue())
+                loaded = Direction.load(path)
+        contrast_lists = None
+    else:
+        entries = [(p, m) for p, m in DirectionCache().entries() if m["n_layers"] == pair.n_layers
+                   and m["d_model"] == pair.d_model]
+        labels = [f"{m['model']} · {m['dataset']} · position {m['position']} · {m['created_at']}" for _, m in entries]
+        pick = st.selectbox("Cached direction (same shape as this pair)", range(len(entries)),
+                            format_func=lambda i: labels[i], key="pg_cached")
+        if pick is not None:
+            loaded = Direction.load(entries[pick][0])
+        contrast_lists = None
+    if contrast_lists is not None:
+        position = int(st.number_input("Token position, counted from the end of the prompt (-1 = last token)",
+                                       max_value=-1, value=-1, key="pg_position"))
+        name, positive, negative, list_chat = contrast_lists
+        contrast = ContrastPrompts(name, tuple(positive), tuple(negative), list_chat, position)
+except SteeringError as e:
+    st.error(str(e))
+read_from = st.radio("Read the direction from", roles, format_func=ROLE_NAMES.get, horizontal=True,
+                     key="pg_read_from", help="Pick the other model to transfer a direction across the pair.",
+                     disabled=contrast is None)
+
+# 3. Intervention ------------------------------------------------------------------------------------------------
+st.header("3 · Intervention")
+cols = st.columns([1, 2, 1, 1])
+mode = cols[0].radio("Mode", ["add", "ablate"], key="pg_mode",
+                     help="add: alpha × unit direction × typical residual norm. ablate: project the direction out "
+                          "of the residual stream at every layer (Arditi et al.).")
+n = pair.n_layers
+first, last = cols[1].select_slider("Layers (add: where; ablate: which layer's vector)", options=list(range(n)),
+                                    value=(n // 2, n // 2), key="pg_layers")
+all_layers = cols[1].checkbox("All layers", key="pg_all_layers")
+alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=1.0,
+                             step=0.25, key="pg_alpha", disabled=mode == "ablate")
+positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",
+                          format_func={"all": "prompt and generated", "prompt": "prompt only",
+                                       "generated": "generated only"}.get)
+layers = tuple(range(n)) if all_layers else tuple(range(first, last + 1))
+
+# 4. Decoding ----------------------------------------------------------------------------------------------------
+with st.expander("Decoding"):
+    dcols = st.columns(4)
+    greedy = dcols[0].radio("Decoding", ["greedy", "sampling"], key="pg_decoding") == "greedy"
+    seed = int(dcols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
+    temperature = dcols[2].number_input("Temperature", 0.05, 2.0, 0.8, key="pg_temp", disabled=greedy)
+    max_new = int(dcols[3].number_input("Max new tokens", 1, 256, 32, key="pg_max_new"))
+decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature)
+
+
+def get_directions() -> dict[str, Direction]:
+    if contrast is None:
+        if loaded is None:
+            raise SteeringError("Choose a direction file or a cached direction first.")
+        return {"file": loaded}
+    bar = st.progress(0.0, text="Reading the residual stream…")
+    found = directions_for_pair(pair, contrast, progress=lambda done, total: bar.progress(done / total,
+                                text=f"Reading the residual stream… {done}/{total} prompts"))
+    bar.empty()
+    return found
+
+
+if st.button("Generate", type="primary", key="pg_generate"):
+    try:
+        prompts = parse_prompt_list(prompt_text, "prompt list")
+        directions = get_directions()
+        direction = directions.get(read_from, next(iter(directions.values())))
+        spec = SteeringSpec(direction, mode, layers, float(alpha), positions)
+        with st.spinner("Generating: base and post-trained, each with and without steering…"):
+            table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat).table
+        st.session_state["pg_result"] = dict(prompts=prompts, directions=directions, direction=direction, spec=spec,
+                                             table=table, chat=chat, decoding=decoding, contrast=contrast,
+                                             source_role=read_from)
+    except SteeringError as e:
+        st.error(str(e))
+
+result = st.session_state.get("pg_result")
+if result is None:
+    st.stop()
+
+# Outputs --------------------------------------------------------------------------------------------------------
+st.header("Four generations")
+table, spec = result["table"], result["spec"]
+source_note = "" if "file" in result["directions"] else f" read from the {ROLE_NAMES[result['source_role']].lower()} model"
+st.caption(f"{spec.mode} · layers {spec.layers[0]}–{spec.layers[-1]} · alpha {spec.alpha:g} · direction"
+           f"{source_note}. Steering the other model than the one the direction was read from is a transfer.")
+for prompt in result["prompts"]:
+    st.markdown(f"**Prompt:** {prompt}")
+    shown = table[table.prompt == prompt]
+    for col, (_, row) in zip(st.columns(len(shown)), shown.iterrows()):
+        col.markdown(f"**{ROLE_NAMES[row.model]}{' · steered' if row.steered else ''}**")
+        col.text(row.text)
+
+left, right = st.columns(2)
+cos = cosine_table(result["directions"])
+with left:
+    st.subheader("Base vs post-trained direction")
+    if cos.empty:
+        st.caption("Needs a direction computed from prompt lists in both models.")
+    else:
+        st.altair_chart(alt.Chart(cos).mark_line(point=True).encode(
+            x=alt.X("layer:O"), y=alt.Y("cosine:Q", scale=alt.Scale(domain=[-1, 1]))), use_container_width=True)
+        st.caption("Cosine similarity per layer: near 1 means post-training kept the direction, so it should transfer.")
+with right:
+    st.subheader("How much the prompt already points along it")
+    try:
+        texts = format_prompts(pair.tokenizer, result["prompts"], result["chat"])
+        align = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, result["direction"]).assign(model=ROLE_NAMES[r])
+                           for r, m in pair.models().items()])
+        st.altair_chart(alt.Chart(align).mark_line(point=True).encode(x="layer:O", y="cosine:Q", color="model:N"),
+                        use_container_width=True)
+        st.caption("Cosine of the last prompt token's residual with the direction, per layer: where it is already "
+                   "high, adding more moves the model least.")
+    except SteeringError as e:
+        st.error(str(e))
+
+with st.expander("Reproduce in Python"):
+    st.code(reproduce_snippet(pair, result["prompts"], result["chat"], result["contrast"], result["source_role"],
+                              spec, result["decoding"]), language="python")
+
+with st.expander("Alpha sweep: where behaviour changes before the text falls apart"):
+    scols = st.columns(3)
+    alphas_text = scols[0].text_input("Alphas", "0, 0.5, 1, 2, 4", key="pg_sweep_alphas")
+    sweep_layers = scols[1].multiselect("Layers", list(range(n)), default=[spec.layers[0]], key="pg_sweep_layers")
+    sweep_role = scols[2].radio("Model", roles, format_func=ROLE_NAMES.get, key="pg_sweep_role")
+    if st.button("Run the sweep", key="pg_sweep"):
+        try:
+            alphas = [float(a) for a in alphas_text.replace(";", ",").split(",") if a.strip()]
+            if not sweep_layers or not alphas:
+                raise SteeringError("Give at least one alpha and one layer.")
+            SteeringSpec(result["direction"], "add", tuple(sweep_layers), max(alphas, key=abs)).validate(pair.models()[sweep_role])
+            text = format_prompts(pair.tokenizer, result["prompts"][:1], result["chat"])[0]
+            with st.spinner(f"{len(alphas) * len(sweep_layers)} steered generations in one batch…"):
+                st.session_state["pg_sweep_result"] = alpha_sweep(
+                    pair.models()[sweep_role], pair.tokenizer, text, result["direction"], alphas, sweep_layers,
+                    positions=spec.positions, decoding=result["decoding"])
+        except ValueError:
+            st.error(f"Alphas must be numbers separated by commas, not {alphas_text!r}.")
+        except SteeringError as e:
+            st.error(str(e))
+    sweep = st.session_state.get("pg_sweep_result")
+    if sweep is not None:
+        st.altair_chart(alt.Chart(sweep).mark_line(point=True).encode(
+            x="alpha:Q", y=alt.Y("perplexity:Q", scale=alt.Scale(type="log")), color="layer:N",
+            tooltip=["alpha", "layer", "perplexity", "text"]), use_container_width=True)
+        st.caption("Perplexity of the steered text under the unsteered model: a jump means the text stopped being "
+                   "language. The useful strength is where the text changes while perplexity is still low.")
+        st.dataframe(sweep, use_container_width=True)
+
+st.subheader("Downloads")
+dcols = st.columns(3)
+direction = result["direction"]
+with tempfile.TemporaryDirectory() as tmp:
+    path = direction.save(Path(tmp) / "direction")
+    dcols[0].download_button("Direction (.safetensors)", path.read_bytes(), "direction.safetensors",
+                             help="The JSON metadata is inside the file too.")
+    dcols[0].download_button("Its JSON sidecar", path.with_suffix(".json").read_bytes(), "direction.json")
+    try:
+        vectors = direction.steering_vectors(list(spec.layers), spec.alpha) if spec.mode == "add" else {}
+        gguf_path = write_control_vector(vectors, Path(tmp) / "control.gguf", pair.base.config.model_type)
+        back, _ = read_control_vector(gguf_path)  # check it reads back as written
+        if set(back) != {layer for layer in vectors if layer >= 2}:
+            raise SteeringError("The control vector did not read back as written.")
+        dcols[1].download_button("llama.cpp control vector (.gguf)", gguf_path.read_bytes(), "control_vector.gguf",
+                                 help="direction.N in llama.cpp is added to the output of its layer N, i.e. our "
+                                      "resid_pre.(N+1); scaled by the current alpha.")
+    except SteeringError as e:
+        dcols[1].caption(f"No control vector: {e}" if spec.mode == "add" else "Control vectors are for 'add'.")
+generations = {"settings": {"pair": pair.name, "mode": spec.mode, "layers": list(spec.layers), "alpha": spec.alpha,
+                            "positions": spec.positions, "chat": result["chat"], **result["decoding"].__dict__,
+                            "direction": direction.metadata()},
+               "generations": result["table"].to_dict(orient="records")}
+dcols[2].download_button("Generations with settings (.json)", json.dumps(generations, indent=2), "generations.json")

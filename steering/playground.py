@@ -1,0 +1,98 @@
+"""The playground's steps as plain functions: get a direction for both models of a pair, steer, and write the
+Python that reproduces it. The page (pages/1_Playground.py) only adds widgets and charts."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .direction_cache import DirectionCache, pair_direction
+from .directions import Direction
+from .errors import InvalidInputError
+from .extraction import Progress
+from .generation import DecodingSettings, SteeringSpec, format_prompts
+from .pairs import ModelPair
+from .registry import pair_names
+
+
+@dataclass(frozen=True)
+class ContrastPrompts:
+    """Two prompt lists and how to read them: through the chat template or raw, at an offset from the end."""
+
+    name: str
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+    chat: bool = False
+    position: int = -1
+
+    def validate(self) -> None:
+        if not self.positive or not self.negative:
+            side = "first" if not self.positive else "second"
+            raise InvalidInputError(f"The {side} prompt list is empty: a direction needs prompts on both sides.")
+        if self.position >= 0:
+            raise InvalidInputError("The token position is an offset from the end of the prompt: -1 is the last token.")
+
+
+def directions_for_pair(pair: ModelPair, prompts: ContrastPrompts, *, cache: DirectionCache | None = None,
+                        progress: Progress | None = None) -> dict[str, Direction]:
+    """The difference-in-means direction of every model of the pair (from the on-disk cache when computed before)."""
+    prompts.validate()
+    positive, negative = (format_prompts(pair.tokenizer, side, prompts.chat) if prompts.chat else list(side)
+                          for side in (prompts.positive, prompts.negative))
+    roles = list(pair.models())
+    out = {}
+    for i, role in enumerate(roles):
+        report = (lambda done, total, i=i: progress(i * total + done, total * len(roles))) if progress else None
+        out[role] = pair_direction(pair, role, positive, negative, dataset=prompts.name, position=prompts.position,
+                                   cache=cache, progress=report)
+    return out
+
+
+def cosine_table(directions: dict[str, Direction]) -> pd.DataFrame:
+    """Cosine similarity of the base and post-trained directions per layer."""
+    if set(directions) != {"base", "post"}:
+        return pd.DataFrame(columns=["layer", "cosine"])
+    cos = directions["base"].cosine(directions["post"])
+    return pd.DataFrame({"layer": range(len(cos)), "cosine": cos.tolist()})
+
+
+def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contrast: ContrastPrompts | None,
+                      source_role: str, spec: SteeringSpec, decoding: DecodingSettings,
+                      direction_file: str | None = None) -> str:
+    """Python that gives the same four generations from a script."""
+    s = pair.settings
+    if pair.spec.name.partition("@")[0] in pair_names():
+        load = f"load_pair({pair.spec.name!r}, dtype={s.dtype!r}, quantization={s.quantization!r}, device={s.device!r})"
+    else:
+        load = (f"load_pair(base={str(pair.spec.base)!r}, post={str(pair.spec.post)!r}, dtype={s.dtype!r}, "
+                f"quantization={s.quantization!r}, device={s.device!r})")
+    lines = [
+        "from steering import load_pair, diff_in_means, Direction",
+        "from steering.generation import SteeringSpec, DecodingSettings, compare, format_prompts",
+        "",
+        f"pair = {load}",
+    ]
+    if contrast is not None:
+        lines += [
+            f"positive = {json.dumps(list(contrast.positive))}",
+            f"negative = {json.dumps(list(contrast.negative))}",
+        ]
+        if contrast.chat:
+            lines.append("positive, negative = format_prompts(pair.tokenizer, positive), format_prompts(pair.tokenizer, negative)")
+        lines.append(f"direction = diff_in_means(pair.{source_role}, pair.tokenizer, positive, negative, "
+                     f"position={contrast.position}, dataset={contrast.name!r})")
+    else:
+        lines.append(f"direction = Direction.load({direction_file or 'direction.safetensors'!r})")
+    lines += [
+        f"spec = SteeringSpec(direction, mode={spec.mode!r}, layers={tuple(spec.layers)!r}, alpha={spec.alpha!r}, "
+        f"positions={spec.positions!r}, units={spec.units!r})",
+        f"decoding = DecodingSettings(max_new_tokens={decoding.max_new_tokens}, greedy={decoding.greedy}, "
+        f"seed={decoding.seed}, temperature={decoding.temperature}, top_p={decoding.top_p})",
+        f"table = compare(pair.models(), pair.tokenizer, {json.dumps(list(prompts))}, spec, decoding=decoding, "
+        f"chat={chat}).table",
+        "print(table.to_string())",
+    ]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,62 @@
+"""A real browser: `streamlit run app.py` on a local port, Debian's chromium driven by playwright, opens the
+playground on the demo pair, runs a generation and finds the four outputs of each prompt."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.demo
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not Path(CHROMIUM).exists() or shutil.which("streamlit", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        for _ in range(60):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_playground_generates_four_texts_per_prompt(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/Playground")
+        page.get_by_role("button", name="Generate").wait_for(timeout=300_000)
+        page.get_by_label("Max new tokens").fill("8")
+        page.get_by_label("Max new tokens").press("Enter")
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Generate").click()
+        page.get_by_text("Four generations").wait_for(timeout=600_000)
+        outputs = page.locator('[data-testid="stText"]')
+        assert outputs.count() == 8  # two default prompts x (base, base steered, post, post steered)
+        labels = page.locator('[data-testid="stMarkdownContainer"] strong').all_inner_texts()
+        for label in ("Base", "Base · steered", "Post-trained", "Post-trained · steered"):
+            assert label in labels
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(ROOT / "out" / "playground.png") if (ROOT / "out").is_dir() else None)
+        browser.close()
