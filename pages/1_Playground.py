@@ -133,9 +133,12 @@ if st.button("Generate", type="primary", key="pg_generate"):
         spec = SteeringSpec(direction, mode, layers, float(alpha), positions)
         with st.spinner("Generating: base and post-trained, each with and without steering…"):
             table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat).table
+            texts = format_prompts(pair.tokenizer, prompts, chat)
+            alignment = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, direction).assign(model=ROLE_NAMES[r])
+                                   for r, m in pair.models().items()])
         st.session_state["pg_result"] = dict(prompts=prompts, directions=directions, direction=direction, spec=spec,
                                              table=table, chat=chat, decoding=decoding, contrast=contrast,
-                                             source_role=read_from)
+                                             source_role=read_from, alignment=alignment)
     except SteeringError as e:
         st.error(str(e))
 
@@ -168,16 +171,10 @@ with left:
         st.caption("Cosine similarity per layer: near 1 means post-training kept the direction, so it should transfer.")
 with right:
     st.subheader("How much the prompt already points along it")
-    try:
-        texts = format_prompts(pair.tokenizer, result["prompts"], result["chat"])
-        align = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, result["direction"]).assign(model=ROLE_NAMES[r])
-                           for r, m in pair.models().items()])
-        st.altair_chart(alt.Chart(align).mark_line(point=True).encode(x="layer:O", y="cosine:Q", color="model:N"),
-                        use_container_width=True)
-        st.caption("Cosine of the last prompt token's residual with the direction, per layer: where it is already "
-                   "high, adding more moves the model least.")
-    except SteeringError as e:
-        st.error(str(e))
+    st.altair_chart(alt.Chart(result["alignment"]).mark_line(point=True).encode(x="layer:O", y="cosine:Q",
+                    color="model:N"), use_container_width=True)
+    st.caption("Cosine of the last prompt token's residual with the direction, per layer: where it is already "
+               "high, adding more moves the model least.")
 
 with st.expander("Reproduce in Python"):
     st.code(reproduce_snippet(pair, result["prompts"], result["chat"], result["contrast"], result["source_role"],

@@ -78,6 +78,7 @@ def evaluate_pair(models: dict[str, PreTrainedModel], tokenizer: PreTrainedToken
     metrics, samples = [], []
     for role, model in models.items():
         for name, prompts in sets.items():
+            print(f"{role}: {name} ({len(prompts)} prompts)", flush=True)
             replies = _generate_all(model, tokenizer, format_prompts(tokenizer, prompts), max_new_tokens)
             refused = [is_refusal(r) for r in replies]
             metrics.append({"model": role, "metric": f"refusal rate: {name}", "value": sum(refused) / len(refused),
