@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20, help="prompts per set in the acceptance run")
     parser.add_argument("--layer", type=int, default=9)
-    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--skip-page", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())

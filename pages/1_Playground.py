@@ -96,8 +96,8 @@ n = pair.n_layers
 first, last = cols[1].select_slider("Layers (add: where; ablate: which layer's vector)", options=list(range(n)),
                                     value=(n // 2, n // 2), key="pg_layers")
 all_layers = cols[1].checkbox("All layers", key="pg_all_layers")
-alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=1.0,
-                             step=0.25, key="pg_alpha", disabled=mode == "ablate")
+alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=0.1,
+                             step=0.05, key="pg_alpha", disabled=mode == "ablate")
 positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",
                           format_func={"all": "prompt and generated", "prompt": "prompt only",
                                        "generated": "generated only"}.get)
@@ -150,8 +150,13 @@ if result is None:
 st.header("Four generations")
 table, spec = result["table"], result["spec"]
 source_note = "" if "file" in result["directions"] else f" read from the {ROLE_NAMES[result['source_role']].lower()} model"
+norms = result["direction"].resid_norms
+norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[spec.layers[0]]):,.0f}, so alpha "
+             f"{spec.alpha:g} adds a vector of norm {spec.alpha * float(norms[spec.layers[0]]):,.0f} there."
+             if norms is not None and spec.mode == "add" else "")
 st.caption(f"{spec.mode} · layers {spec.layers[0]}–{spec.layers[-1]} · alpha {spec.alpha:g} · direction"
-           f"{source_note}. Steering the other model than the one the direction was read from is a transfer.")
+           f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
+           f"{norm_note}")
 for prompt in result["prompts"]:
     st.markdown(f"**Prompt:** {prompt}")
     shown = table[table.prompt == prompt]
@@ -167,12 +172,12 @@ with left:
         st.caption("Needs a direction computed from prompt lists in both models.")
     else:
         st.altair_chart(alt.Chart(cos).mark_line(point=True).encode(
-            x=alt.X("layer:O"), y=alt.Y("cosine:Q", scale=alt.Scale(domain=[-1, 1]))), use_container_width=True)
+            x=alt.X("layer:O"), y=alt.Y("cosine:Q", scale=alt.Scale(domain=[-1, 1]))), width="stretch")
         st.caption("Cosine similarity per layer: near 1 means post-training kept the direction, so it should transfer.")
 with right:
     st.subheader("How much the prompt already points along it")
     st.altair_chart(alt.Chart(result["alignment"]).mark_line(point=True).encode(x="layer:O", y="cosine:Q",
-                    color="model:N"), use_container_width=True)
+                    color="model:N"), width="stretch")
     st.caption("Cosine of the last prompt token's residual with the direction, per layer: where it is already "
                "high, adding more moves the model least.")
 
@@ -204,10 +209,10 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
     if sweep is not None:
         st.altair_chart(alt.Chart(sweep).mark_line(point=True).encode(
             x="alpha:Q", y=alt.Y("perplexity:Q", scale=alt.Scale(type="log")), color="layer:N",
-            tooltip=["alpha", "layer", "perplexity", "text"]), use_container_width=True)
+            tooltip=["alpha", "layer", "perplexity", "text"]), width="stretch")
         st.caption("Perplexity of the steered text under the unsteered model: a jump means the text stopped being "
                    "language. The useful strength is where the text changes while perplexity is still low.")
-        st.dataframe(sweep, use_container_width=True)
+        st.dataframe(sweep, width="stretch")
 
 st.subheader("Downloads")
 dcols = st.columns(3)

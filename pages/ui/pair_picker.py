@@ -82,7 +82,7 @@ def sidebar() -> None:
     with st.sidebar:
         st.subheader("Model pair")
         request = _pick()
-        if st.button("Load pair", type="primary", use_container_width=True):
+        if st.button("Load pair", type="primary", width="stretch"):
             st.session_state["pair_request"] = request
         active = st.session_state.setdefault("pair_request", PairRequest("demo"))
         try:
