@@ -95,3 +95,14 @@ def test_a_direction_file_from_a_model_of_another_shape_is_refused(page, tmp_pat
     at = _generate(at)
     assert not at.exception
     assert any("Choose a direction file or a cached direction" in e.value for e in at.error)
+
+
+@pytest.mark.demo
+def test_the_page_on_the_demo_pair_shows_four_generations():
+    at = AppTest.from_file(PAGE, default_timeout=600).run()
+    assert not at.exception
+    at.number_input(key="pg_max_new").set_value(6)
+    at.button(key="pg_generate").click().run()
+    assert not at.exception and not at.error
+    assert len(at.text) == 8  # the two default prompts x four generations
+    assert any("Typical residual norm at layer 9" in c.value for c in at.caption)
