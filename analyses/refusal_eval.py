@@ -1,0 +1,93 @@
+"""The refusal study on held-out prompts: every model x direction source x intervention, both refusal scores.
+
+- ablation: the selected direction projected out of the residual stream at every layer, on harmful prompts;
+- addition: alpha * (the steered model's typical residual norm at that layer and position) * unit direction,
+  added at the direction's selected layer at every token, on harmless prompts;
+- the direction comes from the model itself, or from the other model of the pair: base->post is forward
+  transfer, post->base backward transfer."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from steering.generation import format_prompts
+from steering.interventions import ablate, add
+
+from .common import Steps
+from .refusal_scores import Intervention, generate_scored, refusal_flags
+from .refusal_select import addition_vector
+
+ROLE_ORDER = ("base", "post")
+TRANSFER = {("base", "post"): "forward (base→post)", ("post", "base"): "backward (post→base)"}
+
+
+def transfer_label(source: str | None, target: str) -> str:
+    if source is None:
+        return "none"
+    return "own" if source == target else TRANSFER.get((source, target), f"{source}→{target}")
+
+
+def intervention_for(model: PreTrainedModel, mode: str, source: dict[str, Any], target_norms: torch.Tensor,
+                     positions: Sequence[int], alpha: float) -> Intervention | None:
+    """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'."""
+    if mode == "none":
+        return None
+    vector = source["vector"]
+    if mode == "ablate":
+        return lambda: ablate(model, vector)
+    layer = source["layer"]
+    norm = float(target_norms[layer, list(positions).index(source["position"])])
+    return lambda: add(model, {layer: addition_vector(vector, norm, alpha)})
+
+
+def conditions(sources: Sequence[str]) -> list[tuple[str, str | None, str]]:
+    """(intervention, direction source, prompt set): baselines on both sets, then ablation on harmful and addition
+    on harmless with every model's direction."""
+    out = [("none", None, "harmful"), ("none", None, "harmless")]
+    for source in sources:
+        out += [("ablate", source, "harmful"), ("add", source, "harmless")]
+    return out
+
+
+def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBase, texts: dict[str, list[str]],
+                  raw: dict[str, list[str]], directions: dict, token_ids: Sequence[int], positions: Sequence[int],
+                  config, steps: Steps) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores: one row per model x source x intervention, generations: one row per reply). `texts` are the
+    formatted test prompts per side, `raw` the same instructions as typed."""
+    phrases = config.phrases or None
+    gen_rows = []
+    for role, model in models.items():
+        report = steps.stage(f"test {role}", f"{role}: interventions on the test split")
+        todo = conditions([s for s in ROLE_ORDER if s in directions])
+        for i, (mode, source, side) in enumerate(todo):
+            prompts = texts[side]
+            hook = intervention_for(model, mode, directions.get(source, {}), directions[role]["norms"], positions,
+                                    config.alpha)
+            replies, scores = generate_scored(model, tok, prompts, token_ids, intervention=hook,
+                                              max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                              progress=lambda d, t, i=i: report(i * t + d, len(todo) * t))
+            for prompt, reply, refused, score in zip(raw[side], replies, refusal_flags(replies, phrases), scores):
+                gen_rows.append({"model": role, "direction_from": source or "none",
+                                 "transfer": transfer_label(source, role), "intervention": mode, "prompts": side,
+                                 "prompt": prompt, "reply": reply, "refusal": refused, "refusal_score": score})
+    gens = pd.DataFrame(gen_rows)
+    keys = ["model", "direction_from", "transfer", "intervention", "prompts"]
+    scores = (gens.groupby(keys, sort=False)
+              .agg(n=("refusal", "size"), refusal_score=("refusal_score", "mean"), refusal_rate=("refusal", "mean"))
+              .reset_index())
+    return scores, gens
+
+
+def live_generation(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, mode: str,
+                    source: dict, target_norms: torch.Tensor, positions: Sequence[int], alpha: float,
+                    max_new_tokens: int = 48) -> tuple[str, str]:
+    """(unsteered, steered) greedy replies to one instruction through the chat template."""
+    text = format_prompts(tok, [prompt])
+    hook = intervention_for(model, mode, source, target_norms, positions, alpha)
+    plain, _ = generate_scored(model, tok, text, [0], max_new_tokens=max_new_tokens)
+    steered, _ = generate_scored(model, tok, text, [0], intervention=hook, max_new_tokens=max_new_tokens)
+    return plain[0], steered[0]

@@ -1,0 +1,104 @@
+"""Candidate refusal directions and their selection on the validation split (Arditi et al. 2024, section 2.3).
+
+A candidate is the difference in means (harmful minus harmless) of the residual stream entering layer l at one
+post-instruction token position p. Each candidate is scored on validation prompts:
+- ablation score: mean refusal log-odds on harmful prompts with the direction projected out at every layer
+  (lower = the direction matters more for refusing);
+- addition score: mean refusal log-odds on harmless prompts with alpha * (typical residual norm) * unit added at
+  layer l (higher = adding it induces refusal);
+- KL: mean KL divergence of the next-token distribution on harmless prompts under ablation (how much else it breaks).
+Filters (Config fields): drop layers in the last `prune_layer_fraction` of the model, KL above `max_kl`, addition
+score not above `min_addition_score`; then pick the lowest ablation score."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from steering.extraction import collect_residuals
+from steering.interventions import ablate, add
+
+from .refusal_scores import BatchProgress, kl_divergence, last_logits, refusal_log_odds
+
+
+def candidate_directions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, harmful: Sequence[str],
+                         harmless: Sequence[str], positions: Sequence[int], *, batch_size: int = 16,
+                         progress: BatchProgress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(diff [n_layers, n_positions, d] harmful minus harmless means, norms [n_layers, n_positions] mean residual
+    norm over both sets) of the residual stream entering every layer at the given offsets."""
+    total = len(harmful) + len(harmless)
+
+    def acts(prompts: Sequence[str], offset: int) -> torch.Tensor:
+        report = (lambda done, _: progress(offset + done, total)) if progress else None
+        return collect_residuals(model, tokenizer, prompts, positions=tuple(positions), batch_size=batch_size,
+                                 progress=report)
+
+    pos, neg = acts(harmful, 0), acts(harmless, len(harmful))
+    return pos.mean(0) - neg.mean(0), torch.cat([pos, neg]).norm(dim=-1).mean(0)
+
+
+def kept_layers(n_layers: int, prune_layer_fraction: float) -> list[int]:
+    """Layers outside the last `prune_layer_fraction` of the model (Arditi: candidates there are discarded)."""
+    return [layer for layer in range(n_layers) if layer < (1.0 - prune_layer_fraction) * n_layers]
+
+
+def addition_vector(unit: torch.Tensor, norm: float, alpha: float) -> torch.Tensor:
+    """alpha in units of the typical residual norm at the layer it is added to."""
+    return alpha * norm * torch.nn.functional.normalize(unit, dim=0)
+
+
+def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, diffs: torch.Tensor,
+                     norms: torch.Tensor, positions: Sequence[int], layers: Sequence[int], harmful: Sequence[str],
+                     harmless: Sequence[str], token_ids: Sequence[int], *, alpha: float, batch_size: int = 16,
+                     progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """One row per (layer, position): ablation_score, addition_score, kl (see the module's docstring)."""
+    reference = last_logits(model, tokenizer, harmless, batch_size=batch_size)
+    both, n_h = list(harmful) + list(harmless), len(harmful)
+    grid = [(layer, p) for layer in layers for p in range(len(positions))]
+    rows = []
+    for i, (layer, p) in enumerate(grid):
+        vector = diffs[layer, p]
+        ablated = last_logits(model, tokenizer, both, batch_size=batch_size,
+                              intervention=lambda: ablate(model, vector))
+        steer = {layer: addition_vector(vector, float(norms[layer, p]), alpha)}
+        added = last_logits(model, tokenizer, harmless, batch_size=batch_size,
+                            intervention=lambda: add(model, steer))
+        rows.append({"layer": layer, "position": positions[p],
+                     "ablation_score": refusal_log_odds(ablated[:n_h], token_ids).mean().item(),
+                     "addition_score": refusal_log_odds(added, token_ids).mean().item(),
+                     "kl": kl_divergence(reference, ablated[n_h:]).mean().item()})
+        if progress:
+            progress(i + 1, len(grid))
+    return pd.DataFrame(rows)
+
+
+def apply_filters(candidates: pd.DataFrame, n_layers: int, *, prune_layer_fraction: float, max_kl: float,
+                  min_addition_score: float) -> pd.DataFrame:
+    """The candidates with a `filter` column: 'kept' or why the candidate was discarded."""
+    out = candidates.copy()
+    reasons = []
+    kept = set(kept_layers(n_layers, prune_layer_fraction))
+    for row in out.itertuples():
+        if row.layer not in kept:
+            reasons.append(f"in the last {prune_layer_fraction:.0%} of layers")
+        elif pd.isna(row.kl) or row.kl > max_kl:
+            reasons.append(f"KL on harmless > {max_kl:g}")
+        elif row.addition_score <= min_addition_score:
+            reasons.append("addition does not induce refusal")
+        else:
+            reasons.append("kept")
+    out["filter"] = reasons
+    return out
+
+
+def select(filtered: pd.DataFrame) -> tuple[pd.Series, bool]:
+    """The kept candidate with the lowest ablation score, and True; when no candidate passes every filter, the
+    lowest ablation score among those not in the pruned layers (or all), and False."""
+    kept = filtered[filtered["filter"] == "kept"]
+    if len(kept):
+        return kept.loc[kept.ablation_score.idxmin()], True
+    allowed = filtered[~filtered["filter"].str.startswith("in the last")].dropna(subset=["ablation_score"])
+    pool = allowed if len(allowed) else filtered.dropna(subset=["ablation_score"])
+    return pool.loc[pool.ablation_score.idxmin()], False
