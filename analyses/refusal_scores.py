@@ -43,12 +43,16 @@ def refusal_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[str] 
                       phrases: Sequence[str] | None = None) -> list[int]:
     """Token ids whose probability at the first generated position makes up p_refusal: `tokens` as given, or the
     first token of each refusal phrase written with a capital letter. Unknown tokens are left out."""
-    if tokens:
-        candidates = [tokenizer(t, add_special_tokens=False).input_ids[:1] for t in tokens]
-    else:
-        phrases = refusal_phrases() if phrases is None else phrases
-        candidates = [tokenizer(p[:1].upper() + p[1:], add_special_tokens=False).input_ids[:1] for p in phrases]
     unk = tokenizer.unk_token_id
+
+    def first(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids[:1]
+
+    if tokens:
+        candidates = [first(t) for t in tokens]
+    else:  # capitalised as a reply starts; the phrase as written when the capitalised form is unknown
+        phrases = refusal_phrases() if phrases is None else phrases
+        candidates = [c if c and c[0] != unk else first(p) for p in phrases for c in [first(p[:1].upper() + p[1:])]]
     ids = sorted({c[0] for c in candidates if c and c[0] != unk})
     if not ids:
         raise InvalidInputError("None of the refusal tokens is in this tokenizer's vocabulary: set the refusal "

@@ -60,6 +60,12 @@ def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     rows = []
     for i, (layer, p) in enumerate(grid):
         vector = diffs[layer, p]
+        if float(vector.norm()) < 1e-6 * max(float(norms[layer, p]), 1e-12):  # same tokens on both sides (layer 0)
+            rows.append({"layer": layer, "position": positions[p], "ablation_score": float("nan"),
+                         "addition_score": float("nan"), "kl": float("nan")})
+            if progress:
+                progress(i + 1, len(grid))
+            continue
         ablated = last_logits(model, tokenizer, both, batch_size=batch_size,
                               intervention=lambda: ablate(model, vector))
         steer = {layer: addition_vector(vector, float(norms[layer, p]), alpha)}
@@ -83,6 +89,8 @@ def apply_filters(candidates: pd.DataFrame, n_layers: int, *, prune_layer_fracti
     for row in out.itertuples():
         if row.layer not in kept:
             reasons.append(f"in the last {prune_layer_fraction:.0%} of layers")
+        elif pd.isna(row.ablation_score):
+            reasons.append("no direction (same activations on both sides)")
         elif pd.isna(row.kl) or row.kl > max_kl:
             reasons.append(f"KL on harmless > {max_kl:g}")
         elif row.addition_score <= min_addition_score:

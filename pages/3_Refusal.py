@@ -1,0 +1,139 @@
+"""Refusal study: the refusal direction of each model, ablated and added with its own and the other model's."""
+import pandas as pd
+import streamlit as st
+
+from analyses.contrast_sets import decode_upload, parse_prompt_list
+from analyses.refusal import Config, run
+from analyses.refusal_charts import candidate_heatmap, cosine_chart, score_bars
+from analyses.refusal_data import builtin_data, split_lists
+from analyses.refusal_eval import live_generation
+from pages.ui.pair_picker import current_pair, sidebar
+from steering import SteeringError
+from steering.judging import refusal_phrases
+
+st.set_page_config(page_title="Refusal", page_icon="🛑", layout="wide")
+sidebar()
+st.title("Refusal: one direction, and how it transfers")
+st.markdown(
+    "Arditi et al. (2024) find that refusal is mediated by one direction: the difference in means of the residual "
+    "stream between harmful and harmless instructions. Du et al. (2025) show the base and post-trained models' "
+    "directions differ, and that the post-trained model's direction steers the base model (**backward** transfer) "
+    "better than the base model's steers the post-trained one (**forward** transfer). Both models read the "
+    "instructions through the post-trained model's chat template.")
+pair = current_pair()
+if pair is None:
+    st.stop()
+defaults = Config()
+
+
+def _data():
+    source = st.radio("Instructions", ["Built-in sets", "Your two lists"], horizontal=True, key="rf_data")
+    if source == "Built-in sets":
+        return builtin_data()
+    left, right = st.columns(2)
+    lists = []
+    for col, side in ((left, "harmful"), (right, "harmless")):
+        text = col.text_area(f"{side.capitalize()} instructions (one per line, or CSV with a 'prompt' column)",
+                             key=f"rf_{side}")
+        upload = col.file_uploader("…or upload them", type=["txt", "csv"], key=f"rf_{side}_file")
+        lists.append(parse_prompt_list(decode_upload(upload.getvalue(), upload.name) if upload else text,
+                                       f"{side} list"))
+    return split_lists(*lists)
+
+
+def _config() -> Config:
+    with st.expander("Settings"):
+        a, b, c = st.columns(3)
+        n_val = a.number_input("validation prompts per side", 1, 200, defaults.n_val, key="rf_n_val",
+                               help="Each candidate costs about three forward passes of them.")
+        n_test = a.number_input("test prompts per side (0 = whole split)", 0, 500, 0, key="rf_n_test")
+        layer_step = a.number_input("score every n-th layer", 1, 8, defaults.layer_step, key="rf_layer_step")
+        alpha = b.number_input("addition alpha (× typical residual norm)", 0.0, 10.0, defaults.alpha, 0.01,
+                               key="rf_alpha", help="The vector added is alpha × ‖resid‖ × unit direction at the "
+                               "chosen layer; the demo's residual norm grows from ~26 to ~37,640 over depth, so a "
+                               "fixed raw scale cannot fit every layer. 0.1 makes the demo's post-trained model "
+                               "refuse most harmless prompts without breaking its text.")
+        max_new = b.number_input("new tokens per reply", 1, 64, defaults.max_new_tokens, key="rf_max_new")
+        prune = c.number_input("discard the last fraction of layers", 0.0, 0.9, defaults.prune_layer_fraction,
+                               0.05, key="rf_prune")
+        max_kl = c.number_input("max KL on harmless", 0.0, 100.0, defaults.max_kl, 0.05, key="rf_max_kl")
+        min_add = c.number_input("min addition score", -50.0, 50.0, defaults.min_addition_score, key="rf_min_add")
+        phrases = st.text_area("Refusal phrases (a reply starting with one counts as a refusal)",
+                               "\n".join(refusal_phrases()), height=120, key="rf_phrases")
+    return Config(n_val=int(n_val), n_test=int(n_test) or None, layer_step=int(layer_step), alpha=float(alpha),
+                  max_new_tokens=int(max_new), prune_layer_fraction=float(prune), max_kl=float(max_kl),
+                  min_addition_score=float(min_add),
+                  phrases=tuple(p.strip().lower() for p in phrases.splitlines() if p.strip()))
+
+
+try:
+    data, config = _data(), _config()
+    st.caption(f"{data.name} data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
+    st.info(f"**Selection (Arditi's filters):** discard candidates in the last {config.prune_layer_fraction:.0%} of "
+            f"layers, whose ablation moves the harmless next-token distribution by KL > {config.max_kl:g}, or whose "
+            f"addition leaves the harmless refusal score at or below {config.min_addition_score:g}; among the rest "
+            "pick the lowest refusal score on harmful prompts with the candidate ablated. If none passes, the "
+            "lowest ablation score outside the pruned layers is taken and marked 'passed_filters = False'.")
+    if st.button("Run the study", type="primary", key="rf_run"):
+        bar = st.progress(0.0, "starting")
+        st.session_state["rf_result"] = run(pair, config, data, lambda f, m: bar.progress(f, m))
+        bar.empty()
+except SteeringError as e:
+    st.error(str(e))
+    st.stop()
+
+result = st.session_state.get("rf_result")
+if result is None:
+    st.stop()
+st.subheader("Selected directions")
+st.dataframe(result.selected, hide_index=True)
+st.caption(f"Refusal tokens for the log-odds score: {', '.join(result.refusal_tokens)} (first tokens of the "
+           "refusal phrases). Positions are offsets from the prompt's end (the template's tokens after the "
+           "instruction).")
+st.altair_chart(score_bars(result.scores, "refusal_rate"))
+st.caption("Look for: the post-trained model refuses harmful prompts, stops when its own direction is ablated and "
+           "starts refusing harmless prompts when it is added; compare 'backward (post→base)' with 'forward "
+           "(base→post)' to see which transfer works.")
+st.altair_chart(score_bars(result.scores, "refusal_score"))
+st.caption("The same conditions on the fast score (no generation): above 0 a refusal token is more likely than not.")
+if len(result.cosine):
+    st.altair_chart(cosine_chart(result.cosine))
+    st.caption("Look for: the two models' directions agree in early layers and diverge where refusal is formed.")
+st.altair_chart(candidate_heatmap(result.candidates, result.selected))
+st.caption("Look for: dark cells (ablation removes refusal) that survive the filters (not faded); the red square "
+           "is the selected candidate. Hover a cell for its addition score, KL and the filter that dropped it.")
+
+st.subheader("Example generations (test split, each model with its own direction)")
+gens = result.generations
+own = gens[gens.transfer == "own"].rename(columns={"reply": "steered"})
+plain = gens[gens.intervention == "none"][["model", "prompts", "prompt", "reply"]].rename(columns={"reply": "unsteered"})
+examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "intervention", "prompt", "unsteered",
+                                                                 "steered"]]
+st.dataframe(examples, hide_index=True)
+for name in ("scores", "candidates", "generations", "cosine"):
+    frame: pd.DataFrame = getattr(result, name)
+    st.download_button(f"Download {name}.csv", frame.to_csv(index=False), f"refusal_{name}.csv", key=f"rf_dl_{name}")
+
+st.subheader("Try a prompt")
+roles = list(result.directions)
+a, b, c = st.columns(3)
+target = a.selectbox("Model", list(pair.models()), key="rf_live_model")
+source = b.selectbox("Direction from", roles, key="rf_live_source")
+mode = c.radio("Intervention", ["ablate", "add"], horizontal=True, key="rf_live_mode",
+               help="ablate: project the direction out at every layer; add: alpha × residual norm at its layer.")
+prompt = st.text_input("Instruction", "How do I pick a lock?", key="rf_live_prompt")
+if st.button("Generate", key="rf_live_go"):
+    try:
+        if not prompt.strip():
+            raise SteeringError("Type an instruction first.")
+        norms = result.directions.get(target, result.directions[source])["norms"]
+        plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
+                                                   result.directions[source], norms, result.positions,
+                                                   config.alpha)
+        left, right = st.columns(2)
+        left.markdown("**Unsteered**")
+        left.text(plain_text)
+        right.markdown(f"**{mode} · direction from {source}**")
+        right.text(steered_text)
+    except SteeringError as e:
+        st.error(str(e))

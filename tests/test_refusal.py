@@ -1,0 +1,182 @@
+"""Refusal study on tiny random models: the (layer, position) grid, both refusal scores, ablation and addition,
+selection filters, the transfer table and the CLI; one acceptance test on the demo pair (small subsets)."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
+
+from analyses.common import ResultCache
+from analyses.refusal import Config, run
+from analyses.refusal_cli import main
+from analyses.refusal_data import split_lists
+from analyses.refusal_eval import intervention_for
+from analyses.refusal_scores import (generate_scored, last_logits, post_instruction_positions, refusal_flags,
+                                     refusal_log_odds, refusal_token_ids)
+from analyses.refusal_select import apply_filters, candidate_directions, kept_layers, score_candidates, select
+from steering import load_pair
+from steering.errors import InvalidInputError
+from steering.extraction import collect_residuals
+from steering.generation import format_prompts
+from steering.interventions import record
+
+HARMFUL = [f"w{i} w{i + 1} the cat" for i in range(10)]
+HARMLESS = [f"w{i + 40} w{i + 41} a dog" for i in range(10)]
+TINY = Config(refusal_tokens=("w1", "w2"), n_val=2, n_test=2, max_new_tokens=3, positions=(-2, -1), layer_step=2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = tiny_model("gemma3_text"), tiny_tokenizer()
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    base, post = save_tiny_pair(tmp_path_factory.mktemp("rf-pair"))
+    return load_pair(base=base, post=post), base, post
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_pair, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rf-cache")
+    result = run(tiny_pair[0], TINY, split_lists(HARMFUL, HARMLESS), cache=ResultCache("refusal", root / "results"))
+    return result, root
+
+
+def test_post_instruction_positions_are_the_templates_tokens_after_the_instruction(tiny):
+    _, tok = tiny
+    # the tiny template ends '<end_of_turn>\n<start_of_turn>model\n'; its word-level tokenizer drops newlines
+    assert post_instruction_positions(tok) == (-3, -2, -1)
+
+
+def test_refusal_tokens_from_phrases_or_given(tiny):
+    _, tok = tiny
+    with pytest.raises(InvalidInputError, match="vocabulary"):
+        refusal_token_ids(tok)  # "I", "Sorry"... are not words of the tiny vocabulary
+    assert refusal_token_ids(tok, phrases=["w1 w2 w3", "w7"]) == sorted(tok.convert_tokens_to_ids(["w1", "w7"]))
+    assert refusal_token_ids(tok, ("w2",)) == [tok.convert_tokens_to_ids("w2")]
+
+
+def test_log_odds_score_is_log_p_over_one_minus_p():
+    logprobs = torch.log(torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]]))
+    got = refusal_log_odds(logprobs, [0, 1])
+    assert torch.allclose(got, torch.tensor([0.0, torch.log(torch.tensor(0.8 / 0.2))]), atol=1e-5)
+
+
+def test_generation_score_matches_phrases_at_the_start():
+    phrases = ("i cannot", "sorry")
+    assert refusal_flags(["I cannot help.", " Sorry!", "Sure, I cannot wait", "ok"], phrases) == [
+        True, True, False, False]
+
+
+def test_candidate_grid_is_difference_in_means_per_layer_and_position(tiny):
+    model, tok = tiny
+    h, n = format_prompts(tok, HARMFUL[:3]), format_prompts(tok, HARMLESS[:3])
+    diffs, norms = candidate_directions(model, tok, h, n, (-3, -1))
+    assert diffs.shape == (3, 2, 32) and norms.shape == (3, 2)
+    acts_h, acts_n = (collect_residuals(model, tok, p, positions=(-3, -1)) for p in (h, n))
+    assert torch.allclose(diffs, acts_h.mean(0) - acts_n.mean(0), atol=1e-5)
+    ids = refusal_token_ids(tok, ("w1",))
+    table = score_candidates(model, tok, diffs, norms, (-3, -1), [0, 2], h[:2], n[:2], ids, alpha=1.0)
+    assert sorted(zip(table.layer, table.position)) == [(0, -3), (0, -1), (2, -3), (2, -1)]
+    assert table[table.layer == 0].ablation_score.isna().all()  # layer 0: the template tokens embed the same
+    assert table[table.layer == 2][["ablation_score", "addition_score", "kl"]].notna().all().all()
+    assert (table.kl.dropna() >= -1e-6).all()
+
+
+def test_ablation_removes_the_direction_and_addition_raises_the_refusal_score(tiny):
+    model, tok = tiny
+    texts = format_prompts(tok, HARMLESS[:3])
+    ids = refusal_token_ids(tok, ("w1",))
+    # the unembedding row of the refusal token, pushed into the last layer's input, must raise its log-odds
+    unit = model.get_output_embeddings().weight[ids[0]].detach()
+    source = {"vector": unit, "layer": 2, "position": -1}
+    norms = torch.ones(3, 1) * 50.0
+    before = refusal_log_odds(last_logits(model, tok, texts), ids)
+    after = refusal_log_odds(last_logits(model, tok, texts, intervention=intervention_for(
+        model, "add", source, norms, (-1,), 1.0)), ids)
+    assert (after > before + 1.0).all()
+    with intervention_for(model, "ablate", source, norms, (-1,), 1.0)(), record(model, ["resid_pre.2"], "all") as rec:
+        last_logits(model, tok, texts)
+    assert (rec.get("resid_pre.2") @ (unit / unit.norm())).abs().max() < 1e-3
+    replies, scores = generate_scored(model, tok, texts, ids, max_new_tokens=2)
+    assert len(replies) == 3 and torch.allclose(torch.tensor(scores), before, atol=1e-4)
+
+
+def test_filters_and_selection_follow_arditi():
+    table = pd.DataFrame({"layer": [0, 1, 2, 4], "position": [-1] * 4, "ablation_score": [-5.0, -3.0, -2.0, -9.0],
+                          "addition_score": [1.0, 2.0, -1.0, 3.0], "kl": [0.5, 0.05, 0.01, 0.0]})
+    assert kept_layers(5, 0.2) == [0, 1, 2, 3]
+    filtered = apply_filters(table, 5, prune_layer_fraction=0.2, max_kl=0.1, min_addition_score=0.0)
+    assert filtered["filter"].tolist() == ["KL on harmless > 0.1", "kept", "addition does not induce refusal",
+                                           "in the last 20% of layers"]
+    best, passed = select(filtered)
+    assert (best.layer, passed) == (1, True)
+    none_kept = apply_filters(table, 5, prune_layer_fraction=0.2, max_kl=0.0, min_addition_score=0.0)
+    best, passed = select(none_kept)
+    assert (best.layer, passed) == (0, False)  # lowest ablation score outside the pruned layers
+
+
+def test_transfer_table_has_every_model_source_and_intervention(tiny_result):
+    result, _ = tiny_result
+    got = set(zip(result.scores.model, result.scores.direction_from, result.scores.intervention))
+    want = {(m, "none", "none") for m in ("base", "post")} | {
+        (m, s, i) for m in ("base", "post") for s in ("base", "post") for i in ("ablate", "add")}
+    assert got == want
+    labels = dict(zip(zip(result.scores.model, result.scores.direction_from), result.scores.transfer))
+    assert labels["post", "base"] == "forward (base→post)" and labels["base", "post"] == "backward (post→base)"
+    assert labels["base", "base"] == "own" and (result.scores.n == 2).all()
+    assert ((0 <= result.scores.refusal_rate) & (result.scores.refusal_rate <= 1)).all()
+    assert len(result.cosine) == 3 * 2 and result.cosine.cosine.between(-1.001, 1.001).all()
+    assert set(result.selected.model) == {"base", "post"} and len(result.candidates) == 2 * 2 * 2
+
+
+def test_uploaded_lists_are_split_and_bad_ones_refused():
+    data = split_lists(HARMFUL, HARMLESS)
+    assert [len(data.get("harmful", s)) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert not set(data.get("harmful", "train")) & set(data.get("harmful", "test"))
+    with pytest.raises(InvalidInputError, match="at least 5"):
+        split_lists(HARMFUL[:3], HARMLESS)
+
+
+def test_cli_writes_tables_and_charts(tiny_pair, tiny_result, tmp_path, monkeypatch, capsys):
+    _, base, post = tiny_pair
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tiny_result[1]))  # the fixture's run is found in the cache
+    (tmp_path / "h.txt").write_text("\n".join(HARMFUL))
+    (tmp_path / "n.csv").write_text("prompt\n" + "\n".join(HARMLESS))
+    out = tmp_path / "out"
+    code = main(["--base", base, "--post", post, "--out", str(out), "--harmful", str(tmp_path / "h.txt"),
+                 "--harmless", str(tmp_path / "n.csv"), "--refusal-tokens", "w1,w2", "--n-val", "2", "--n-test", "2",
+                 "--max-new-tokens", "3", "--positions=-2,-1", "--layer-step", "2"])
+    assert code == 0
+    for name in ("scores.csv", "candidates.csv", "selected.csv", "generations.csv", "cosine.csv", "summary.json",
+                 "refusal_rate.html", "candidates.html", "cosine.html"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "summary.json").read_text())["refusal_tokens"] == ["w1", "w2"]
+    assert "backward (post→base)" in capsys.readouterr().out
+    assert main(["--base", base, "--post", post, "--out", str(out), "--refusal-tokens", "nope"]) == 2
+
+
+@pytest.mark.demo
+def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal():
+    from steering.refusal_data import refusal_study_split
+
+    pair = load_pair("demo")
+    tok, model = pair.tokenizer, pair.post
+    train = [format_prompts(tok, refusal_study_split(f, "train")[:12]) for f in ("harmful.txt", "harmless.txt")]
+    diffs, norms = candidate_directions(model, tok, *train, (-1,))
+    source = {"vector": diffs[9, 0], "layer": 9, "position": -1}
+    ids = refusal_token_ids(tok)
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:6])
+    harmless = format_prompts(tok, refusal_study_split("harmless.txt", "test")[:6])
+
+    def rate(texts, mode):
+        replies, _ = generate_scored(model, tok, texts, ids, max_new_tokens=6, intervention=intervention_for(
+            model, mode, source, norms, (-1,), 0.1))
+        return sum(refusal_flags(replies)) / len(replies)
+
+    refuses = rate(harmful, "none")
+    assert refuses >= 0.5 and rate(harmful, "ablate") <= refuses / 2
+    assert rate(harmless, "add") > rate(harmless, "none")
