@@ -27,18 +27,19 @@ defaults = Config()
 
 
 def _data():
+    """The widgets, and a function that reads them (called after every widget exists, so an error in one list
+    does not hide the other's box)."""
     source = st.radio("Instructions", ["Built-in sets", "Your two lists"], horizontal=True, key="rf_data")
     if source == "Built-in sets":
-        return builtin_data()
+        return builtin_data
     left, right = st.columns(2)
-    lists = []
+    sources = {}
     for col, side in ((left, "harmful"), (right, "harmless")):
         text = col.text_area(f"{side.capitalize()} instructions (one per line, or CSV with a 'prompt' column)",
                              key=f"rf_{side}")
-        upload = col.file_uploader("…or upload them", type=["txt", "csv"], key=f"rf_{side}_file")
-        lists.append(parse_prompt_list(decode_upload(upload.getvalue(), upload.name) if upload else text,
-                                       f"{side} list"))
-    return split_lists(*lists)
+        sources[side] = (text, col.file_uploader("…or upload them", type=["txt", "csv"], key=f"rf_{side}_file"))
+    return lambda: split_lists(*(parse_prompt_list(decode_upload(up.getvalue(), up.name) if up else text,
+                                                   f"{side} list") for side, (text, up) in sources.items()))
 
 
 def _config() -> Config:
@@ -66,15 +67,17 @@ def _config() -> Config:
                   phrases=tuple(p.strip().lower() for p in phrases.splitlines() if p.strip()))
 
 
+read_data, config = _data(), _config()
+st.info(f"**Selection (Arditi's filters):** discard candidates in the last {config.prune_layer_fraction:.0%} of "
+        f"layers, whose ablation moves the harmless next-token distribution by KL > {config.max_kl:g}, or whose "
+        f"addition leaves the harmless refusal score at or below {config.min_addition_score:g}; among the rest pick "
+        "the lowest refusal score on harmful prompts with the candidate ablated. If none passes, the lowest "
+        "ablation score outside the pruned layers is taken and marked 'passed_filters = False'.")
+pressed = st.button("Run the study", type="primary", key="rf_run")
 try:
-    data, config = _data(), _config()
+    data = read_data()
     st.caption(f"{data.name} data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
-    st.info(f"**Selection (Arditi's filters):** discard candidates in the last {config.prune_layer_fraction:.0%} of "
-            f"layers, whose ablation moves the harmless next-token distribution by KL > {config.max_kl:g}, or whose "
-            f"addition leaves the harmless refusal score at or below {config.min_addition_score:g}; among the rest "
-            "pick the lowest refusal score on harmful prompts with the candidate ablated. If none passes, the "
-            "lowest ablation score outside the pruned layers is taken and marked 'passed_filters = False'.")
-    if st.button("Run the study", type="primary", key="rf_run"):
+    if pressed:
         bar = st.progress(0.0, "starting")
         st.session_state["rf_result"] = run(pair, config, data, lambda f, m: bar.progress(f, m))
         bar.empty()

@@ -1,0 +1,57 @@
+"""The refusal page driven by AppTest on a tiny pair: the user's two lists -> Run -> charts, tables and a live
+generation; bad input shows an error element, never an exception."""
+import pytest
+from streamlit.testing.v1 import AppTest
+from tiny import save_tiny_pair
+
+from pages.ui.pair_picker import PairRequest
+
+PAGE = "../pages/3_Refusal.py"
+HARMFUL = "\n".join(f"w{i} w{i + 1} the cat" for i in range(10))
+HARMLESS = "\n".join(f"w{i + 40} w{i + 41} a dog" for i in range(10))
+
+
+@pytest.fixture(scope="module")
+def tiny_request(tmp_path_factory):
+    base, post = save_tiny_pair(tmp_path_factory.mktemp("rf-page-pair"))
+    return PairRequest(None, base=base, post=post)
+
+
+@pytest.fixture
+def page(tiny_request, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["pair_request"] = tiny_request
+    at.run()
+    at.radio(key="rf_data").set_value("Your two lists").run()
+    return at
+
+
+def test_run_shows_charts_tables_and_a_live_generation(page):
+    at = page
+    at.text_area(key="rf_harmful").input(HARMFUL)
+    at.text_area(key="rf_harmless").input(HARMLESS)
+    at.text_area(key="rf_phrases").input("w1\nw2")  # the tiny vocabulary has no "I" or "Sorry"
+    at.number_input(key="rf_n_val").set_value(2)
+    at.number_input(key="rf_layer_step").set_value(2)
+    at.number_input(key="rf_max_new").set_value(3)
+    at.button(key="rf_run").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
+    assert len(at.dataframe) == 2  # selected directions, example generations
+    assert len(at.caption) >= 5
+    at.selectbox(key="rf_live_source").set_value("post")
+    at.radio(key="rf_live_mode").set_value("add")
+    at.text_input(key="rf_live_prompt").input("w3 w4 the cat")
+    at.button(key="rf_live_go").click().run()
+    assert not at.exception and not at.error
+    assert len(at.text) == 2  # unsteered and steered replies
+
+
+def test_empty_list_is_an_error_not_an_exception(page):
+    at = page
+    at.text_area(key="rf_harmful").input("only one line")
+    at.button(key="rf_run").click().run()
+    assert not at.exception
+    assert at.error and "list" in at.error[0].value
