@@ -43,7 +43,7 @@ class Config:
     top_norm_fraction: float = 0.25  # candidates come from this top fraction of neurons by output-weight norm...
     n_candidates: int = 10  # ...and are the ones of them with the lowest logit variance
     n_random: int = 5  # random neurons (same indices in both models, none a candidate) ablated as a control
-    max_tokens: int = 1024  # tokens of held-out text for the ablations (and the neurons' mean activations)
+    max_tokens: int = 512  # tokens of held-out text for the ablations (and the neurons' mean activations)
     n_questions: int = 200  # calibration questions, half capitals, half cities
     n_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram
     batch_size: int = 4
@@ -111,8 +111,8 @@ def _tagged(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def compute(pair, config: Config, texts: list[str], progress: Progress | None = None) -> Result:
     layer, models = _check(config, pair), pair.models()
     n_ablate = config.n_candidates + config.n_random
-    steps = Steps(progress, {f"{stage} {r}": w for r in models for stage, w in
-                             (("weights", 1), ("ablation", 1 + n_ablate), ("questions", 2))})
+    steps = Steps(progress, {f"weights {r}": 1 for r in models} | {
+        f"{stage} {r}": w for r in models for stage, w in (("ablation", 1 + n_ablate), ("questions", 2))})
     timings, scores, spectra, chosen = {}, {}, {}, {}
     for role, model in models.items():
         start = time.perf_counter()

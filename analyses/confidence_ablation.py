@@ -6,6 +6,7 @@ residual at each token), so only what the neuron writes along the unembedding's 
 is the effect that passes through the final norm's rescaling, which is how entropy neurons act (Stolfo et al.)."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,8 @@ import torch
 from transformers import BatchEncoding
 
 from steering.model_view import ModelView
-from steering.neurons import final_norm_input, frozen_scale_output, mean_ablate, norm_scale
+from steering.interventions import record
+from steering.neurons import final_norm_input, mean_ablate, mlp_output_from_neurons, norm_scale
 from steering.tokens import encode
 
 
@@ -44,11 +46,14 @@ def token_stats(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tenso
 
 @dataclass
 class CleanRun:
-    """What the ablations compare against, for one model."""
+    """What the ablations compare against, for one model, with per-batch tensors for the last-layer shortcut."""
 
     means: torch.Tensor  # [d_mlp] mean activation of each neuron over the text's real tokens
     scales: list[torch.Tensor]  # per batch [b, s, 1]: the final norm's clean denominator
     stats: dict[str, torch.Tensor]  # token_stats of the clean run over all batches
+    final_inputs: list[torch.Tensor]  # per batch [b, s, d_model]: the final norm's clean input
+    acts: list[torch.Tensor]  # per batch [b, s, d_mlp]: the layer's clean neuron activations
+    mlp_out: list[torch.Tensor]  # per batch [b, s, d_model]: what the layer's MLP adds to the residual
 
 
 @torch.no_grad()
@@ -71,35 +76,73 @@ def _stats(model, batches: list[BatchEncoding], hidden: list[torch.Tensor]) -> d
 @torch.no_grad()
 def clean_run(model, batches: list[BatchEncoding], layer: int) -> CleanRun:
     view = ModelView.of(model)
-    from steering.interventions import record
-
-    total, count, scales, hidden = None, 0, [], []
+    total, count, hidden = None, 0, []
+    run = CleanRun(torch.empty(0), [], {}, [], [], [])
     for batch in batches:
         with record(model, [f"neurons.{layer}"], positions="all") as rec:
             y, x = _forward(model, batch)
-        acts = rec.get(f"neurons.{layer}")[batch["attention_mask"].bool().to(y.device)]  # [tokens, d_mlp]
-        total = acts.sum(0) if total is None else total + acts.sum(0)
-        count += acts.shape[0]
-        scales.append(norm_scale(view.final_norm, x))
+        acts = rec.get(f"neurons.{layer}")
+        real = acts[batch["attention_mask"].bool().to(acts.device)]  # [tokens, d_mlp]
+        total = real.sum(0) if total is None else total + real.sum(0)
+        count += real.shape[0]
+        run.scales.append(norm_scale(view.final_norm, x))
+        run.final_inputs.append(x)
+        run.acts.append(acts)
+        run.mlp_out.append(mlp_output_from_neurons(view, layer, acts).float())
         hidden.append(y)
-    return CleanRun(total.cpu() / count, scales, _stats(model, batches, hidden))
+    run.means, run.stats = total.cpu() / count, _stats(model, batches, hidden)
+    return run
 
 
 @torch.no_grad()
-def ablate_one(model, batches: list[BatchEncoding], layer: int, neuron: int, clean: CleanRun) -> dict[str, float]:
-    """Mean change (ablated - clean) in entropy and loss over the text's tokens, total and direct."""
+def _ablated_last_layer(view: ModelView, layer: int, neuron: int, clean: CleanRun, k: int):
+    """The last layer's shortcut, exact because its MLP output goes straight into the final norm: the final norm's
+    input is the clean one plus the change in what the MLP adds, recomputed from the ablated activations."""
+    acts = clean.acts[k].clone()
+    acts[..., neuron] = clean.means[neuron].to(acts.device)
+    x = clean.final_inputs[k] + mlp_output_from_neurons(view, layer, acts).float() - clean.mlp_out[k]
+    return view.final_norm(x.to(next(view.final_norm.parameters()).dtype)), x
+
+
+def _softcap(view: ModelView, raw: torch.Tensor) -> torch.Tensor:
+    """What ModelView.logits does after the unembedding (Gemma 2's soft-capping), for logits computed here."""
+    cap = getattr(view.model.config, "final_logit_softcapping", None)
+    return torch.tanh(raw / cap) * cap if cap else raw
+
+
+@torch.no_grad()
+def _total_and_direct(view: ModelView, y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor):
+    """Logits of the ablated run and of the same run with the final norm's scale frozen, from one unembedding:
+    the frozen output is the affine combination b + r (y - b) with r = scale(x) / clean scale, so its logits are
+    r * U(y) + (1 - r) * U(b) for the unembedding U (exact, also with a bias)."""
+    raw = view.unembedding(y.to(view.unembedding.weight.dtype)).float()
+    bias = getattr(view.final_norm, "bias", None)
+    bias = bias.detach() if isinstance(bias, torch.Tensor) else torch.zeros(y.shape[-1], device=y.device)
+    at_bias = view.unembedding(bias.to(view.unembedding.weight.dtype)[None]).float()[0]
+    ratio = norm_scale(view.final_norm, x) / scale
+    return _softcap(view, raw), _softcap(view, ratio * raw + (1 - ratio) * at_bias)
+
+
+@torch.no_grad()
+def ablate_one(model, batches: list[BatchEncoding], layer: int, neuron: int, clean: CleanRun,
+               shortcut: bool = True) -> dict[str, float]:
+    """Mean change (ablated - clean) in entropy and loss over the text's tokens, total and direct. At the last
+    layer (and `shortcut`) no forward pass is needed: see _ablated_last_layer."""
     view = ModelView.of(model)
-    total, direct = [], []
-    with mean_ablate(model, layer, [neuron], clean.means):
-        for batch, scale in zip(batches, clean.scales):
-            y, x = _forward(model, batch)
-            total.append(y)
-            direct.append(frozen_scale_output(view.final_norm, y, x, scale))
+    last = shortcut and layer == view.n_layers - 1
+    parts: dict[str, list] = {"total": [], "direct": []}
+    with contextlib.nullcontext() if last else mean_ablate(model, layer, [neuron], clean.means):
+        for k, (batch, scale) in enumerate(zip(batches, clean.scales)):
+            y, x = _ablated_last_layer(view, layer, neuron, clean, k) if last else _forward(model, batch)
+            ids, mask = batch["input_ids"].to(y.device), batch["attention_mask"].to(y.device)
+            for name, logits in zip(("total", "direct"), _total_and_direct(view, y, x, scale)):
+                parts[name].append(token_stats(logits, ids, mask))
+                del logits
     row = {}
-    for name, hidden in (("total", total), ("direct", direct)):
-        stats = _stats(model, batches, hidden)
+    for name, stats in parts.items():
         for metric in ("entropy", "loss"):
-            row[f"d_{metric}_{name}"] = float((stats[metric] - clean.stats[metric]).mean())
+            ablated = torch.cat([s[metric].cpu() for s in stats])
+            row[f"d_{metric}_{name}"] = float((ablated - clean.stats[metric]).mean())
     for metric in ("entropy", "loss"):
         row[f"d_{metric}_via_norm"] = row[f"d_{metric}_total"] - row[f"d_{metric}_direct"]
     return row

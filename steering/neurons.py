@@ -5,6 +5,7 @@ Generic over the architectures in architectures.py; reaches model internals only
 
     effective_output_weight(view, l)  # [d_model, d_mlp]: what one unit of each neuron adds to the residual
     effective_unembedding(view)       # [vocab, d_model]: W_U with the final norm's gain folded in
+    mlp_output_from_neurons(view, l, acts)  # [..., d_model]: "mlp_out.L" recomputed from "neurons.L"
     mean_ablate(model, l, neurons, means)   # context manager: those neurons' activations set to their means
     final_norm_input(model)           # context manager: records the final norm's input per forward pass
     frozen_scale_output(norm, y, x, clean_scale)  # the final norm's output with its scale held at clean values
@@ -43,7 +44,7 @@ def _eps(norm: nn.Module) -> float:
     return 1e-6
 
 
-def _norm_after_mlp(view: ModelView, layer: int) -> nn.Module | None:
+def norm_after_mlp(view: ModelView, layer: int) -> nn.Module | None:
     """The norm an MLP's output passes through before it joins the residual stream (Gemma 2/3), else None."""
     out, down = view.mlp_out(layer), view.mlp_down(layer)
     return None if any(m is down for m in out.modules()) else out
@@ -54,7 +55,7 @@ def effective_output_weight(view: ModelView, layer: int) -> torch.Tensor:
     architecture has one (the direction a neuron writes into the residual stream; Gemma also divides the whole MLP
     output by its RMS, a per-token scalar that does not change directions)."""
     weight = view.mlp_output_weight(layer).float().cpu()
-    post = _norm_after_mlp(view, layer)
+    post = norm_after_mlp(view, layer)
     return weight if post is None else weight * norm_gain(post, view.d_model)[:, None]
 
 
@@ -62,6 +63,16 @@ def effective_unembedding(view: ModelView) -> torch.Tensor:
     """[vocab, d_model] float32: the unembedding with the final norm's gain folded in (as TransformerLens'
     fold_ln), so that logits = W_eff @ (normalised residual)."""
     return view.unembedding_weight().float().cpu() * norm_gain(view.final_norm, view.d_model)[None, :]
+
+
+@torch.no_grad()
+def mlp_output_from_neurons(view: ModelView, layer: int, acts: torch.Tensor) -> torch.Tensor:
+    """[..., d_model] what the MLP at `layer` adds to the residual stream ("mlp_out.L") given its neuron
+    activations [..., d_mlp] ("neurons.L"): the down projection, then the norm after the MLP if there is one."""
+    down = view.mlp_down(layer)
+    out = down(acts.to(next(down.parameters()).dtype))
+    post = norm_after_mlp(view, layer)
+    return out if post is None else post(out)
 
 
 @contextmanager

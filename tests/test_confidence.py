@@ -97,7 +97,9 @@ def test_mean_ablation_of_a_neuron_with_zero_output_weight_changes_nothing(model
     row = abl.ablate_one(model, batches, layer, 3, clean)
     assert all(abs(v) < 1e-5 for v in row.values()), row
     moved = abl.ablate_one(model, batches, layer, 4, clean)  # a neuron that does write changes something
-    assert abs(moved["d_entropy_total"]) > 1e-6
+    assert abs(moved["d_entropy_total"]) > 1e-6 and abs(moved["d_entropy_direct"]) > 1e-6
+    hooked = abl.ablate_one(model, batches, layer, 4, clean, shortcut=False)  # the full forward pass agrees
+    assert all(abs(moved[k] - hooked[k]) < 1e-4 for k in moved), (moved, hooked)
 
 
 def test_mean_ablation_sets_the_activation_to_the_mean():
@@ -194,3 +196,20 @@ def test_cli_writes_tables_and_charts(tiny_pair, tmp_path, monkeypatch, capsys):
     assert {"neurons.csv", "ablation.csv", "calibration.csv", "summary.json", "scatter.html",
             "reliability.html", "overlap.html", "ablation.html"} <= names
     assert "IoU of the candidate sets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model_type", ["gemma3_text", "gpt2"])
+def test_direct_logits_from_one_unembedding_match_the_frozen_norm_output(model_type):
+    model, tok = tiny_model(model_type, seed=5), tiny_tokenizer()
+    view = ModelView.of(model)
+    from steering.neurons import norm_scale
+    if model_type == "gpt2":
+        with torch.no_grad():
+            view.final_norm.bias.normal_()
+    batch = abl.text_batches(tok, TEXTS[:2], 100, 2)[0]
+    y, x = abl._forward(model, batch)
+    clean_scale = norm_scale(view.final_norm, x) * torch.linspace(0.5, 2, x.shape[1])[None, :, None]
+    total, direct = abl._total_and_direct(view, y, x, clean_scale)
+    assert torch.allclose(total, view.logits(y), atol=1e-4)
+    expected = view.logits(frozen_scale_output(view.final_norm, y, x, clean_scale))
+    assert torch.allclose(direct, expected, atol=1e-3, rtol=1e-4)
