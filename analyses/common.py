@@ -1,0 +1,141 @@
+"""What every study shares: the progress callback, an on-disk cache of results, writing tables and charts.
+
+A study's `run()` reports progress as `progress(fraction, message)` with fraction in [0, 1]; the page hands it
+st.progress, the CLI a line printer. `Steps` splits that range over a study's stages so each stage reports 0..1
+of its own share."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from steering.cache import cache_root
+
+Progress = Callable[[float, str], None]
+T = TypeVar("T")
+
+
+def no_progress(fraction: float, message: str) -> None:
+    """The default progress callback: report nothing."""
+
+
+class Steps:
+    """Split one progress bar over weighted stages: `with steps.stage('probes', 2.0) as report: report(done, total)`.
+
+        steps = Steps(progress, {"directions": 1, "probes": 3})
+        report = steps.stage("directions")     # a (done, total) callback for steering's extraction functions
+    """
+
+    def __init__(self, progress: Progress | None, weights: dict[str, float]):
+        self.progress = progress or no_progress
+        total = sum(weights.values())
+        self.start: dict[str, float] = {}
+        self.share: dict[str, float] = {}
+        at = 0.0
+        for name, weight in weights.items():
+            self.start[name], self.share[name] = at / total, weight / total
+            at += weight
+
+    def stage(self, name: str, message: str | None = None) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            fraction = self.start[name] + self.share[name] * (done / max(total, 1))
+            self.progress(min(fraction, 1.0), message or name)
+
+        report(0, 1)
+        return report
+
+    def done(self, message: str = "done") -> None:
+        self.progress(1.0, message)
+
+
+def cache_key(*parts: Any) -> str:
+    """A stable short hash of JSON-able parts (model fingerprints, a config dataclass, data hashes...)."""
+    def plain(part: Any) -> Any:
+        return asdict(part) if is_dataclass(part) and not isinstance(part, type) else part
+
+    raw = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+class ResultCache:
+    """Study results on disk (pickles under <cache>/results/<study>/), found again by their key.
+
+    The files are the user's own cache, written and read by this code only."""
+
+    def __init__(self, study: str, root: Path | None = None):
+        self.root = (Path(root) if root is not None else cache_root() / "results") / study
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pkl"
+
+    def get(self, key: str) -> Any | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # a result from an older version of the code: compute it again
+            path.unlink(missing_ok=True)
+            return None
+
+    def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:
+        found = self.get(key)
+        if found is None:
+            found = compute()
+            tmp = self.path(key).with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(found))
+            tmp.replace(self.path(key))
+        return found
+
+
+def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Every DataFrame field of a result dataclass as <out>/<field>.csv; other plain fields go to summary.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written, summary = [], {}
+    for f in fields(result):
+        if names is not None and f.name not in names:
+            continue
+        value = getattr(result, f.name)
+        if isinstance(value, pd.DataFrame):
+            path = out / f"{f.name}.csv"
+            value.to_csv(path, index=False)
+            written.append(path)
+        elif isinstance(value, (int, float, str, bool, list, dict, type(None))):
+            summary[f.name] = value
+    if summary:
+        path = out / "summary.json"
+        path.write_text(json.dumps(summary, indent=2, default=str))
+        written.append(path)
+    return written
+
+
+def write_charts(charts: dict[str, Any], out: Path) -> list[Path]:
+    """Altair charts as standalone HTML files (they load Vega from a CDN when opened)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, chart in charts.items():
+        path = out / f"{name}.html"
+        chart.save(str(path))
+        paths.append(path)
+    return paths
+
+
+class PrintProgress:
+    """The CLI's progress callback: a line when the message changes or another tenth of the work is done."""
+
+    def __init__(self) -> None:
+        self.last = (-1.0, "")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if message != self.last[1] or fraction - self.last[0] >= 0.1 or fraction >= 1.0 > self.last[0]:
+            print(f"[{fraction:6.1%}] {message}", flush=True)
+            self.last = (fraction, message)
