@@ -1,0 +1,46 @@
+"""What every study shares: one progress bar over stages, the on-disk result cache, the table writer."""
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analyses.common import ResultCache, Steps, cache_key, write_tables
+
+
+def test_steps_split_one_bar_over_weighted_stages() -> None:
+    seen = []
+    steps = Steps(lambda fraction, message: seen.append((round(fraction, 3), message)), {"read": 1, "probe": 3})
+    report = steps.stage("read")
+    report(1, 2)
+    steps.stage("probe", "probing")(3, 3)
+    assert seen == [(0.0, "read"), (0.125, "read"), (0.25, "probing"), (1.0, "probing")]
+
+
+def test_result_cache_computes_once_per_key(tmp_path) -> None:
+    cache, calls = ResultCache("study", tmp_path), []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    key = cache_key("model-a", {"layers": [1, 2]})
+    assert cache.get_or_compute(key, compute) == {"value": 1}
+    assert ResultCache("study", tmp_path).get_or_compute(key, compute) == {"value": 1}
+    assert cache.get_or_compute(cache_key("model-b", {"layers": [1, 2]}), compute) == {"value": 2}
+    cache.path(key).write_bytes(b"not a pickle")  # a damaged entry is recomputed, not an error
+    assert cache.get_or_compute(key, compute) == {"value": 3}
+
+
+@dataclass
+class _Result:
+    per_layer: pd.DataFrame
+    best_layer: int
+    note: str
+
+
+def test_write_tables_writes_frames_as_csv_and_scalars_as_json(tmp_path) -> None:
+    frame = pd.DataFrame({"layer": [0, 1], "accuracy": [0.5, 0.9]})
+    paths = write_tables(_Result(frame, 1, "ok"), tmp_path)
+    assert sorted(p.name for p in paths) == ["per_layer.csv", "summary.json"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "per_layer.csv"), frame)
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"best_layer": 1, "note": "ok"}
