@@ -1,6 +1,6 @@
 """Refusal-study benchmark on the demo pair, measured in one run.
 
-    python -m bench.refusal [--n-val 4] [--n-test 8] [--layer-step 2] [--gen-prompts 8] [--new-tokens 8]
+    python -m bench.refusal [--n-train N] [--n-val 4] [--n-test 8] [--layer-step 2] [--gen-prompts 8] [--new-tokens 8]
 
 1. the whole pipeline (candidate directions for both models, selection on the validation split, every
    model x direction source x intervention on the test split) with the given sizes, computed from scratch
@@ -52,6 +52,7 @@ def bench_generation(pair, n: int, new_tokens: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-train", type=int, default=None, help="train prompts per side (default: all)")
     parser.add_argument("--n-val", type=int, default=4)
     parser.add_argument("--n-test", type=int, default=8)
     parser.add_argument("--layer-step", type=int, default=2)
@@ -62,7 +63,7 @@ def main() -> None:
     pair = load_pair("demo")
     bench_generation(pair, args.gen_prompts, args.new_tokens)
     if not args.skip_pipeline:
-        bench_pipeline(pair, Config(n_val=args.n_val, n_test=args.n_test, layer_step=args.layer_step))
+        bench_pipeline(pair, Config(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, layer_step=args.layer_step))
 
 
 if __name__ == "__main__":

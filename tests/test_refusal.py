@@ -166,14 +166,16 @@ def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal()
     pair = load_pair("demo")
     tok, model = pair.tokenizer, pair.post
     train = [format_prompts(tok, refusal_study_split(f, "train")[:12]) for f in ("harmful.txt", "harmless.txt")]
-    diffs, norms = candidate_directions(model, tok, *train, (-1,))
-    source = {"vector": diffs[9, 0], "layer": 9, "position": -1}
+    acts = [collect_residuals(model, tok, t, layers=[9], positions=(-1,))[:, 0, 0] for t in train]  # stops at 9
+    norms = torch.zeros(pair.n_layers, 1)
+    norms[9, 0] = torch.cat(acts).norm(dim=-1).mean()
+    source = {"vector": acts[0].mean(0) - acts[1].mean(0), "layer": 9, "position": -1}
     ids = refusal_token_ids(tok)
-    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:6])
-    harmless = format_prompts(tok, refusal_study_split("harmless.txt", "test")[:6])
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:4])
+    harmless = format_prompts(tok, refusal_study_split("harmless.txt", "test")[:4])
 
     def rate(texts, mode):
-        replies, _ = generate_scored(model, tok, texts, ids, max_new_tokens=6, intervention=intervention_for(
+        replies, _ = generate_scored(model, tok, texts, ids, max_new_tokens=5, intervention=intervention_for(
             model, mode, source, norms, (-1,), 0.1))
         return sum(refusal_flags(replies)) / len(replies)
 
