@@ -91,8 +91,8 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
     n_train = len(fmt["harmful", "train"]) + len(fmt["harmless", "train"])
     n_val = len(fmt["harmful", "val"]) + 2 * len(fmt["harmless", "val"])
     n_test = 3 * (len(fmt["harmful", "test"]) + len(fmt["harmless", "test"]))
-    weights = {f"{stage} {role}": weight for stage, weight in
-               (("directions", n_train), ("selection", n_val * len(layers) * len(positions) / 2)) for role in models}
+    weights = {f"{stage} {role}": weight for role in models for stage, weight in
+               (("directions", n_train), ("selection", n_val * len(layers) * len(positions) / 2))}
     steps = Steps(progress, {**weights, **{f"test {role}": n_test * 1.5 for role in models}})  # in running order
     diffs, norms, candidates, chosen, timings = {}, {}, [], [], []
     for role, model in models.items():
