@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from analyses import confidence_ablation as abl
 from analyses import confidence_calibration as cal
@@ -85,10 +86,23 @@ def _check(config: Config, pair) -> int:
     return layer
 
 
-def score_model(model, layer: int, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+def geometries(models: dict) -> dict[str, cw.UnembeddingGeometry]:
+    """Each model's unembedding geometry, computed once when both models share the same effective unembedding
+    (as after a LoRA fine-tune that leaves the embeddings and the final norm alone)."""
+    out, seen = {}, []
+    for role, model in models.items():
+        w = effective_unembedding(ModelView.of(model))
+        match = next((g for w2, g in seen if w2.shape == w.shape and torch.equal(w2, w)), None)
+        out[role] = match if match is not None else cw.unembedding_geometry(w)
+        seen.append((w, out[role]))
+    return out
+
+
+def score_model(model, layer: int, config: Config, geometry: cw.UnembeddingGeometry | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
     """Neuron scores (with top_norm and candidate flags), the unembedding spectrum, and the candidates."""
     view = ModelView.of(model)
-    geometry = cw.unembedding_geometry(effective_unembedding(view))
+    geometry = geometry or cw.unembedding_geometry(effective_unembedding(view))
     scores = cw.neuron_scores(geometry, effective_output_weight(view, layer), config.null_dims)
     chosen = cw.candidates(scores, config.top_norm_fraction, config.n_candidates)
     top = cw.candidates(scores, config.top_norm_fraction, len(scores))
@@ -114,11 +128,13 @@ def compute(pair, config: Config, texts: list[str], progress: Progress | None = 
     steps = Steps(progress, {f"weights {r}": 1 for r in models} | {
         f"{stage} {r}": w for r in models for stage, w in (("ablation", 1 + n_ablate), ("questions", 2))})
     timings, scores, spectra, chosen = {}, {}, {}, {}
+    start = time.perf_counter()
+    steps.stage(f"weights {next(iter(models))}", "the unembedding's singular vectors")(0, 1)
+    geometry = geometries(models)
     for role, model in models.items():
-        start = time.perf_counter()
         steps.stage(f"weights {role}", f"scoring neurons of {role}")(0, 1)
-        scores[role], spectra[role], chosen[role] = score_model(model, layer, config)
-        timings[f"weights_{role}"] = time.perf_counter() - start
+        scores[role], spectra[role], chosen[role] = score_model(model, layer, config, geometry[role])
+    timings["weights"] = time.perf_counter() - start
     d_mlp = len(scores["base"])
     groups_random = _random_neurons(d_mlp, set().union(*chosen.values()), config)
     batches = abl.text_batches(pair.tokenizer, texts, config.max_tokens, config.batch_size)

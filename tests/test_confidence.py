@@ -213,3 +213,12 @@ def test_direct_logits_from_one_unembedding_match_the_frozen_norm_output(model_t
     assert torch.allclose(total, view.logits(y), atol=1e-4)
     expected = view.logits(frozen_scale_output(view.final_norm, y, x, clean_scale))
     assert torch.allclose(direct, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_geometry_is_shared_only_between_identical_unembeddings():
+    from analyses.confidence import geometries
+    a, b = tiny_model("llama", seed=1), tiny_model("llama", seed=2)
+    same = geometries({"base": a, "post": a})
+    assert same["base"] is same["post"]
+    different = geometries({"base": a, "post": b})
+    assert different["base"] is not different["post"]
