@@ -1,0 +1,81 @@
+"""Altair charts of the truthfulness study, shared by the page and the CLI (each takes the result's tables)."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+
+def probe_accuracy(probes: pd.DataFrame) -> alt.Chart:
+    """Test accuracy per layer of each model's own probes (projection and logistic)."""
+    own = probes[probes["source"] == probes["model"]]
+    return alt.Chart(own, title="Probe accuracy on the test split, per layer").mark_line(point=True).encode(
+        x=alt.X("layer:Q", title="layer (residual stream entering it)"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
+        color=alt.Color("model:N"), strokeDash=alt.StrokeDash("method:N"),
+        tooltip=["model", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")])
+
+
+def probe_transfer(probes: pd.DataFrame) -> alt.Chart:
+    """Accuracy of probes fit on one model and applied to the other's activations, next to their own."""
+    data = probes.assign(pairing=probes["source"] + " probe → " + probes["model"] + " acts")
+    return alt.Chart(data, title="Probe transfer: fit on one model, tested on each").mark_line(point=True).encode(
+        x="layer:Q", y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
+        color=alt.Color("pairing:N"), strokeDash=alt.StrokeDash("method:N"),
+        tooltip=["pairing", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")])
+
+
+def cosine(directions: pd.DataFrame) -> alt.Chart:
+    """Cosine of the base and post mass-mean directions per layer, raw and per-dimension standardised."""
+    long = directions.melt(id_vars=["layer"], value_vars=["cosine", "cosine_scaled"], var_name="measure",
+                           value_name="value")
+    return alt.Chart(long, title="Cosine similarity of base and post truth directions").mark_line(point=True).encode(
+        x="layer:Q", y=alt.Y("value:Q", title="cosine", scale=alt.Scale(domain=[-1, 1])),
+        color=alt.Color("measure:N"), tooltip=["layer", "measure", alt.Tooltip("value:Q", format=".3f")])
+
+
+def pca_scatter(pca: pd.DataFrame, layer: int) -> alt.Chart:
+    """The first two principal components of one layer's activations, one panel per model, coloured by label."""
+    data = pca[pca["layer"] == layer].assign(truth=lambda d: d["label"].map({1: "true", 0: "false"}))
+    return alt.Chart(data, title=f"Activations at layer {layer}: first two principal components").mark_circle(
+        size=30, opacity=0.7).encode(
+        x="pc1:Q", y="pc2:Q", color=alt.Color("truth:N", scale=alt.Scale(domain=["true", "false"])),
+        shape="split:N", tooltip=["statement", "truth", "split"]).properties(width=320, height=280).facet(
+        column=alt.Column("model:N"))
+
+
+def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "mean_change") -> alt.Chart:
+    """The 2 x 2 direction source x steered model at one alpha, coloured by the measure."""
+    data = transfer[transfer["alpha"] == alpha]
+    base = alt.Chart(data, title=f"Intervention transfer at alpha = {alpha:g}: {measure}").encode(
+        x=alt.X("model:N", title="model steered"), y=alt.Y("direction:N", title="direction taken from"))
+    rect = base.mark_rect().encode(color=alt.Color(f"{measure}:Q", scale=alt.Scale(scheme="blues")),
+                                   tooltip=["direction", "model", "mean_change", "flip_rate", "accuracy_after"])
+    text = base.mark_text(fontSize=16).encode(text=alt.Text(f"{measure}:Q", format=".2f"))
+    return (rect + text).properties(width=220, height=160)
+
+
+def alpha_curve(curve: pd.DataFrame) -> alt.Chart:
+    """One statement's score as alpha moves, per steered model and direction source."""
+    data = curve.assign(run=curve["direction"] + " direction → " + curve["model"])
+    return alt.Chart(data, title="P(TRUE) − P(FALSE) as alpha moves").mark_line(point=True).encode(
+        x="alpha:Q", y=alt.Y("score:Q", scale=alt.Scale(domain=[-1, 1])), color="run:N",
+        tooltip=["run", "alpha", alt.Tooltip("score:Q", format=".3f")])
+
+
+def generalisation(table: pd.DataFrame) -> alt.Chart:
+    """Accuracy on each held-out set of probes fit on the others, per layer, one panel per model."""
+    return alt.Chart(table, title="Generalisation: probes fit on the other sets, tested on the held-out one").mark_line(
+        point=True).encode(x="layer:Q", y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
+                           color="held_out:N", strokeDash="method:N",
+                           tooltip=["held_out", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")]
+                           ).properties(width=320).facet(column="model:N")
+
+
+def all_charts(result, layer: int | None = None) -> dict[str, alt.Chart]:
+    layer = result.probe_layer if layer is None else layer
+    charts = {"probe_accuracy": probe_accuracy(result.probes), "probe_transfer": probe_transfer(result.probes),
+              "cosine": cosine(result.directions), "pca": pca_scatter(result.pca, layer)}
+    for alpha in sorted(result.transfer["alpha"].unique()):
+        charts[f"transfer_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha)
+        charts[f"transfer_flips_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha, "flip_rate")
+    return charts
