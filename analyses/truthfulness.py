@@ -42,8 +42,8 @@ class Config:
     probe_layer: int = -1  # layer whose direction steers (-1 = the best by train projection accuracy)
     layer_start: int = -1  # first layer the direction is added at (-1 = a third of the depth)
     n_shots: int = 4  # labelled statements in the few-shot judging prompt
-    n_steer: int = 32  # test statements scored with and without the intervention (balanced)
-    n_calib: int = 16  # train statements scored unsteered to set each model's TRUE/FALSE threshold
+    n_steer: int = 24  # test statements scored with and without the intervention (balanced)
+    n_calib: int = 12  # train statements scored unsteered to set each model's TRUE/FALSE threshold
     alphas: tuple[float, ...] = (1.0, 4.0)  # intervention strengths (1 = one true/false gap in all)
     answers: tuple[str, str] = ("TRUE", "FALSE")  # the answer words scored as P(first) - P(second)
     logistic_c: float = 1.0  # inverse regularisation of the logistic probe
