@@ -20,6 +20,17 @@ st.caption(
     "small LoRA fine-tune of it: good for showing the phenomena on a laptop, far from the paper's 7–13B pairs."
 )
 
+st.subheader("What you can look at")
+STUDIES = [
+    ("pages/1_Playground.py", "Playground", "🎛️", "compute a direction, add it or project it out, transfer it; four generations side by side"),
+    ("pages/2_Truthfulness.py", "Truthfulness", "✅", "probes and a truth direction per layer, their cosine across the pair, steering P(TRUE) − P(FALSE), transfer"),
+    ("pages/3_Refusal.py", "Refusal", "🛑", "the refusal direction chosen as Arditi et al. do, ablation and addition, forward and backward transfer"),
+    ("pages/4_Knowledge.py", "Knowledge", "🧠", "causal tracing: where facts are stored, base vs post-trained, and patching across the pair"),
+    ("pages/5_Confidence.py", "Confidence", "🌡️", "entropy neurons in the last MLP layer, their ablation, and calibration of both models"),
+]
+for path, label, icon, what in STUDIES:
+    st.page_link(path, label=f"**{label}** — {what}", icon=icon)
+
 pair = current_pair()
 if pair is not None:
     st.subheader("Both models, same prompt")
