@@ -124,13 +124,12 @@ def is_right(screen: dict, config: Config) -> bool:
 
 
 def _screen(models: dict, items: list[kt.Item], config: Config, std: float | None, report) -> tuple[dict, dict]:
-    inputs = {role: {} for role in models}
-    screens = {role: {} for role in models}
-    for done, it in enumerate(items):
-        for role, model in models.items():
-            inputs[role][it.item] = kt.corrupt(model, it, std or 0.0, config.n_samples, config.seed + it.item)
-            screens[role][it.item] = kt.screen(model, it, inputs[role][it.item])
-        report(done + 1, len(items))
+    inputs = {role: {it.item: kt.corrupt(model, it, std or 0.0, config.n_samples, config.seed + it.item)
+                     for it in items} for role, model in models.items()}
+    screens = {}
+    for done, (role, model) in enumerate(models.items()):
+        screens[role] = kt.screen_many(model, items, inputs[role], config.batch_size)
+        report(done + 1, len(models))
     return inputs, screens
 
 

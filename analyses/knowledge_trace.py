@@ -90,14 +90,27 @@ def subject_embedding_std(model, items: list[Item]) -> float:
     return float(torch.cat(rows).float().std())
 
 
-def screen(model, item: Item, inp: TraceInput) -> dict:
-    """Clean and corrupted readouts, and the rank of the target token in the clean run (noise variant)."""
-    clean = float(run_embeds(model, inp.clean[None], item.readout)[0])
-    corrupted = run_embeds(model, inp.corrupted, item.readout)
-    token = item.readout.token_ids[0]
-    rank = int(run_embeds(model, inp.clean[None], lambda p: (p > p[:, [token]]).sum(1).float())[0])
-    return {"item": item.item, "label": item.label, "clean": clean, "corrupted": float(corrupted.mean()),
-            "rank": rank, "corrupted_samples": corrupted}
+def screen_many(model, items: list[Item], inputs: dict[int, TraceInput], batch_size: int = 64) -> dict[int, dict]:
+    """Clean and corrupted readouts of every item, and the rank of its target token in the clean run, batched:
+    items of equal token length share forward passes (their clean row and corrupted rows stacked)."""
+    by_length: dict[int, list[Item]] = {}
+    for it in items:
+        by_length.setdefault(len(it.clean_ids), []).append(it)
+    out = {}
+    for group in by_length.values():
+        per_item = 1 + inputs[group[0].item].corrupted.shape[0]
+        step = max(1, batch_size // per_item)
+        for start in range(0, len(group), step):
+            chunk = group[start:start + step]
+            embeds = torch.cat([torch.cat([inputs[it.item].clean[None], inputs[it.item].corrupted]) for it in chunk])
+            probs = run_embeds(model, embeds, lambda p: p).view(len(chunk), per_item, -1)
+            for it, p in zip(chunk, probs):
+                scores = it.readout(p)
+                token = it.readout.token_ids[0]
+                out[it.item] = {"item": it.item, "label": it.label, "clean": float(scores[0]),
+                                "corrupted": float(scores[1:].mean()), "rank": int((p[0] > p[0, token]).sum()),
+                                "corrupted_samples": scores[1:].clone()}
+    return out
 
 
 def grid_frame(item: Item, cells: list, scores: torch.Tensor, clean: float, corrupted: float) -> pd.DataFrame:
