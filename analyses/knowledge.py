@@ -38,7 +38,7 @@ class Config:
 
     corruption: str = "noise"  # "noise": Gaussian noise on the subject (ROME); "paired": a false twin statement
     dataset: str = "cities"  # fact table: cities, capitals, translations, elements
-    n_items: int = 6  # items traced and averaged: the first ones (seeded order) that both models get right
+    n_items: int = 4  # items traced and averaged: the first ones (seeded order) that both models get right
     n_screen: int = 40  # at most this many candidates are screened to find them
     components: str = "resid,mlp,attn"  # comma-separated: resid (residual stream), mlp, attn
     window: int = 10  # mlp/attn: a cell restores layers l - window//2 .. l + window//2 - 1, clipped

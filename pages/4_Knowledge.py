@@ -28,7 +28,7 @@ def _settings() -> kn.Config:
     window = c4.number_input("MLP/attention window (layers)", 1, 64, 10, key="kn_window")
     with st.expander("More settings"):
         d1, d2, d3, d4 = st.columns(4)
-        n_items = d1.number_input("Items to average", 1, 200, 6, key="kn_n_items")
+        n_items = d1.number_input("Items to average", 1, 200, 4, key="kn_n_items")
         n_screen = d1.number_input("Items to screen", 1, 1000, 40, key="kn_n_screen")
         noise = d2.number_input("Noise (× std of subject embeddings)", 0.1, 20.0, 3.0, key="kn_noise")
         samples = d2.number_input("Noise samples", 1, 20, 2, key="kn_samples")
