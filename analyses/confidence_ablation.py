@@ -104,12 +104,6 @@ def _ablated_last_layer(view: ModelView, layer: int, neuron: int, clean: CleanRu
     return view.final_norm(x.to(next(view.final_norm.parameters()).dtype)), x
 
 
-def _softcap(view: ModelView, raw: torch.Tensor) -> torch.Tensor:
-    """What ModelView.logits does after the unembedding (Gemma 2's soft-capping), for logits computed here."""
-    cap = getattr(view.model.config, "final_logit_softcapping", None)
-    return torch.tanh(raw / cap) * cap if cap else raw
-
-
 @torch.no_grad()
 def _total_and_direct(view: ModelView, y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor):
     """Logits of the ablated run and of the same run with the final norm's scale frozen, from one unembedding:
@@ -120,7 +114,7 @@ def _total_and_direct(view: ModelView, y: torch.Tensor, x: torch.Tensor, scale: 
     bias = bias.detach() if isinstance(bias, torch.Tensor) else torch.zeros(y.shape[-1], device=y.device)
     at_bias = view.unembedding(bias.to(view.unembedding.weight.dtype)[None]).float()[0]
     ratio = norm_scale(view.final_norm, x) / scale
-    return _softcap(view, raw), _softcap(view, ratio * raw + (1 - ratio) * at_bias)
+    return view.softcap(raw), view.softcap(ratio * raw + (1 - ratio) * at_bias)
 
 
 @torch.no_grad()

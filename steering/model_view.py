@@ -90,9 +90,12 @@ class ModelView:
 
     def logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the decoder stack's output (after its final norm), with the model's soft-capping if any."""
-        logits = self.unembedding(final_hidden)
+        return self.softcap(self.unembedding(final_hidden))
+
+    def softcap(self, raw_logits: torch.Tensor) -> torch.Tensor:
+        """The model's final logit soft-capping (Gemma 2), or the logits unchanged."""
         cap = getattr(self.model.config, "final_logit_softcapping", None)
-        return torch.tanh(logits / cap) * cap if cap else logits
+        return torch.tanh(raw_logits / cap) * cap if cap else raw_logits
 
     def unembedding_weight(self) -> torch.Tensor:
         """[vocab, d_model], de-quantized to float32."""
