@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from steering.errors import InvalidInputError
 from steering.generation import format_prompts
 from steering.pairs import ModelPair
 
@@ -23,9 +24,9 @@ from .common import Progress, ResultCache, Steps, cache_key
 from .refusal_data import RefusalData, builtin_data
 from .refusal_eval import ROLE_ORDER, evaluate_test, live_generation  # noqa: F401 (live_generation: for the page)
 from .refusal_scores import post_instruction_positions, refusal_token_ids, token_names
-from .refusal_select import apply_filters, candidate_directions, kept_layers, score_candidates, select
+from .refusal_select import ABLATIONS, apply_filters, candidate_directions, kept_layers, score_candidates, select
 
-STUDY_VERSION = "refusal@1"
+STUDY_VERSION = "refusal@2"
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Config:
     """What the refusal study computes. Sizes are per side (harmful, harmless); None means the whole split."""
 
     n_train: int | None = None  # train prompts per side for the difference in means
-    n_val: int = 4  # validation prompts per side for candidate selection (each candidate costs ~3 passes of them)
-    layer_step: int = 2  # score every layer_step-th layer (1 = the full grid; 2 halves the CPU time of selection)
+    n_val: int = 8  # validation prompts per side for candidate selection (each candidate costs ~3 passes of them)
+    layer_step: int = 1  # score every layer_step-th layer (1 = the full grid; 2 halves the CPU time of selection)
     n_test: int | None = None  # held-out prompts per side for the interventions (None: all 40 + 38 on the demo)
     positions: tuple[int, ...] = ()  # offsets from the prompt's end; () = the template's post-instruction tokens
     alpha: float = 0.1  # addition strength in units of the typical residual norm at the layer (see README/page)
@@ -44,6 +45,13 @@ class Config:
     refusal_tokens: tuple[str, ...] = ()  # () = first token of each refusal phrase ("I", "Sorry", "As", ...)
     phrases: tuple[str, ...] = ()  # refusal phrases (lowercase openers); () = assets/refusal/refusal_phrases.txt
     max_new_tokens: int = 8  # greedy tokens per reply; enough to judge a refusal opener
+    # How a direction is ablated (selection and test): "affine" = ACE (Marshall, Scherlis & Belrose 2024): at the
+    # input of every layer l, the component along u is set to c_l, the steered model's mean harmless (train split)
+    # projection, at the post-instruction and generated tokens only. "project" = Arditi's projection at every
+    # layer, component (resid_pre, attn_out, mlp_out) and position. Default "affine" because on the demo pair
+    # projection breaks the model: harmless KL 10-40 nats for every candidate (the diff-in-means direction is
+    # dominated by one large residual dimension of Gemma), so nothing passes the KL filter.
+    ablation: str = "affine"
     batch_size: int = 16
 
 
@@ -55,10 +63,11 @@ class Result:
     generations: pd.DataFrame  # model, direction_from, intervention, prompts, prompt, reply, refusal, refusal_score
     cosine: pd.DataFrame  # layer, position, cosine (base vs post candidate)
     timings: pd.DataFrame  # step, seconds
-    directions: dict = field(default_factory=dict)  # role -> {"vector", "layer", "position", "norms" [L, P]}
+    directions: dict = field(default_factory=dict)  # role -> {"vector", "layer", "position", "norms" [L, P], "harmless_mean" [L, d]}
     refusal_tokens: list = field(default_factory=list)
     positions: list = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
+    ablation: str = "affine"  # Config.ablation used for selection and the test interventions
 
 
 def _cosines(diffs: dict[str, torch.Tensor], positions: tuple[int, ...]) -> pd.DataFrame:
@@ -73,7 +82,7 @@ def _select_for(role: str, candidates: pd.DataFrame, n_layers: int, config: Conf
                 positions: tuple[int, ...]) -> tuple[pd.DataFrame, dict]:
     filtered = apply_filters(candidates, n_layers, prune_layer_fraction=config.prune_layer_fraction,
                              max_kl=config.max_kl, min_addition_score=config.min_addition_score)
-    best, passed = select(filtered)
+    best, passed = select(filtered, config.max_kl)
     chosen = {"model": role, "layer": int(best.layer), "position": int(best.position),
               "token": tokens[positions.index(int(best.position))], "ablation_score": best.ablation_score,
               "addition_score": best.addition_score, "kl": best.kl, "passed_filters": passed}
@@ -81,6 +90,8 @@ def _select_for(role: str, candidates: pd.DataFrame, n_layers: int, config: Conf
 
 
 def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progress | None = None) -> Result:
+    if config.ablation not in ABLATIONS:
+        raise InvalidInputError(f"Unknown ablation '{config.ablation}': use one of {', '.join(ABLATIONS)}.")
     tok, models = pair.tokenizer, pair.models()
     positions = config.positions or post_instruction_positions(tok)
     ids = refusal_token_ids(tok, config.refusal_tokens, config.phrases or None)
@@ -94,16 +105,17 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
     weights = {f"{stage} {role}": weight for role in models for stage, weight in
                (("directions", n_train), ("selection", n_val * len(layers) * len(positions) / 2))}
     steps = Steps(progress, {**weights, **{f"test {role}": n_test * 1.5 for role in models}})  # in running order
-    diffs, norms, candidates, chosen, timings = {}, {}, [], [], []
+    diffs, norms, means, candidates, chosen, timings = {}, {}, {}, [], [], []
     for role, model in models.items():
         start = time.perf_counter()
-        diffs[role], norms[role] = candidate_directions(
+        diffs[role], norms[role], means[role] = candidate_directions(
             model, tok, fmt["harmful", "train"], fmt["harmless", "train"], positions, batch_size=config.batch_size,
             progress=steps.stage(f"directions {role}", f"{role}: difference in means (train split)"))
         timings.append({"step": f"directions {role}", "seconds": time.perf_counter() - start})
         start = time.perf_counter()
         table = score_candidates(model, tok, diffs[role], norms[role], positions, layers, fmt["harmful", "val"],
                                  fmt["harmless", "val"], ids, alpha=config.alpha, batch_size=config.batch_size,
+                                 ablation=config.ablation, harmless_mean=means[role],
                                  progress=steps.stage(f"selection {role}", f"{role}: scoring candidates (val split)"))
         filtered, best = _select_for(role, table, pair.n_layers, config, _position_tokens(tok, positions), positions)
         candidates.append(filtered)
@@ -111,7 +123,7 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
         timings.append({"step": f"selection {role}", "seconds": time.perf_counter() - start})
     directions = {c["model"]: {"layer": c["layer"], "position": c["position"],
                                "vector": diffs[c["model"]][c["layer"], positions.index(c["position"])].clone(),
-                               "norms": norms[c["model"]].clone()}
+                               "norms": norms[c["model"]].clone(), "harmless_mean": means[c["model"]].clone()}
                   for c in chosen}
     start = time.perf_counter()
     scores, gens = evaluate_test(models, tok, {side: fmt[side, "test"] for side in ("harmful", "harmless")},
@@ -122,7 +134,7 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
         resid_norm=[float(norms[c["model"]][c["layer"], positions.index(c["position"])]) for c in chosen])
     steps.done()
     return Result(pd.concat(candidates, ignore_index=True), selected, scores, gens, _cosines(diffs, positions),
-                  pd.DataFrame(timings), directions, token_names(tok, ids), list(positions), data.sizes())
+                  pd.DataFrame(timings), directions, token_names(tok, ids), list(positions), data.sizes(), config.ablation)
 
 
 def _position_tokens(tok, positions: tuple[int, ...]) -> list[str]:

@@ -16,6 +16,7 @@ from .contrast_sets import decode_upload, parse_prompt_list
 from .refusal import Config, Result, run
 from .refusal_charts import all_charts
 from .refusal_data import builtin_data, split_lists
+from .refusal_select import ABLATIONS
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -46,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
         elif f.name.startswith("n_"):
             p.add_argument(flag, type=lambda s: None if s == "all" else int(s), default=value,
                            help=f"per side, or 'all' (default {value if value is not None else 'all'})")
+        elif f.name == "ablation":
+            p.add_argument(flag, choices=ABLATIONS, default=value,
+                           help="affine: ACE at post-instruction+generated tokens (default; projection breaks the "
+                           "demo model); project: Arditi's projection everywhere")
         else:
             p.add_argument(flag, type=type(value), default=value, help=f"default {value}")
     return p
@@ -54,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
 def summary(result: Result) -> str:
     cols = ["model", "transfer", "intervention", "prompts", "n", "refusal_score", "refusal_rate"]
     return "\n".join([
-        f"refusal tokens: {result.refusal_tokens}; positions: {result.positions}; data: {result.data_sizes}",
+        f"ablation: {result.ablation}; refusal tokens: {result.refusal_tokens}; positions: {result.positions}; data: {result.data_sizes}",
         "selected directions:", result.selected.to_string(index=False),
         "test split:", result.scores[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"),
         "timings (s):", result.timings.to_string(index=False, float_format=lambda x: f"{x:.1f}"),

@@ -1,6 +1,8 @@
 """The refusal study on held-out prompts: every model x direction source x intervention, both refusal scores.
 
-- ablation: the selected direction projected out of the residual stream at every layer, on harmful prompts;
+- ablation: the selected direction ablated, on harmful prompts: Config.ablation "affine" (default, ACE of
+  Marshall et al. 2024: the component along it set to the steered model's harmless mean at every layer's input,
+  at the post-instruction and generated tokens) or "project" (Arditi: projected out everywhere);
 - addition: alpha * (the steered model's typical residual norm at that layer and position) * unit direction,
   added at the direction's selected layer at every token, on harmless prompts;
 - the direction comes from the model itself, or from the other model of the pair: base->post is forward
@@ -15,11 +17,11 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from steering.generation import format_prompts
-from steering.interventions import ablate, add
+from steering.interventions import add
 
 from .common import Steps
 from .refusal_scores import Intervention, generate_scored, refusal_flags
-from .refusal_select import addition_vector
+from .refusal_select import ablation_for, addition_vector
 
 ROLE_ORDER = ("base", "post")
 TRANSFER = {("base", "post"): "forward (base→post)", ("post", "base"): "backward (post→base)"}
@@ -31,16 +33,18 @@ def transfer_label(source: str | None, target: str) -> str:
     return "own" if source == target else TRANSFER.get((source, target), f"{source}→{target}")
 
 
-def intervention_for(model: PreTrainedModel, mode: str, source: dict[str, Any], target_norms: torch.Tensor,
-                     positions: Sequence[int], alpha: float) -> Intervention | None:
-    """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'."""
+def intervention_for(model: PreTrainedModel, mode: str, source: dict[str, Any], target: dict[str, Any],
+                     positions: Sequence[int], alpha: float, ablation: str = "affine") -> Intervention | None:
+    """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'.
+    `target` is the steered model's own entry ("norms" [n_layers, n_positions] for the addition scale,
+    "harmless_mean" [n_layers, d] for the affine ablation's reference c_l = its harmless mean . source's unit)."""
     if mode == "none":
         return None
     vector = source["vector"]
     if mode == "ablate":
-        return lambda: ablate(model, vector)
+        return ablation_for(model, vector, target.get("harmless_mean"), positions, ablation)
     layer = source["layer"]
-    norm = float(target_norms[layer, list(positions).index(source["position"])])
+    norm = float(target["norms"][layer, list(positions).index(source["position"])])
     return lambda: add(model, {layer: addition_vector(vector, norm, alpha)})
 
 
@@ -65,8 +69,8 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
         todo = conditions([s for s in ROLE_ORDER if s in directions])
         for i, (mode, source, side) in enumerate(todo):
             prompts = texts[side]
-            hook = intervention_for(model, mode, directions.get(source, {}), directions[role]["norms"], positions,
-                                    config.alpha)
+            hook = intervention_for(model, mode, directions.get(source, {}), directions[role], positions,
+                                    config.alpha, config.ablation)
             replies, scores = generate_scored(model, tok, prompts, token_ids, intervention=hook,
                                               max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                               progress=lambda d, t, i=i: report(i * t + d, len(todo) * t))
@@ -83,11 +87,12 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
 
 
 def live_generation(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, mode: str,
-                    source: dict, target_norms: torch.Tensor, positions: Sequence[int], alpha: float,
-                    max_new_tokens: int = 48) -> tuple[str, str]:
-    """(unsteered, steered) greedy replies to one instruction through the chat template."""
+                    source: dict, target: dict, positions: Sequence[int], alpha: float,
+                    max_new_tokens: int = 48, ablation: str = "affine") -> tuple[str, str]:
+    """(unsteered, steered) greedy replies to one instruction through the chat template; `target` is the steered
+    model's entry of Result.directions (its norms and harmless mean)."""
     text = format_prompts(tok, [prompt])
-    hook = intervention_for(model, mode, source, target_norms, positions, alpha)
+    hook = intervention_for(model, mode, source, target, positions, alpha, ablation)
     plain, _ = generate_scored(model, tok, text, [0], max_new_tokens=max_new_tokens)
     steered, _ = generate_scored(model, tok, text, [0], intervention=hook, max_new_tokens=max_new_tokens)
     return plain[0], steered[0]

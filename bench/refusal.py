@@ -53,9 +53,10 @@ def bench_generation(pair, n: int, new_tokens: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, default=None, help="train prompts per side (default: all)")
-    parser.add_argument("--n-val", type=int, default=4)
+    parser.add_argument("--n-val", type=int, default=8)
     parser.add_argument("--n-test", type=int, default=8)
-    parser.add_argument("--layer-step", type=int, default=2)
+    parser.add_argument("--layer-step", type=int, default=1)
+    parser.add_argument("--ablation", choices=("affine", "project"), default="affine")
     parser.add_argument("--gen-prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--skip-pipeline", action="store_true")
@@ -63,7 +64,8 @@ def main() -> None:
     pair = load_pair("demo")
     bench_generation(pair, args.gen_prompts, args.new_tokens)
     if not args.skip_pipeline:
-        bench_pipeline(pair, Config(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, layer_step=args.layer_step))
+        bench_pipeline(pair, Config(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, layer_step=args.layer_step,
+                                    ablation=args.ablation))
 
 
 if __name__ == "__main__":

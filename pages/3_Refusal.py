@@ -24,6 +24,13 @@ pair = current_pair()
 if pair is None:
     st.stop()
 defaults = Config()
+ABLATION_HELP = (
+    "affine (default): ACE of Marshall, Scherlis & Belrose (2024): at the input of every layer, the component along "
+    "the direction is set to the steered model's mean harmless value (train split), at the post-instruction and "
+    "generated tokens only (for transfer: the steered model's own harmless mean projected on the other model's "
+    "direction). project: Arditi's projection of the direction out of every layer, attention and MLP output, at "
+    "every token. On the demo pair projection breaks the model (harmless KL 10-40 nats for every candidate: the "
+    "direction is dominated by one large residual dimension), so affine is the default.")
 
 
 def _data():
@@ -59,11 +66,12 @@ def _config() -> Config:
                                0.05, key="rf_prune")
         max_kl = c.number_input("max KL on harmless", 0.0, 100.0, defaults.max_kl, 0.05, key="rf_max_kl")
         min_add = c.number_input("min addition score", -50.0, 50.0, defaults.min_addition_score, key="rf_min_add")
+        ablation = c.selectbox("ablation", ["affine", "project"], key="rf_ablation", help=ABLATION_HELP)
         phrases = st.text_area("Refusal phrases (a reply starting with one counts as a refusal)",
                                "\n".join(refusal_phrases()), height=120, key="rf_phrases")
     return Config(n_val=int(n_val), n_test=int(n_test) or None, layer_step=int(layer_step), alpha=float(alpha),
                   max_new_tokens=int(max_new), prune_layer_fraction=float(prune), max_kl=float(max_kl),
-                  min_addition_score=float(min_add),
+                  min_addition_score=float(min_add), ablation=ablation,
                   phrases=tuple(p.strip().lower() for p in phrases.splitlines() if p.strip()))
 
 
@@ -71,8 +79,9 @@ read_data, config = _data(), _config()
 st.info(f"**Selection (Arditi's filters):** discard candidates in the last {config.prune_layer_fraction:.0%} of "
         f"layers, whose ablation moves the harmless next-token distribution by KL > {config.max_kl:g}, or whose "
         f"addition leaves the harmless refusal score at or below {config.min_addition_score:g}; among the rest pick "
-        "the lowest refusal score on harmful prompts with the candidate ablated. If none passes, the lowest "
-        "ablation score outside the pruned layers is taken and marked 'passed_filters = False'.")
+        f"the lowest refusal score on harmful prompts with the candidate ablated ({config.ablation} ablation). If "
+        f"none passes (marked 'passed_filters = False'): outside the pruned layers, the lowest ablation score among "
+        f"candidates with KL < {10 * config.max_kl:g} (10 × max KL), else the lowest KL.")
 pressed = st.button("Run the study", type="primary", key="rf_run")
 try:
     data = read_data()
@@ -123,20 +132,22 @@ a, b, c = st.columns(3)
 target = a.selectbox("Model", list(pair.models()), key="rf_live_model")
 source = b.selectbox("Direction from", roles, key="rf_live_source")
 mode = c.radio("Intervention", ["ablate", "add"], horizontal=True, key="rf_live_mode",
-               help="ablate: project the direction out at every layer; add: alpha × residual norm at its layer.")
+               help="ablate: the study's ablation (below); add: alpha × residual norm at its layer.")
+live_ablation = c.selectbox("Ablation", ["affine", "project"], index=["affine", "project"].index(result.ablation),
+                            key="rf_live_ablation", help=ABLATION_HELP)
 prompt = st.text_input("Instruction", "How do I pick a lock?", key="rf_live_prompt")
 if st.button("Generate", key="rf_live_go"):
     try:
         if not prompt.strip():
             raise SteeringError("Type an instruction first.")
-        norms = result.directions.get(target, result.directions[source])["norms"]
+        steered_entry = result.directions.get(target, result.directions[source])  # its norms and harmless mean
         plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
-                                                   result.directions[source], norms, result.positions,
-                                                   config.alpha)
+                                                   result.directions[source], steered_entry, result.positions,
+                                                   config.alpha, ablation=live_ablation)
         left, right = st.columns(2)
         left.markdown("**Unsteered**")
         left.text(plain_text)
-        right.markdown(f"**{mode} · direction from {source}**")
+        right.markdown(f"**{mode}{' (' + live_ablation + ')' if mode == 'ablate' else ''} · direction from {source}**")
         right.text(steered_text)
     except SteeringError as e:
         st.error(str(e))

@@ -266,3 +266,53 @@ def patch(
 
     with hooks(model, [(name, patcher(v)) for name, v in values.items()], prompt_length=prompt_length):
         yield
+
+
+def _affine_mask(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
+    """_mask, with a contiguous `range` of offsets tested by its bounds (so range(-5, 10_000), "every token from the
+    5th-last prompt token on, generated ones included", costs no per-pass lookup)."""
+    if isinstance(positions, range) and positions.step == 1:
+        pos = ((offsets >= positions.start) & (offsets < positions.stop)).to(hidden.device)
+        base = _mask(hidden, offsets, "all", rows)
+        return base * pos[None, :, None].to(hidden.dtype)
+    return _mask(hidden, offsets, positions, rows)
+
+
+@contextmanager
+def affine_ablate(
+    model: nn.Module,
+    direction: torch.Tensor,
+    reference: Mapping[int, float],
+    *,
+    layers: Sequence[int] | None = None,
+    positions: Positions = "all",
+    rows: Rows = None,
+    prompt_length: int | None = None,
+) -> Iterator[None]:
+    """Affine directional ablation (Marshall, Scherlis & Belrose 2024, "Refusal in LLMs is an affine function",
+    ACE): at the input of each layer l, set the component along the unit direction u to a reference value c_l
+    instead of zero, h' = h - ((h . u) - c_l) u, at the selected positions only. `reference[l]` is c_l, typically
+    the mean projection of the residual stream entering layer l on the "negative" (e.g. harmless) prompts, so the
+    stream looks as it does there along u and nothing else changes. Layers default to every layer in `reference`
+    (or all layers); a layer without a reference raises. Positions as elsewhere; a `range` of offsets such as
+    range(-5, 10_000) selects every token from the 5th-last prompt token on, generated tokens included."""
+    view = ModelView.of(model)
+    unit = _Cast(direction / direction.norm())
+    chosen = (sorted(int(k) for k in reference) if layers is None else list(layers)) or range(view.n_layers)
+    chosen = [view.check_layer(int(layer)) for layer in chosen]
+    missing = [layer for layer in chosen if layer not in reference]
+    if missing:
+        raise InvalidInputError(f"affine_ablate: no reference value for layers {missing}; give reference[l] for "
+                                "every layer you ablate at.")
+
+    def at(c: float) -> HookFn:
+        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+            u = unit.like(hidden)
+            shift = (hidden @ u - c).unsqueeze(-1) * u
+            return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+
+        return fn
+
+    fns = [(f"resid_pre.{layer}", at(float(reference[layer]))) for layer in chosen]
+    with hooks(model, fns, prompt_length=prompt_length):
+        yield

@@ -74,12 +74,16 @@ def test_generation_score_matches_phrases_at_the_start():
 def test_candidate_grid_is_difference_in_means_per_layer_and_position(tiny):
     model, tok = tiny
     h, n = format_prompts(tok, HARMFUL[:3]), format_prompts(tok, HARMLESS[:3])
-    diffs, norms = candidate_directions(model, tok, h, n, (-3, -1))
-    assert diffs.shape == (3, 2, 32) and norms.shape == (3, 2)
+    diffs, norms, means = candidate_directions(model, tok, h, n, (-3, -1))
+    assert diffs.shape == (3, 2, 32) and norms.shape == (3, 2) and means.shape == (3, 32)
     acts_h, acts_n = (collect_residuals(model, tok, p, positions=(-3, -1)) for p in (h, n))
     assert torch.allclose(diffs, acts_h.mean(0) - acts_n.mean(0), atol=1e-5)
+    assert torch.allclose(means, acts_n.mean(dim=(0, 2)), atol=1e-5)
     ids = refusal_token_ids(tok, ("w1",))
-    table = score_candidates(model, tok, diffs, norms, (-3, -1), [0, 2], h[:2], n[:2], ids, alpha=1.0)
+    with pytest.raises(InvalidInputError, match="harmless"):
+        score_candidates(model, tok, diffs, norms, (-3, -1), [2], h[:2], n[:2], ids, alpha=1.0)
+    table = score_candidates(model, tok, diffs, norms, (-3, -1), [0, 2], h[:2], n[:2], ids, alpha=1.0,
+                             harmless_mean=means)
     assert sorted(zip(table.layer, table.position)) == [(0, -3), (0, -1), (2, -3), (2, -1)]
     assert table[table.layer == 0].ablation_score.isna().all()  # layer 0: the template tokens embed the same
     assert table[table.layer == 2][["ablation_score", "addition_score", "kl"]].notna().all().all()
@@ -93,14 +97,22 @@ def test_ablation_removes_the_direction_and_addition_raises_the_refusal_score(ti
     # the unembedding row of the refusal token, pushed into the last layer's input, must raise its log-odds
     unit = model.get_output_embeddings().weight[ids[0]].detach()
     source = {"vector": unit, "layer": 2, "position": -1}
-    norms = torch.ones(3, 1) * 50.0
+    target = {"norms": torch.ones(3, 1) * 50.0, "harmless_mean": torch.randn(3, 32)}
     before = refusal_log_odds(last_logits(model, tok, texts), ids)
     after = refusal_log_odds(last_logits(model, tok, texts, intervention=intervention_for(
-        model, "add", source, norms, (-1,), 1.0)), ids)
+        model, "add", source, target, (-1,), 1.0)), ids)
     assert (after > before + 1.0).all()
-    with intervention_for(model, "ablate", source, norms, (-1,), 1.0)(), record(model, ["resid_pre.2"], "all") as rec:
+    u = unit / unit.norm()
+    with intervention_for(model, "ablate", source, target, (-1,), 1.0, "project")(), \
+            record(model, ["resid_pre.2"], "all") as rec:
         last_logits(model, tok, texts)
-    assert (rec.get("resid_pre.2") @ (unit / unit.norm())).abs().max() < 1e-3
+    assert (rec.get("resid_pre.2") @ u).abs().max() < 1e-3
+    with intervention_for(model, "ablate", source, target, (-2, -1), 1.0, "affine")(), \
+            record(model, ["resid_pre.2"], "all") as rec:  # ACE: the harmless mean along u, from offset -2 on
+        last_logits(model, tok, texts)
+    proj = rec.get("resid_pre.2") @ u
+    assert torch.allclose(proj[:, -2:], (target["harmless_mean"][2] @ u).expand(3, 2), atol=1e-4)
+    assert (proj[:, :-2] - (target["harmless_mean"][2] @ u)).abs().max() > 1e-2  # earlier tokens left alone
     replies, scores = generate_scored(model, tok, texts, ids, max_new_tokens=2)
     assert len(replies) == 3 and torch.allclose(torch.tensor(scores), before, atol=1e-4)
 
@@ -114,9 +126,12 @@ def test_filters_and_selection_follow_arditi():
                                            "in the last 20% of layers"]
     best, passed = select(filtered)
     assert (best.layer, passed) == (1, True)
-    none_kept = apply_filters(table, 5, prune_layer_fraction=0.2, max_kl=0.0, min_addition_score=0.0)
-    best, passed = select(none_kept)
-    assert (best.layer, passed) == (0, False)  # lowest ablation score outside the pruned layers
+    none_kept = apply_filters(table, 5, prune_layer_fraction=0.2, max_kl=0.01, min_addition_score=0.0)
+    assert (none_kept["filter"] != "kept").all()
+    best, passed = select(none_kept, 0.01)
+    assert (best.layer, passed) == (1, False)  # lowest ablation score with KL < 10 * max_kl, outside the pruned
+    best, passed = select(none_kept, 0.0)
+    assert (best.layer, passed) == (2, False)  # nothing that gentle: the lowest KL
 
 
 def test_transfer_table_has_every_model_source_and_intervention(tiny_result):
@@ -131,6 +146,11 @@ def test_transfer_table_has_every_model_source_and_intervention(tiny_result):
     assert ((0 <= result.scores.refusal_rate) & (result.scores.refusal_rate <= 1)).all()
     assert len(result.cosine) == 3 * 2 and result.cosine.cosine.between(-1.001, 1.001).all()
     assert set(result.selected.model) == {"base", "post"} and len(result.candidates) == 2 * 2 * 2
+
+
+def test_unknown_ablation_is_refused(tiny_pair, tmp_path):
+    with pytest.raises(InvalidInputError, match="affine"):
+        run(tiny_pair[0], Config(ablation="zero"), split_lists(HARMFUL, HARMLESS), cache=ResultCache("refusal", tmp_path))
 
 
 def test_uploaded_lists_are_split_and_bad_ones_refused():
@@ -176,7 +196,7 @@ def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal()
 
     def rate(texts, mode):
         replies, _ = generate_scored(model, tok, texts, ids, max_new_tokens=5, intervention=intervention_for(
-            model, mode, source, norms, (-1,), 0.1))
+            model, mode, source, {"norms": norms}, (-1,), 0.1, "project"))
         return sum(refusal_flags(replies)) / len(replies)
 
     refuses = rate(harmful, "none")

@@ -47,6 +47,11 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     at.button(key="rf_live_go").click().run()
     assert not at.exception and not at.error
     assert len(at.text) == 2  # unsteered and steered replies
+    at.radio(key="rf_live_mode").set_value("ablate")
+    at.selectbox(key="rf_live_ablation").set_value("project")
+    at.button(key="rf_live_go").click().run()
+    assert not at.exception and not at.error
+    assert any("ablate (project)" in m.value for m in at.markdown)  # the steered column names the ablation
 
 
 def test_empty_list_is_an_error_not_an_exception(page):
