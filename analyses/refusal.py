@@ -63,7 +63,8 @@ class Result:
     generations: pd.DataFrame  # model, direction_from, intervention, prompts, prompt, reply, refusal, refusal_score
     cosine: pd.DataFrame  # layer, position, cosine (base vs post candidate)
     timings: pd.DataFrame  # step, seconds
-    directions: dict = field(default_factory=dict)  # role -> {"vector", "layer", "position", "norms" [L, P], "harmless_mean" [L, d]}
+    # role -> {"vector", "layer", "position", "norms" [L, P], "harmless_mean" [L, d]}
+    directions: dict = field(default_factory=dict)
     refusal_tokens: list = field(default_factory=list)
     positions: list = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
@@ -134,7 +135,8 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
         resid_norm=[float(norms[c["model"]][c["layer"], positions.index(c["position"])]) for c in chosen])
     steps.done()
     return Result(pd.concat(candidates, ignore_index=True), selected, scores, gens, _cosines(diffs, positions),
-                  pd.DataFrame(timings), directions, token_names(tok, ids), list(positions), data.sizes(), config.ablation)
+                  pd.DataFrame(timings), directions, token_names(tok, ids), list(positions), data.sizes(),
+                  config.ablation)
 
 
 def _position_tokens(tok, positions: tuple[int, ...]) -> list[str]:

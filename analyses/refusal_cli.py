@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
 def summary(result: Result) -> str:
     cols = ["model", "transfer", "intervention", "prompts", "n", "refusal_score", "refusal_rate"]
     return "\n".join([
-        f"ablation: {result.ablation}; refusal tokens: {result.refusal_tokens}; positions: {result.positions}; data: {result.data_sizes}",
+        f"ablation: {result.ablation}; refusal tokens: {result.refusal_tokens}; positions: {result.positions}; "
+        f"data: {result.data_sizes}",
         "selected directions:", result.selected.to_string(index=False),
         "test split:", result.scores[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"),
         "timings (s):", result.timings.to_string(index=False, float_format=lambda x: f"{x:.1f}"),

@@ -64,8 +64,8 @@ def main() -> None:
     pair = load_pair("demo")
     bench_generation(pair, args.gen_prompts, args.new_tokens)
     if not args.skip_pipeline:
-        bench_pipeline(pair, Config(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, layer_step=args.layer_step,
-                                    ablation=args.ablation))
+        bench_pipeline(pair, Config(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                                    layer_step=args.layer_step, ablation=args.ablation))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ st.caption("Look for: dark cells (ablation removes refusal) that survive the fil
 st.subheader("Example generations (test split, each model with its own direction)")
 gens = result.generations
 own = gens[gens.transfer == "own"].rename(columns={"reply": "steered"})
-plain = gens[gens.intervention == "none"][["model", "prompts", "prompt", "reply"]].rename(columns={"reply": "unsteered"})
+plain = (gens[gens.intervention == "none"][["model", "prompts", "prompt", "reply"]]
+         .rename(columns={"reply": "unsteered"}))
 examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "intervention", "prompt", "unsteered",
                                                                  "steered"]]
 st.dataframe(examples, hide_index=True)

@@ -150,7 +150,8 @@ def test_transfer_table_has_every_model_source_and_intervention(tiny_result):
 
 def test_unknown_ablation_is_refused(tiny_pair, tmp_path):
     with pytest.raises(InvalidInputError, match="affine"):
-        run(tiny_pair[0], Config(ablation="zero"), split_lists(HARMFUL, HARMLESS), cache=ResultCache("refusal", tmp_path))
+        run(tiny_pair[0], Config(ablation="zero"), split_lists(HARMFUL, HARMLESS),
+            cache=ResultCache("refusal", tmp_path))
 
 
 def test_uploaded_lists_are_split_and_bad_ones_refused():
