@@ -20,7 +20,7 @@ app: $(VENV)/.installed
 	  || echo "chromium not installed: the browser test will be skipped"
 
 test: $(VENV)/.installed /usr/bin/chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q nnsight
