@@ -6,6 +6,7 @@ from tiny import save_tiny_pair
 from pages.ui.pair_picker import PairRequest
 
 TIMEOUT = 180
+COLD_DEMO_TIMEOUT = 900  # on a fresh machine the first start converts the demo base (~2.5 min on 2 idle cores)
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +14,8 @@ def tiny_dirs(tmp_path_factory):
     return save_tiny_pair(tmp_path_factory.mktemp("app-pair"))
 
 
-def _app(request: PairRequest | None = None) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+def _app(request: PairRequest | None = None, timeout: float = TIMEOUT) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=timeout)
     if request is not None:
         at.session_state["pair_request"] = request
     return at.run()
@@ -51,6 +52,6 @@ def test_pressing_load_with_an_unknown_source_keeps_the_session(tiny_dirs):
 
 @pytest.mark.demo
 def test_the_app_starts_on_the_demo_pair():
-    at = _app()
+    at = _app(timeout=COLD_DEMO_TIMEOUT)
     assert not at.exception
     assert any("**demo**" in m.value for m in at.sidebar.markdown)
