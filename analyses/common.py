@@ -68,7 +68,8 @@ class ResultCache:
 
     The files are the user's own cache, written and read by this code only."""
 
-    def __init__(self, study: str, root: Path | None = None):
+    def __init__(self, study: str, root: Path | None = None, refresh: bool = False):
+        self.refresh = refresh  # compute again and replace what is stored (the CLI's --no-cache)
         self.root = (Path(root) if root is not None else cache_root() / "results") / study
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +87,7 @@ class ResultCache:
             return None
 
     def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:
-        found = self.get(key)
+        found = None if self.refresh else self.get(key)
         if found is None:
             found = compute()
             tmp = self.path(key).with_suffix(".tmp")

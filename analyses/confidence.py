@@ -11,11 +11,10 @@ neurons over held-out text: change in entropy and loss, total and direct (final 
 maximum probability and calibration (ECE, reliability bins) of both models on the same questions."""
 from __future__ import annotations
 
-import argparse
 import random
+import sys
 import time
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -23,7 +22,7 @@ import torch
 from analyses import confidence_ablation as abl
 from analyses import confidence_calibration as cal
 from analyses import confidence_weights as cw
-from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key, write_charts, write_tables
+from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
 from steering.neurons import effective_output_weight, effective_unembedding
@@ -177,36 +176,34 @@ def _result(scores, spectra, chosen, ablations, text_conf, scored, layer, config
     )
 
 
-def run(pair, config: Config = Config(), progress: Progress | None = None, texts: list[str] | None = None) -> Result:
+def run(pair, config: Config = Config(), progress: Progress | None = None, texts: list[str] | None = None,
+        cache: ResultCache | None = None) -> Result:
     """The whole study on a pair (the post-trained model is optional), cached on disk by models, config and data."""
     texts = heldout_texts() if texts is None else list(texts)
     if not texts:
         raise InvalidInputError("The text set for the ablations is empty.")
     key = cache_key(STUDY_VERSION, pair.fingerprint("base"),
                     pair.fingerprint("post") if pair.post is not None else None, config, dataset_hash(texts))
-    return ResultCache("confidence").get_or_compute(key, lambda: compute(pair, config, texts, progress))
+    return (cache or ResultCache("confidence")).get_or_compute(key, lambda: compute(pair, config, texts, progress))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pair", default="demo", help="a registered pair name (default: demo)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the CSV/JSON tables and HTML charts")
-    for f in fields(Config):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    from analyses import cli
     from analyses.confidence_charts import all_charts
-    from steering import load_pair
 
-    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
-    pair = load_pair(args.pair)
-    if pair.post is None:
-        print("No post-trained model in this pair: the study runs on the base model alone.")
-    start = time.perf_counter()
-    result = run(pair, config, PrintProgress())
-    elapsed = time.perf_counter() - start
-    write_tables(result, args.out)
-    write_charts(all_charts(result), args.out)
-    print(summary_text(result, elapsed))
+    args = cli.study_parser("python -m analyses.confidence", __doc__.split("\n\n")[0], Config).parse_args(argv)
+
+    def body() -> None:
+        config = cli.config_from_args(args, Config)
+        pair = cli.pair_from_args(args)
+        if pair.post is None:
+            print("No post-trained model in this pair: the study runs on the base model alone.")
+        start = time.perf_counter()
+        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "confidence"))
+        cli.write_outputs(result, all_charts(result), args.out)
+        print(summary_text(result, time.perf_counter() - start))
+
+    return cli.exit_code(body)
 
 
 def summary_text(result: Result, elapsed: float) -> str:
@@ -224,4 +221,4 @@ def summary_text(result: Result, elapsed: float) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

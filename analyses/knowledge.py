@@ -12,17 +12,16 @@ are compared (difference, correlation), and cross-model patching puts one model'
 other's corrupted run."""
 from __future__ import annotations
 
-import argparse
+import sys
 import time
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from analyses import knowledge_data as kd
 from analyses import knowledge_summary as ks
 from analyses import knowledge_trace as kt
-from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key, write_charts, write_tables
+from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key
 from analyses.statements import statement_set
 from analyses.truth_score import few_shot_prefix, shot_facts
 from steering.errors import InvalidInputError
@@ -203,13 +202,13 @@ def _key(pair, config: Config, frame: pd.DataFrame, *extra) -> str:
 
 
 def run(pair, config: Config = Config(), progress: Progress | None = None,
-        items: pd.DataFrame | None = None) -> Result:
+        items: pd.DataFrame | None = None, cache: ResultCache | None = None) -> Result:
     """The study over a dataset (the config's, or `items`: facts with subject, prompt, object, or pairs with
     subject, corrupt_subject, object, true_statement, false_statement), cached on disk."""
     check(config)
     frame = default_items(config, pair.tokenizer) if items is None else items.reset_index(drop=True)
-    return ResultCache("knowledge").get_or_compute(_key(pair, config, frame),
-                                                   lambda: compute(pair, frame, config, progress))
+    return (cache or ResultCache("knowledge")).get_or_compute(_key(pair, config, frame),
+                                                              lambda: compute(pair, frame, config, progress))
 
 
 def trace_fact(pair, fact: dict, config: Config = Config(), progress: Progress | None = None) -> Result:
@@ -234,28 +233,25 @@ def summary_text(result: Result, elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pair", default="demo", help="a registered pair name (default: demo)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the CSV/JSON tables and HTML charts")
-    for f in fields(Config):
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    from analyses import cli
     from analyses.knowledge_charts import all_charts
-    from steering import load_pair
 
-    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
-    pair = load_pair(args.pair)
-    if pair.post is None:
-        print("No post-trained model in this pair: tracing the base model alone (no comparison, no cross-model).")
-    start = time.perf_counter()
-    result = run(pair, config, PrintProgress())
-    elapsed = time.perf_counter() - start
-    write_tables(result, args.out)
-    write_charts(all_charts(result), args.out)
-    print(summary_text(result, elapsed))
+    args = cli.study_parser("python -m analyses.knowledge", __doc__.split("\n\n")[0], Config,
+                            choices={"corruption": CORRUPTIONS}).parse_args(argv)
+
+    def body() -> None:
+        config = cli.config_from_args(args, Config)
+        pair = cli.pair_from_args(args)
+        if pair.post is None:
+            print("No post-trained model in this pair: tracing the base model alone (no comparison, no cross-model).")
+        start = time.perf_counter()
+        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "knowledge"))
+        cli.write_outputs(result, all_charts(result), args.out)
+        print(summary_text(result, time.perf_counter() - start))
+
+    return cli.exit_code(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from steering.generation import format_prompts

@@ -190,12 +190,13 @@ def frame_hash(frame: pd.DataFrame) -> str:
                         [str(v) for v in frame["split"]], [str(v) for v in frame["fact"]])
 
 
-def run(pair, config: Config = Config(), progress: Progress | None = None, frame: pd.DataFrame | None = None) -> Result:
+def run(pair, config: Config = Config(), progress: Progress | None = None, frame: pd.DataFrame | None = None,
+        cache: ResultCache | None = None) -> Result:
     """The study on a built-in set (config.dataset) or an uploaded frame, cached by models, config and data."""
     frame = statement_set(config.dataset) if frame is None else frame
     key = cache_key(STUDY_VERSION, pair.fingerprint("base"),
                     pair.fingerprint("post") if pair.post is not None else None, config, frame_hash(frame))
-    return ResultCache("truthfulness").get_or_compute(key, lambda: compute(pair, config, frame, progress))
+    return (cache or ResultCache("truthfulness")).get_or_compute(key, lambda: compute(pair, config, frame, progress))
 
 
 def score_curve(pair, result: Result, statement: str, alphas) -> pd.DataFrame:
@@ -208,6 +209,8 @@ def score_curve(pair, result: Result, statement: str, alphas) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    import sys
+
     from analyses.truthfulness_cli import main
 
-    main()
+    sys.exit(main())

@@ -5,29 +5,19 @@ fit on the other statement sets and tested on each held-out one."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from dataclasses import fields
-from pathlib import Path
 
-from analyses.common import PrintProgress, write_charts, write_tables
+from analyses import cli
+from analyses.common import PrintProgress
 from analyses.statements import statement_set_names
 from analyses.truthfulness import Config, Result, run
 
-TUPLES = {"alphas": dict(nargs="+", type=float), "answers": dict(nargs=2, type=str)}
-
-
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analyses.truthfulness", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pair", default="demo", help="a registered pair name (default: demo)")
-    p.add_argument("--out", required=True, type=Path, help="folder for the CSV/JSON tables and HTML charts")
+    p = cli.study_parser("python -m analyses.truthfulness", __doc__.split("\n\n")[0], Config,
+                         choices={"dataset": statement_set_names()})
     p.add_argument("--generalisation", action="store_true", help="also train on several sets, test on held-out ones")
     p.add_argument("--general-n-per-set", type=int, default=60, help="statements per set for --generalisation")
-    for f in fields(Config):
-        option = f"--{f.name.replace('_', '-')}"
-        if f.name == "dataset":
-            p.add_argument(option, default=f.default, choices=statement_set_names())
-        else:
-            p.add_argument(option, default=f.default, **TUPLES.get(f.name, {"type": type(f.default)}))
     return p
 
 
@@ -49,36 +39,38 @@ def summary_text(result: Result, elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from analyses.truthfulness_charts import all_charts, generalisation
     from analyses.truthfulness_general import GeneralConfig
     from analyses.truthfulness_general import generalisation as general_table
-    from steering import load_pair
 
-    config = Config(**{f.name: (tuple(v) if isinstance(v := getattr(args, f.name), list) else v)
-                       for f in fields(Config)})
-    pair = load_pair(args.pair)
-    if pair.post is None:
-        print("No post-trained model in this pair: the study runs on the base model alone (no cosine, no transfer).")
-    start = time.perf_counter()
-    result = run(pair, config, PrintProgress())
-    elapsed = time.perf_counter() - start
-    write_tables(result, args.out)
-    charts = all_charts(result)
-    if args.generalisation:
-        gen_start = time.perf_counter()
-        table = general_table(pair, GeneralConfig(n_per_set=args.general_n_per_set, batch_size=config.batch_size),
-                              PrintProgress())
-        table.to_csv(args.out / "generalisation.csv", index=False)
-        charts["generalisation"] = generalisation(table)
-        best = table.loc[table.groupby(["model", "held_out", "method"])["accuracy"].idxmax()]
-        print("generalisation (best layer per held-out set):\n" + best.round(3).to_string(index=False))
-        print(f"generalisation took {time.perf_counter() - gen_start:.1f} s")
-    write_charts(charts, args.out)
-    print(summary_text(result, elapsed))
-    print(f"tables and charts in {args.out}")
+    def body() -> None:
+        config = cli.config_from_args(args, Config)
+        pair = cli.pair_from_args(args)
+        if pair.post is None:
+            print("No post-trained model in this pair: the study runs on the base model alone (no cosine, "
+                  "no transfer).")
+        start = time.perf_counter()
+        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "truthfulness"))
+        elapsed = time.perf_counter() - start
+        charts = all_charts(result)
+        if args.generalisation:
+            gen_start = time.perf_counter()
+            table = general_table(pair, GeneralConfig(n_per_set=args.general_n_per_set,
+                                                      batch_size=config.batch_size), PrintProgress())
+            args.out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(args.out / "generalisation.csv", index=False)
+            charts["generalisation"] = generalisation(table)
+            best = table.loc[table.groupby(["model", "held_out", "method"])["accuracy"].idxmax()]
+            print("generalisation (best layer per held-out set):\n" + best.round(3).to_string(index=False))
+            print(f"generalisation took {time.perf_counter() - gen_start:.1f} s")
+        cli.write_outputs(result, charts, args.out)
+        print(summary_text(result, elapsed))
+        print(f"tables and charts in {args.out}")
+
+    return cli.exit_code(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,12 +18,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from steering import collect_residuals, load_pair
-from steering.generation import DecodingSettings, SteeringSpec, generate
+from steering.generation import DecodingSettings, SteeringSpec
 from steering.directions import Direction, DirectionInfo
 from steering.registry import ASSETS
 from steering.tokens import encode

@@ -187,7 +187,7 @@ def test_compute_on_a_tiny_pair_gives_every_table(tiny_pair):
 def test_cli_writes_tables_and_charts(tiny_pair, tmp_path, monkeypatch, capsys):
     import analyses.confidence as conf
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("steering.load_pair", lambda name: tiny_pair)
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
     monkeypatch.setattr(conf, "heldout_texts", lambda: TEXTS)
     out = tmp_path / "out"
     main(["--pair", "tiny", "--out", str(out), "--null-dims", "4", "--n-candidates", "3", "--n-random", "1",

@@ -4,7 +4,7 @@ import torch
 from tiny import MODEL_TYPES, tiny_model, tiny_tokenizer
 
 from steering.errors import LayerOutOfRangeError, UnsupportedArchitectureError
-from steering.interventions import ablate, add, hooks, patch, record
+from steering.interventions import ablate, add, patch, record
 from steering.model_view import ModelView
 
 PROMPTS = ["w1 w2 the cat is", "dog is", "w5 w6 w7 w8 w9 w10 w11 a"]

@@ -95,7 +95,7 @@ def test_nothing_right_is_an_error(pair) -> None:
 
 
 def test_cli_writes_tables_and_charts(pair, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("steering.load_pair", lambda name: pair)
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: pair)
     monkeypatch.setattr(kn, "default_items", lambda config, tok: FACTS)
     monkeypatch.setattr(kn, "is_right", lambda screen, config: True)  # random tiny models get nothing right
     out = tmp_path / "out"

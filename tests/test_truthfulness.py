@@ -167,7 +167,7 @@ def test_config_checks_and_balanced_sample():
 
 def test_cli_writes_tables_and_charts_on_a_tiny_pair(tiny_pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("steering.load_pair", lambda name: tiny_pair)
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
     monkeypatch.setattr("analyses.truthfulness.statement_set", lambda name: _tiny_frame())
     main(["--dataset", "cities", "--out", str(tmp_path / "out"), "--n-steer", "4", "--n-calib", "4", "--n-shots",
           "2", "--alphas", "1", "--answers", "true", "false"])

@@ -39,7 +39,7 @@ def test_some_layer_probes_cities_at_90_percent_in_both_models(demo):
 
 def test_cli_runs_end_to_end_on_the_demo_pair(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("steering.load_pair", lambda name: demo)
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: demo)
     main(["--pair", "demo", "--dataset", "cities", "--out", str(tmp_path / "out"), "--n-train", "8", "--n-test",
           "8", "--max-layer", "4", "--layer-step", "2", "--n-steer", "2", "--n-calib", "2", "--n-shots", "2",
           "--alphas", "1", "--batch-size", "8"])
