@@ -5,3 +5,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_request(tmp_path_factory):
+    """The pages' tiny pair, saved once: what the pair picker would hand a page for two local folders."""
+    from tiny import save_tiny_pair
+
+    from pages.ui.pair_picker import PairRequest
+
+    base, post = save_tiny_pair(tmp_path_factory.mktemp("page-pair"))
+    return PairRequest(None, base=base, post=post)
+
+
+@pytest.fixture
+def open_page(tiny_request, tmp_path, monkeypatch):
+    """`open_page("3_Refusal.py")`: the page in AppTest, run once on the tiny pair, its results cached under tmp."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
+
+    def open_(name: str, timeout: float = 180):
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / name), default_timeout=timeout)
+        at.session_state["pair_request"] = tiny_request
+        return at.run()
+
+    return open_

@@ -1,28 +1,15 @@
 """The confidence page driven by AppTest on a tiny pair: Run gives every chart and table; bad input is an error."""
 import pytest
-from streamlit.testing.v1 import AppTest
-from tiny import save_tiny_pair
 
 import analyses.confidence as conf
-from pages.ui.pair_picker import PairRequest
 
-PAGE = "../pages/5_Confidence.py"
 TEXTS = ["the cat is a dog .", "w1 w2 w3 the dog is true .", "a cat is false . w4 w5"]
 
 
-@pytest.fixture(scope="module")
-def tiny_request(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("cf-pair"))
-    return PairRequest(None, base=base, post=post)
-
-
 @pytest.fixture
-def page(tiny_request, tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
+def page(open_page, monkeypatch):
     monkeypatch.setattr(conf, "heldout_texts", lambda: TEXTS)
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["pair_request"] = tiny_request
-    at.run()
+    at = open_page("5_Confidence.py", timeout=120)
     at.number_input(key="cf_null_dims").set_value(4)
     at.number_input(key="cf_n_candidates").set_value(3)
     at.number_input(key="cf_n_random").set_value(1)

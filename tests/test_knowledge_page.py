@@ -2,32 +2,19 @@
 error element, never an exception."""
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
-from tiny import save_tiny_pair
 
 import analyses.knowledge as kn
-from pages.ui.pair_picker import PairRequest
 
-PAGE = "../pages/4_Knowledge.py"
 FACTS = pd.DataFrame({"item": [0, 1, 2], "subject": ["w3 w4", "w5", "w9"],
                       "prompt": ["the w3 w4 is a", "the cat w5 is a", "a w9 dog is"],
                       "object": [" dog", " true", " false"]})
 
 
-@pytest.fixture(scope="module")
-def tiny_request(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("kn-page-pair"))
-    return PairRequest(None, base=base, post=post)
-
-
 @pytest.fixture
-def page(tiny_request, tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
+def page(open_page, monkeypatch):
     monkeypatch.setattr(kn, "default_items", lambda config, tok: FACTS)
     monkeypatch.setattr(kn, "is_right", lambda screen, config: True)  # random tiny models get nothing right
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["pair_request"] = tiny_request
-    at.run()
+    at = open_page("4_Knowledge.py", timeout=180)
     at.number_input(key="kn_window").set_value(2)
     at.number_input(key="kn_n_items").set_value(1)
     at.number_input(key="kn_n_screen").set_value(3)

@@ -2,25 +2,14 @@
 bad input shown as an error element, never an exception."""
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny import save_tiny_pair
 
-from pages.ui.pair_picker import PairRequest
 
 PAGE = "../pages/1_Playground.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_request(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("pg-pair"))
-    return PairRequest(None, base=base, post=post)
-
-
 @pytest.fixture
-def page(tiny_request, tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["pair_request"] = tiny_request
-    at.run()
+def page(open_page):
+    at = open_page("1_Playground.py", timeout=120)
     at.text_area(key="pg_prompts").input("the cat is\nw1 w2 dog")
     at.toggle(key="pg_chat").set_value(False)
     at.radio(key="pg_source").set_value("Your two lists")

@@ -1,28 +1,15 @@
 """The refusal page driven by AppTest on a tiny pair: the user's two lists -> Run -> charts, tables and a live
 generation; bad input shows an error element, never an exception."""
 import pytest
-from streamlit.testing.v1 import AppTest
-from tiny import save_tiny_pair
 
-from pages.ui.pair_picker import PairRequest
 
-PAGE = "../pages/3_Refusal.py"
 HARMFUL = "\n".join(f"w{i} w{i + 1} the cat" for i in range(10))
 HARMLESS = "\n".join(f"w{i + 40} w{i + 41} a dog" for i in range(10))
 
 
-@pytest.fixture(scope="module")
-def tiny_request(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("rf-page-pair"))
-    return PairRequest(None, base=base, post=post)
-
-
 @pytest.fixture
-def page(tiny_request, tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["pair_request"] = tiny_request
-    at.run()
+def page(open_page):
+    at = open_page("3_Refusal.py", timeout=180)
     at.radio(key="rf_data").set_value("Your two lists").run()
     return at
 

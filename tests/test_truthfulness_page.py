@@ -1,26 +1,11 @@
 """The truthfulness page driven by AppTest on a tiny pair: Run gives every chart, the typed statement's curve and
 the generalisation chart; a malformed pasted CSV is an error element naming the line, never an exception."""
 import pytest
-from streamlit.testing.v1 import AppTest
-from tiny import save_tiny_pair
-
-from pages.ui.pair_picker import PairRequest
-
-PAGE = "../pages/2_Truthfulness.py"
-
-
-@pytest.fixture(scope="module")
-def tiny_request(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("tr-page-pair"))
-    return PairRequest(None, base=base, post=post)
 
 
 @pytest.fixture
-def page(tiny_request, tmp_path, monkeypatch):
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["pair_request"] = tiny_request
-    at.run()
+def page(open_page):
+    at = open_page("2_Truthfulness.py", timeout=180)
     at.number_input(key="tr_n_train").set_value(24)
     at.number_input(key="tr_n_test").set_value(12)
     at.number_input(key="tr_n_steer").set_value(4)
