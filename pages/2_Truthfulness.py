@@ -7,6 +7,7 @@ from analyses.statements import describe, parse_statement_csv, statement_set_nam
 from analyses.truthfulness import Config, run, score_curve
 from analyses.truthfulness_general import GeneralConfig, generalisation
 from pages.ui.pair_picker import current_pair, sidebar
+from pages.ui.progress import run_with_progress
 from steering import InvalidInputError, SteeringError
 
 UPLOAD = "your own CSV (statement,label)"
@@ -66,23 +67,20 @@ with st.form("tr_form"):
     answers = c10.text_input("Answer words (true, false)", ", ".join(Config.answers), key="tr_answers")
     submitted = st.form_submit_button("Run", type="primary")
 
-if submitted:
-    bar = st.progress(0.0, "starting")
-    try:
-        frame = _uploaded_frame(choice, upload, pasted)
-        words = tuple(w.strip() for w in answers.split(","))
-        if len(words) != 2 or not all(words):
-            raise InvalidInputError("Give two answer words separated by a comma, e.g. 'TRUE, FALSE'.")
-        config = Config(dataset=choice if frame is None else "upload", n_train=int(n_train), n_test=int(n_test),
-                        probe_layer=int(probe_layer), layer_start=int(layer_start), n_steer=int(n_steer),
-                        n_calib=max(2, int(n_steer) // 2), n_shots=int(n_shots), alphas=_alphas(alphas),
-                        answers=words)
-        st.session_state["tr_result"] = run(pair, config, lambda f, m: bar.progress(min(f, 1.0), m), frame)
-        st.session_state.pop("tr_curve", None)
-    except SteeringError as e:
-        st.session_state.pop("tr_result", None)
-        st.error(str(e))
-    bar.empty()
+def _run_study(progress) -> object:
+    frame = _uploaded_frame(choice, upload, pasted)
+    words = tuple(w.strip() for w in answers.split(","))
+    if len(words) != 2 or not all(words):
+        raise InvalidInputError("Give two answer words separated by a comma, e.g. 'TRUE, FALSE'.")
+    config = Config(dataset=choice if frame is None else "upload", n_train=int(n_train), n_test=int(n_test),
+                    probe_layer=int(probe_layer), layer_start=int(layer_start), n_steer=int(n_steer),
+                    n_calib=max(2, int(n_steer) // 2), n_shots=int(n_shots), alphas=_alphas(alphas),
+                    answers=words)
+    return run(pair, config, progress, frame)
+
+
+if submitted and run_with_progress("tr_result", _run_study) is not None:
+    st.session_state.pop("tr_curve", None)
 
 result = st.session_state.get("tr_result")
 if result is None:
@@ -141,13 +139,8 @@ st.header("3 · Generalisation across datasets")
 n_per_set = st.number_input("Statements per set", min_value=4, value=GeneralConfig.n_per_set, step=20,
                             key="tr_general_n")
 if st.button("Train on the other sets, test on each held-out one", key="tr_general"):
-    bar = st.progress(0.0, "starting")
-    try:
-        st.session_state["tr_general_table"] = generalisation(pair, GeneralConfig(n_per_set=int(n_per_set)),
-                                                              lambda f, m: bar.progress(min(f, 1.0), m))
-    except SteeringError as e:
-        st.error(str(e))
-    bar.empty()
+    run_with_progress("tr_general_table",
+                      lambda progress: generalisation(pair, GeneralConfig(n_per_set=int(n_per_set)), progress))
 if "tr_general_table" in st.session_state:
     st.altair_chart(charts.generalisation(st.session_state["tr_general_table"]))
     st.caption("High accuracy on a held-out set means the truth direction is shared across topics, not learnt "

@@ -8,6 +8,7 @@ from analyses.refusal_charts import candidate_heatmap, cosine_chart, score_bars
 from analyses.refusal_data import builtin_data, split_lists
 from analyses.refusal_eval import live_generation
 from pages.ui.pair_picker import current_pair, sidebar
+from pages.ui.progress import run_with_progress
 from steering import SteeringError
 from steering.judging import refusal_phrases
 
@@ -86,14 +87,12 @@ pressed = st.button("Run the study", type="primary", key="rf_run")
 try:
     data = read_data()
     st.caption(f"{data.name} data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
-    if pressed:
-        bar = st.progress(0.0, "starting")
-        st.session_state["rf_result"] = run(pair, config, data, lambda f, m: bar.progress(f, m))
-        bar.empty()
 except SteeringError as e:
     st.error(str(e))
     st.stop()
 
+if pressed:
+    run_with_progress("rf_result", lambda progress: run(pair, config, data, progress))
 result = st.session_state.get("rf_result")
 if result is None:
     st.stop()

@@ -5,6 +5,7 @@ import analyses.knowledge as kn
 from analyses import knowledge_charts as charts
 from analyses.knowledge_data import dataset_names
 from pages.ui.pair_picker import current_pair, sidebar
+from pages.ui.progress import run_with_progress
 from steering import SteeringError
 
 st.set_page_config(page_title="Knowledge", page_icon="🧭", layout="wide")
@@ -41,16 +42,6 @@ def _settings() -> kn.Config:
                      components=",".join(comps), window=int(window), noise_scale=float(noise),
                      n_samples=int(samples), top_k=int(top_k), min_gap=float(gap), n_shots=int(shots),
                      answers=answers, cross_model=cross)
-
-
-def _compute(key: str, fn) -> None:
-    bar = st.progress(0.0, "starting")
-    try:
-        st.session_state[key] = fn(lambda f, m: bar.progress(min(f, 1.0), m))
-    except SteeringError as e:
-        st.session_state.pop(key, None)
-        st.error(str(e))
-    bar.empty()
 
 
 def _fact_input(config: kn.Config) -> dict | None:
@@ -121,7 +112,7 @@ config = _settings()
 st.header("1 · One fact")
 fact = _fact_input(config)
 if fact is not None and st.button("Trace this fact", type="primary", key="kn_trace_fact"):
-    _compute("kn_fact", lambda p: kn.trace_fact(pair, fact, config, p))
+    run_with_progress("kn_fact", lambda p: kn.trace_fact(pair, fact, config, p))
 if st.session_state.get("kn_fact") is not None:
     _show_fact(st.session_state["kn_fact"])
 
@@ -129,6 +120,6 @@ st.header("2 · Averaged over the dataset")
 st.caption(f"Screens up to {config.n_screen} items, keeps those every model gets right, traces the first "
            f"{config.n_items}. Cost grows with tokens × layers × components × samples.")
 if st.button("Run on the dataset", key="kn_run"):
-    _compute("kn_result", lambda p: kn.run(pair, config, p))
+    run_with_progress("kn_result", lambda p: kn.run(pair, config, p))
 if st.session_state.get("kn_result") is not None:
     _show_dataset(st.session_state["kn_result"])

@@ -4,7 +4,7 @@ import streamlit as st
 from analyses import confidence_charts as charts
 from analyses.confidence import Config, run
 from pages.ui.pair_picker import current_pair, sidebar
-from steering import SteeringError
+from pages.ui.progress import run_with_progress
 
 st.set_page_config(page_title="Confidence", page_icon="🎚️", layout="wide")
 sidebar()
@@ -37,13 +37,7 @@ if submitted:
     config = Config(layer=int(layer), null_dims=int(null_dims), top_norm_fraction=float(fraction),
                     n_candidates=int(n_candidates), n_random=int(n_random), max_tokens=int(max_tokens),
                     n_questions=int(n_questions), n_bins=int(n_bins))
-    bar = st.progress(0.0, "starting")
-    try:
-        st.session_state["cf_result"] = run(pair, config, lambda f, m: bar.progress(min(f, 1.0), m))
-    except SteeringError as e:
-        st.session_state.pop("cf_result", None)
-        st.error(str(e))
-    bar.empty()
+    run_with_progress("cf_result", lambda progress: run(pair, config, progress))
 
 result = st.session_state.get("cf_result")
 if result is None:
