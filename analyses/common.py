@@ -97,7 +97,8 @@ class ResultCache:
 
 
 def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> list[Path]:
-    """Every DataFrame field of a result dataclass as <out>/<field>.csv; other plain fields go to summary.json."""
+    """Every DataFrame field of a result dataclass as <out>/<field>.csv; fields JSON can hold as they are (numbers,
+    strings, lists and dicts of them) go to summary.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written, summary = [], {}
@@ -109,13 +110,23 @@ def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> 
             path = out / f"{f.name}.csv"
             value.to_csv(path, index=False)
             written.append(path)
-        elif isinstance(value, (int, float, str, bool, list, dict, type(None))):
+        elif _json_plain(value):  # tensors and other objects are left to the study's own writer
             summary[f.name] = value
     if summary:
         path = out / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str))
         written.append(path)
     return written
+
+
+def _json_plain(value: Any) -> bool:
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _json_plain(v) for k, v in value.items())
+    return False
 
 
 def write_charts(charts: dict[str, Any], out: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from steering.directions import Direction, DirectionInfo
 from steering.errors import InvalidInputError
 from steering.generation import format_prompts
 from steering.pairs import ModelPair
@@ -26,7 +27,7 @@ from .refusal_eval import ROLE_ORDER, evaluate_test, live_generation  # noqa: F4
 from .refusal_scores import post_instruction_positions, refusal_token_ids, token_names
 from .refusal_select import ABLATIONS, apply_filters, candidate_directions, kept_layers, score_candidates, select
 
-STUDY_VERSION = "refusal@2"
+STUDY_VERSION = "refusal@3"  # 3: directions keep every layer's candidate at the selected position
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class Result:
     generations: pd.DataFrame  # model, direction_from, intervention, prompts, prompt, reply, refusal, refusal_score
     cosine: pd.DataFrame  # layer, position, cosine (base vs post candidate)
     timings: pd.DataFrame  # step, seconds
-    # role -> {"vector", "layer", "position", "norms" [L, P], "harmless_mean" [L, d]}
+    # role -> {"vector", "layer", "position", "norms" [L, P], "harmless_mean" [L, d], "per_layer" [L, d]: the
+    # candidate of every layer at the selected position}
     directions: dict = field(default_factory=dict)
     refusal_tokens: list = field(default_factory=list)
     positions: list = field(default_factory=list)
@@ -124,7 +126,8 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
         timings.append({"step": f"selection {role}", "seconds": time.perf_counter() - start})
     directions = {c["model"]: {"layer": c["layer"], "position": c["position"],
                                "vector": diffs[c["model"]][c["layer"], positions.index(c["position"])].clone(),
-                               "norms": norms[c["model"]].clone(), "harmless_mean": means[c["model"]].clone()}
+                               "norms": norms[c["model"]].clone(), "harmless_mean": means[c["model"]].clone(),
+                               "per_layer": diffs[c["model"]][:, positions.index(c["position"])].clone()}
                   for c in chosen}
     start = time.perf_counter()
     scores, gens = evaluate_test(models, tok, {side: fmt[side, "test"] for side in ("harmful", "harmless")},
@@ -142,6 +145,20 @@ def compute(pair: ModelPair, config: Config, data: RefusalData, progress: Progre
 def _position_tokens(tok, positions: tuple[int, ...]) -> list[str]:
     ids = tok(format_prompts(tok, ["x"])[0], add_special_tokens=False).input_ids
     return [tok.decode([ids[p]]) if -p <= len(ids) else "?" for p in positions]
+
+
+def direction_file(result: Result, role: str, model_id: str, data: RefusalData) -> Direction:
+    """One model's refusal direction as a direction file for the playground (Direction.save): the candidate of
+    every layer at the selected position, with that position's residual norms, so "add at layer L" with alpha in
+    residual-norm units is the study's addition and "ablate with layer L's vector" is its projection ablation."""
+    if role not in result.directions:
+        raise InvalidInputError(f"No refusal direction for '{role}': this result has {', '.join(result.directions)}.")
+    entry = result.directions[role]
+    p = result.positions.index(entry["position"])
+    info = DirectionInfo(model=model_id, dataset=f"refusal:{data.name}", dataset_hash=data.hash(),
+                         method=f"diff_in_means (refusal; selected layer {entry['layer']})",
+                         position=int(entry["position"]))
+    return Direction(entry["per_layer"].float().clone(), info, entry["norms"][:, p].float().clone())
 
 
 def run(pair: ModelPair, config: Config = Config(), data: RefusalData | None = None,

@@ -1,5 +1,6 @@
 """`python -m analyses.refusal --pair NAME --out DIR`: the refusal study without the app (tables as CSV/JSON,
-charts as HTML, progress and a summary on stdout)."""
+charts as HTML, each model's selected direction as a direction file the playground loads, progress and a summary
+on stdout)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from pathlib import Path
 from . import cli
 from .common import PrintProgress
 from .contrast_sets import decode_upload, parse_prompt_list
-from .refusal import Config, Result, run
+from .refusal import Config, Result, direction_file, run
 from .refusal_charts import all_charts
 from .refusal_data import builtin_data, split_lists
 from .refusal_select import ABLATIONS
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(pair, config, data, PrintProgress(), cache=cli.result_cache(args, "refusal"))
         elapsed = time.perf_counter() - start
         cli.write_outputs(result, all_charts(result), args.out)
+        for role in result.directions:
+            direction_file(result, role, pair.model_id(role), data).save(args.out / f"direction_{role}.safetensors")
         print(summary(result))
         print(f"total {elapsed:.1f} s; tables and charts in {args.out}")
 

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from analyses.contrast_sets import decode_upload, parse_prompt_list
-from analyses.refusal import Config, run
+from analyses.refusal import Config, direction_file, run
 from analyses.refusal_charts import candidate_heatmap, cosine_chart, score_bars
 from analyses.refusal_data import builtin_data, split_lists
 from analyses.refusal_eval import live_generation
@@ -122,9 +122,15 @@ plain = (gens[gens.intervention == "none"][["model", "prompts", "prompt", "reply
 examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "intervention", "prompt", "unsteered",
                                                                  "steered"]]
 st.dataframe(examples, hide_index=True)
-for name in ("scores", "candidates", "generations", "cosine"):
+cols = st.columns(4 + len(result.directions))
+for col, name in zip(cols, ("scores", "candidates", "generations", "cosine")):
     frame: pd.DataFrame = getattr(result, name)
-    st.download_button(f"Download {name}.csv", frame.to_csv(index=False), f"refusal_{name}.csv", key=f"rf_dl_{name}")
+    col.download_button(f"{name}.csv", frame.to_csv(index=False), f"refusal_{name}.csv", key=f"rf_dl_{name}")
+for col, role in zip(cols[4:], result.directions):
+    direction = direction_file(result, role, pair.model_id(role), data)
+    col.download_button(f"{role} direction", direction.to_bytes(), f"refusal_direction_{role}.safetensors",
+                        key=f"rf_dl_dir_{role}", help="A direction file the Playground loads: every layer's "
+                        "candidate at the selected position; add at (or ablate with) the selected layer.")
 
 st.subheader("Try a prompt")
 roles = list(result.directions)

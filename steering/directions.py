@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError
 
@@ -108,13 +108,16 @@ class Direction:
         """Write `path` (.safetensors) and its JSON sidecar; returns the safetensors path."""
         path = Path(path).with_suffix(".safetensors")
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.to_bytes())
+        path.with_suffix(".json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        return path
+
+    def to_bytes(self) -> bytes:
+        """The .safetensors file's content (the metadata rides inside it), for a download button."""
         tensors = {"vectors": self.vectors.detach().float().cpu().contiguous()}
         if self.resid_norms is not None:
             tensors["resid_norms"] = self.resid_norms.detach().float().cpu().contiguous()
-        meta = self.metadata()
-        save_file(tensors, str(path), metadata={"direction": json.dumps(meta)})
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-        return path
+        return save(tensors, metadata={"direction": json.dumps(self.metadata())})
 
     def metadata(self) -> dict:
         return {"format": FORMAT, "usage": USAGE, "n_layers": self.n_layers, "d_model": self.d_model,

@@ -60,6 +60,14 @@ def test_save_load_round_trip_with_sidecar(tmp_path):
     assert back.info == d.info
 
 
+def test_the_downloaded_bytes_are_the_saved_file(tmp_path):
+    d = _direction()
+    (tmp_path / "down.safetensors").write_bytes(d.to_bytes())
+    back = Direction.load(tmp_path / "down.safetensors")
+    torch.testing.assert_close(back.vectors, d.vectors)
+    assert back.info == d.info
+
+
 def test_load_rejects_a_file_that_is_not_a_direction(tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"not safetensors")

@@ -8,14 +8,16 @@ import torch
 from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
 from analyses.common import ResultCache
-from analyses.refusal import Config, run
+from analyses.refusal import Config, direction_file, run
 from analyses.refusal_cli import main
 from analyses.refusal_data import split_lists
 from analyses.refusal_eval import intervention_for
 from analyses.refusal_scores import (generate_scored, last_logits, post_instruction_positions, refusal_flags,
                                      refusal_log_odds, refusal_token_ids)
-from analyses.refusal_select import apply_filters, candidate_directions, kept_layers, score_candidates, select
+from analyses.refusal_select import (addition_vector, apply_filters, candidate_directions, kept_layers,
+                                     score_candidates, select)
 from steering import load_pair
+from steering.directions import Direction
 from steering.errors import InvalidInputError
 from steering.extraction import collect_residuals
 from steering.generation import format_prompts
@@ -162,6 +164,20 @@ def test_uploaded_lists_are_split_and_bad_ones_refused():
         split_lists(HARMFUL[:3], HARMLESS)
 
 
+def test_direction_file_adds_and_ablates_what_the_study_did(tiny_result):
+    result = tiny_result[0]
+    data = split_lists(HARMFUL, HARMLESS)
+    for role, entry in result.directions.items():
+        direction = direction_file(result, role, f"tiny/{role}", data)
+        layer, p = entry["layer"], result.positions.index(entry["position"])
+        assert torch.equal(direction.at(layer), entry["vector"])
+        study = addition_vector(entry["vector"], float(entry["norms"][layer, p]), 0.1)
+        assert torch.allclose(direction.steering_vectors([layer], 0.1)[layer], study)
+        assert direction.info.model == f"tiny/{role}" and direction.info.position == entry["position"]
+    with pytest.raises(InvalidInputError, match="No refusal direction for 'chat'"):
+        direction_file(result, "chat", "x", data)
+
+
 def test_cli_writes_tables_and_charts(tiny_pair, tiny_result, tmp_path, monkeypatch, capsys):
     _, base, post = tiny_pair
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tiny_result[1]))  # the fixture's run is found in the cache
@@ -175,7 +191,12 @@ def test_cli_writes_tables_and_charts(tiny_pair, tiny_result, tmp_path, monkeypa
     for name in ("scores.csv", "candidates.csv", "selected.csv", "generations.csv", "cosine.csv", "summary.json",
                  "refusal_rate.html", "candidates.html", "cosine.html"):
         assert (out / name).exists(), name
-    assert json.loads((out / "summary.json").read_text())["refusal_tokens"] == ["w1", "w2"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refusal_tokens"] == ["w1", "w2"] and "directions" not in summary  # tensors go to files
+    for role in ("base", "post"):
+        saved = Direction.load(out / f"direction_{role}.safetensors")
+        assert saved.n_layers == tiny_result[0].directions[role]["norms"].shape[0]
+        assert saved.info.dataset == "refusal:uploaded"
     assert "backward (post→base)" in capsys.readouterr().out
     assert main(["--base", base, "--post", post, "--out", str(out), "--refusal-tokens", "nope"]) == 2
 

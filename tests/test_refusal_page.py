@@ -27,6 +27,7 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
     assert len(at.dataframe) == 2  # selected directions, example generations
+    assert len(at.get("download_button")) == 6  # four tables, two direction files
     assert len(at.caption) >= 5
     at.selectbox(key="rf_live_source").set_value("post")
     at.radio(key="rf_live_mode").set_value("add")
