@@ -27,8 +27,9 @@ from analyses.truth_score import few_shot_prefix, shot_facts
 from steering.errors import InvalidInputError
 from steering.tokens import dataset_hash
 
-STUDY_VERSION = "knowledge-1"
+STUDY_VERSION = "knowledge-2"  # 2: screening in rounds, n_shots 4
 CORRUPTIONS = ("noise", "paired")
+SCREEN_CHUNK = 40  # items screened per round; screening stops at the first round that yields n_items
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,14 @@ class Config:
     corruption: str = "noise"  # "noise": Gaussian noise on the subject (ROME); "paired": a false twin statement
     dataset: str = "cities"  # fact table: cities, capitals, translations, elements
     n_items: int = 4  # items traced and averaged: the first ones (seeded order) that both models get right
-    n_screen: int = 40  # at most this many candidates are screened to find them
+    n_screen: int = 200  # at most this many candidates are screened, 40 at a time until n_items are found
     components: str = "resid,mlp,attn"  # comma-separated: resid (residual stream), mlp, attn
     window: int = 10  # mlp/attn: a cell restores layers l - window//2 .. l + window//2 - 1, clipped
     noise_scale: float = 3.0  # noise std in units of the std of the subjects' token embeddings (base model)
     n_samples: int = 2  # noise samples per item (each a group of batch rows with the same noise)
     top_k: int = 10  # noise: the object's first token must be among the clean run's top k
     min_gap: float = 0.05  # keep items whose clean readout exceeds the corrupted one by at least this
-    n_shots: int = 2  # paired: few-shot examples in the prompt
+    n_shots: int = 4  # paired: few-shot examples in the prompt (with 2 the demo base ranks no pair right)
     answers: str = "TRUE,FALSE"  # paired: the two answer words (first token of each)
     cross_model: bool = True  # also patch base -> post and post -> base (residual stream)
     batch_size: int = 64  # restorations per forward pass
@@ -122,14 +123,34 @@ def is_right(screen: dict, config: Config) -> bool:
     return gap and (config.corruption == "paired" or screen["rank"] < config.top_k)
 
 
-def _screen(models: dict, items: list[kt.Item], config: Config, std: float | None, report) -> tuple[dict, dict]:
+def _screen(models: dict, items: list[kt.Item], config: Config, std: float | None) -> tuple[dict, dict]:
     inputs = {role: {it.item: kt.corrupt(model, it, std or 0.0, config.n_samples, config.seed + it.item)
                      for it in items} for role, model in models.items()}
-    screens = {}
-    for done, (role, model) in enumerate(models.items()):
-        screens[role] = kt.screen_many(model, items, inputs[role], config.batch_size)
-        report(done + 1, len(models))
+    screens = {role: kt.screen_many(model, items, inputs[role], config.batch_size) for role, model in models.items()}
     return inputs, screens
+
+
+def _screen_until(models: dict, items: list[kt.Item], config: Config, std: float | None, require_kept: bool,
+                  report) -> tuple[dict, dict, pd.DataFrame, list[kt.Item]]:
+    """Screen SCREEN_CHUNK items at a time until n_items are right for every model (or the items run out): the
+    inputs and screens of every screened item, the kept table, and the pool of traceable items in order."""
+    inputs: dict = {role: {} for role in models}
+    screens: dict = {role: {} for role in models}
+    tables, pool = [], []
+    for lo in range(0, len(items), SCREEN_CHUNK):
+        part = items[lo:lo + SCREEN_CHUNK]
+        part_inputs, part_screens = _screen(models, part, config, std)
+        for role in models:
+            inputs[role].update(part_inputs[role])
+            screens[role].update(part_screens[role])
+        table = _kept_table(part, part_screens, config)
+        right = table.groupby("item")["kept"].all()
+        pool += [it for it in part if right[it.item] or not require_kept]
+        tables.append(table)
+        report(lo + len(part), len(items))
+        if len(pool) >= config.n_items:
+            break
+    return inputs, screens, pd.concat(tables, ignore_index=True), pool
 
 
 def _kept_table(items: list[kt.Item], screens: dict, config: Config) -> pd.DataFrame:
@@ -155,11 +176,9 @@ def compute(pair, frame: pd.DataFrame, config: Config, progress: Progress | None
            if config.corruption == "noise" else None)
     steps = Steps(progress, {"screen": 1, "trace": 8})
     start = time.perf_counter()
-    inputs, screens = _screen(models, items, config, std, steps.stage("screen", "screening items"))
+    inputs, screens, kept, pool = _screen_until(models, items, config, std, require_kept,
+                                                steps.stage("screen", "screening items"))
     timings["screen"] = time.perf_counter() - start
-    kept = _kept_table(items, screens, config)
-    right = kept.groupby("item")["kept"].all()
-    pool = [it for it in items if right[it.item] or not require_kept]
     if not pool:
         counts = kept.groupby("model")["kept"].sum().to_dict()
         raise InvalidInputError(f"None of the {len(items)} screened items is right for every model (kept: "
@@ -177,7 +196,7 @@ def compute(pair, frame: pd.DataFrame, config: Config, progress: Progress | None
     timings["trace"] = time.perf_counter() - start
     steps.done()
     result = _result(pd.concat(grids, ignore_index=True), pd.concat(cross, ignore_index=True) if cross
-                     else pd.DataFrame(), kept, config, std, len(items), len(pool), len(traced))
+                     else pd.DataFrame(), kept, config, std, kept["item"].nunique(), len(pool), len(traced))
     result.timings = {k: round(v, 1) for k, v in timings.items()}
     return result
 

@@ -18,6 +18,8 @@ pair = current_pair()
 if pair is None:
     st.stop()
 
+DEFAULT = kn.Config()
+
 
 def _settings() -> kn.Config:
     c1, c2, c3, c4 = st.columns(4)
@@ -26,18 +28,18 @@ def _settings() -> kn.Config:
                           "another subject, scored by P(TRUE) - P(FALSE) after a few-shot prompt (the paper).")
     dataset = c2.selectbox("Fact table", dataset_names(), key="kn_dataset")
     comps = c3.multiselect("Components", ["resid", "mlp", "attn"], ["resid", "mlp", "attn"], key="kn_components")
-    window = c4.number_input("MLP/attention window (layers)", 1, 64, 10, key="kn_window")
+    window = c4.number_input("MLP/attention window (layers)", 1, 64, DEFAULT.window, key="kn_window")
     with st.expander("More settings"):
         d1, d2, d3, d4 = st.columns(4)
-        n_items = d1.number_input("Items to average", 1, 200, 4, key="kn_n_items")
-        n_screen = d1.number_input("Items to screen", 1, 1000, 40, key="kn_n_screen")
-        noise = d2.number_input("Noise (× std of subject embeddings)", 0.1, 20.0, 3.0, key="kn_noise")
-        samples = d2.number_input("Noise samples", 1, 20, 2, key="kn_samples")
-        top_k = d3.number_input("Object among top k", 1, 1000, 10, key="kn_top_k")
-        gap = d3.number_input("Min clean - corrupted", 0.0001, 1.0, 0.05, format="%.4f", key="kn_gap")
-        shots = d4.number_input("Few-shot examples (paired)", 0, 10, 2, key="kn_shots")
-        answers = d4.text_input("Answer words (paired)", "TRUE,FALSE", key="kn_answers")
-        cross = st.checkbox("Cross-model patching (residual stream)", True, key="kn_cross")
+        n_items = d1.number_input("Items to average", 1, 200, DEFAULT.n_items, key="kn_n_items")
+        n_screen = d1.number_input("Items to screen (at most)", 1, 1000, DEFAULT.n_screen, key="kn_n_screen")
+        noise = d2.number_input("Noise (× std of subject embeddings)", 0.1, 20.0, DEFAULT.noise_scale, key="kn_noise")
+        samples = d2.number_input("Noise samples", 1, 20, DEFAULT.n_samples, key="kn_samples")
+        top_k = d3.number_input("Object among top k", 1, 1000, DEFAULT.top_k, key="kn_top_k")
+        gap = d3.number_input("Min clean - corrupted", 0.0001, 1.0, DEFAULT.min_gap, format="%.4f", key="kn_gap")
+        shots = d4.number_input("Few-shot examples (paired)", 0, 10, DEFAULT.n_shots, key="kn_shots")
+        answers = d4.text_input("Answer words (paired)", DEFAULT.answers, key="kn_answers")
+        cross = st.checkbox("Cross-model patching (residual stream)", DEFAULT.cross_model, key="kn_cross")
     return kn.Config(corruption=corruption, dataset=dataset, n_items=int(n_items), n_screen=int(n_screen),
                      components=",".join(comps), window=int(window), noise_scale=float(noise),
                      n_samples=int(samples), top_k=int(top_k), min_gap=float(gap), n_shots=int(shots),
@@ -117,8 +119,8 @@ if st.session_state.get("kn_fact") is not None:
     _show_fact(st.session_state["kn_fact"])
 
 st.header("2 · Averaged over the dataset")
-st.caption(f"Screens up to {config.n_screen} items, keeps those every model gets right, traces the first "
-           f"{config.n_items}. Cost grows with tokens × layers × components × samples.")
+st.caption(f"Screens items {kn.SCREEN_CHUNK} at a time (up to {config.n_screen}) until {config.n_items} are right "
+           "for every model, and traces those. Cost grows with tokens × layers × components × samples.")
 if st.button("Run on the dataset", key="kn_run"):
     run_with_progress("kn_result", lambda p: kn.run(pair, config, p))
 if st.session_state.get("kn_result") is not None:

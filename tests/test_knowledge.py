@@ -63,6 +63,15 @@ def test_noise_study_on_a_tiny_pair(pair) -> None:
     assert set(result.averages.role) <= set(kd.ROLES) and len(result.peaks) == 8  # 2 models x 3 + 2 directions
 
 
+def test_screening_stops_at_the_first_round_with_enough_items(pair, monkeypatch) -> None:
+    monkeypatch.setattr(kn, "SCREEN_CHUNK", 1)
+    monkeypatch.setattr(kn, "is_right", lambda screen, config: screen["item"] >= 2)
+    config = kn.Config(**{**SMALL.__dict__, "n_items": 1, "components": "resid", "cross_model": False})
+    result = kn.compute(pair, FACTS, config)
+    assert sorted(result.kept["item"].unique()) == [0, 1, 2]  # item 3 was never screened
+    assert set(result.grids["item"]) == {2} and result.n_candidates == 3 and result.n_kept["both"] == 1
+
+
 def test_paired_study_on_a_tiny_pair(pair) -> None:
     pairs = pd.DataFrame({"subject": ["w3", "w5"], "corrupt_subject": ["w4", "w6"], "object": ["dog", "cat"],
                           "true_statement": ["the w3 is a dog .", "the w5 is a cat ."],
