@@ -204,14 +204,14 @@ def test_cli_writes_tables_and_charts(tiny_pair, tiny_result, tmp_path, monkeypa
 @pytest.mark.demo
 def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal():
     """The study's acceptance on a few demo prompts, with its default (affine) ablation at the cell the full run
-    selects for the post-trained model (layer 12, the template's last token; README), from 12 train prompts."""
+    selects for the post-trained model (layer 12, the template's last token; README), from the train split."""
     from steering.refusal_data import refusal_study_split
 
     pair = load_pair("demo")
     tok, model = pair.tokenizer, pair.post
     positions = post_instruction_positions(tok)
     layer, p = 12, positions.index(-1)
-    train = [format_prompts(tok, refusal_study_split(f, "train")[:12]) for f in ("harmful.txt", "harmless.txt")]
+    train = [format_prompts(tok, refusal_study_split(f, "train")) for f in ("harmful.txt", "harmless.txt")]
     acts = [collect_residuals(model, tok, t, positions=tuple(positions)) for t in train]  # [n, layers, positions, d]
     source = {"vector": acts[0][:, layer, p].mean(0) - acts[1][:, layer, p].mean(0), "layer": layer, "position": -1}
     target = {"norms": torch.cat(acts).norm(dim=-1).mean(0), "harmless_mean": acts[1].mean(dim=(0, 2))}
