@@ -82,8 +82,7 @@ class ResultCache:
             return None
         try:
             return pickle.loads(path.read_bytes())
-        except Exception:  # a result from an older version of the code: compute it again
-            path.unlink(missing_ok=True)
+        except Exception:  # written by an older version of the code: compute it again (the new one replaces it)
             return None
 
     def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:

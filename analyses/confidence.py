@@ -221,4 +221,8 @@ def summary_text(result: Result, elapsed: float) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy's, so that cached results pickle
+    # analyses.confidence.Result, which the page can load, and not __main__.Result, which it cannot.
+    from analyses.confidence import main as module_main
+
+    sys.exit(module_main())

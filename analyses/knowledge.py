@@ -273,4 +273,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy's, so that cached results pickle
+    # analyses.knowledge.Result, which the page can load, and not __main__.Result, which it cannot.
+    from analyses.knowledge import main as module_main
+
+    sys.exit(module_main())

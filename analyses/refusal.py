@@ -11,7 +11,7 @@ refusal scores: log-odds of refusal tokens and the share of greedy generations s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -167,6 +167,8 @@ def run(pair: ModelPair, config: Config = Config(), data: RefusalData | None = N
     data = data or builtin_data()
     from steering.judging import refusal_phrases
 
+    if config.phrases == refusal_phrases():  # the default list spelt out (the page's text box): one cache entry
+        config = replace(config, phrases=())
     key = cache_key(STUDY_VERSION, pair.fingerprint("base"),
                     pair.fingerprint("post") if pair.post is not None else None, config, data.hash(),
                     list(refusal_phrases()))

@@ -164,6 +164,17 @@ def test_uploaded_lists_are_split_and_bad_ones_refused():
         split_lists(HARMFUL[:3], HARMLESS)
 
 
+def test_the_default_phrase_list_spelt_out_finds_the_same_cached_result(tiny_pair, tiny_result, monkeypatch):
+    import analyses.refusal as rf
+    from steering.judging import refusal_phrases
+
+    monkeypatch.setattr(rf, "compute", lambda *a: pytest.fail("computed again instead of using the cache"))
+    spelt = Config(**{**TINY.__dict__, "phrases": refusal_phrases()})
+    again = run(tiny_pair[0], spelt, split_lists(HARMFUL, HARMLESS),
+                cache=ResultCache("refusal", tiny_result[1] / "results"))
+    assert again.scores.equals(tiny_result[0].scores)
+
+
 def test_direction_file_adds_and_ablates_what_the_study_did(tiny_result):
     result = tiny_result[0]
     data = split_lists(HARMFUL, HARMLESS)
