@@ -150,7 +150,8 @@ def _position_tokens(tok, positions: tuple[int, ...]) -> list[str]:
 def direction_file(result: Result, role: str, model_id: str, data: RefusalData) -> Direction:
     """One model's refusal direction as a direction file for the playground (Direction.save): the candidate of
     every layer at the selected position, with that position's residual norms, so "add at layer L" with alpha in
-    residual-norm units is the study's addition and "ablate with layer L's vector" is its projection ablation."""
+    residual-norm units is the study's addition, and "ablate with layer L's vector" is Arditi's projection
+    ablation (the playground's; the study's default is the affine variant)."""
     if role not in result.directions:
         raise InvalidInputError(f"No refusal direction for '{role}': this result has {', '.join(result.directions)}.")
     entry = result.directions[role]
