@@ -12,6 +12,7 @@ import argparse
 import inspect
 import re
 import sys
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from steering import SteeringError
 
-from .common import ResultCache, write_charts, write_tables
+from .common import PrintProgress, ResultCache, write_charts, write_tables
 
 
 def study_parser(prog: str, description: str, config_cls: type, *,
@@ -117,6 +118,23 @@ def field_comments(config_cls: type) -> dict[str, str]:
     except (OSError, TypeError):
         return {}
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, re.M)}
+
+
+def run_study(args: argparse.Namespace, config_cls: type, study: str, run: Callable, charts: Callable,
+              summary: Callable[[Any, float], str], alone_note: str) -> int:
+    """The plain study CLI body: config and pair from the options, `run(pair, config, progress, cache=...)`, its
+    tables and `charts(result)` into --out, then `summary(result, seconds)` on stdout. Returns the exit code."""
+    def body() -> None:
+        config = config_from_args(args, config_cls)
+        pair = pair_from_args(args)
+        if pair.post is None:
+            print(alone_note)
+        start = time.perf_counter()
+        result = run(pair, config, PrintProgress(), cache=result_cache(args, study))
+        write_outputs(result, charts(result), args.out)
+        print(summary(result, time.perf_counter() - start))
+
+    return exit_code(body)
 
 
 def _is_optional(hint: Any) -> bool:

@@ -22,7 +22,7 @@ import torch
 from analyses import confidence_ablation as abl
 from analyses import confidence_calibration as cal
 from analyses import confidence_weights as cw
-from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key
+from analyses.common import Progress, ResultCache, Steps, cache_key
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
 from steering.neurons import effective_output_weight, effective_unembedding
@@ -193,17 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = cli.study_parser("python -m analyses.confidence", __doc__.split("\n\n")[0], Config).parse_args(argv)
 
-    def body() -> None:
-        config = cli.config_from_args(args, Config)
-        pair = cli.pair_from_args(args)
-        if pair.post is None:
-            print("No post-trained model in this pair: the study runs on the base model alone.")
-        start = time.perf_counter()
-        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "confidence"))
-        cli.write_outputs(result, all_charts(result), args.out)
-        print(summary_text(result, time.perf_counter() - start))
-
-    return cli.exit_code(body)
+    return cli.run_study(args, Config, "confidence", run, all_charts, summary_text,
+                         "No post-trained model in this pair: the study runs on the base model alone.")
 
 
 def summary_text(result: Result, elapsed: float) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 from analyses import knowledge_data as kd
 from analyses import knowledge_summary as ks
 from analyses import knowledge_trace as kt
-from analyses.common import PrintProgress, Progress, ResultCache, Steps, cache_key
+from analyses.common import Progress, ResultCache, Steps, cache_key
 from analyses.statements import statement_set
 from analyses.truth_score import few_shot_prefix, shot_facts
 from steering.errors import InvalidInputError
@@ -259,17 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.study_parser("python -m analyses.knowledge", __doc__.split("\n\n")[0], Config,
                             choices={"corruption": CORRUPTIONS}).parse_args(argv)
 
-    def body() -> None:
-        config = cli.config_from_args(args, Config)
-        pair = cli.pair_from_args(args)
-        if pair.post is None:
-            print("No post-trained model in this pair: tracing the base model alone (no comparison, no cross-model).")
-        start = time.perf_counter()
-        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "knowledge"))
-        cli.write_outputs(result, all_charts(result), args.out)
-        print(summary_text(result, time.perf_counter() - start))
-
-    return cli.exit_code(body)
+    return cli.run_study(args, Config, "knowledge", run, all_charts, summary_text,
+                         "No post-trained model in this pair: tracing the base model alone (no comparison, "
+                         "no cross-model).")
 
 
 if __name__ == "__main__":
