@@ -55,8 +55,8 @@ def add_config_options(parser: argparse._ActionsContainer, config_cls: type, *,
         flag = "--" + f.name.replace("_", "-")
         described = "all" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) \
             else default
-        kwargs: dict[str, Any] = {"default": default,
-                                  "help": f"{comments.get(f.name, '')} (default: {described})".strip()}
+        text = f"{comments.get(f.name, '')} (default: {described})".strip()
+        kwargs: dict[str, Any] = {"default": default, "help": text.replace("%", "%%")}  # argparse %-formats help
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):

@@ -1,4 +1,8 @@
 """The steering library: model pairs, residual-stream interventions, directions and generation. No Streamlit."""
+from .quiet import silence_hub_kernel_warning
+
+silence_hub_kernel_warning()  # before anything imports bitsandbytes (peft does)
+
 from .directions import Direction, DirectionInfo
 from .errors import (AdapterMissingError, IncompatibleDirectionError, InsufficientMemoryError, InvalidInputError,
                      LayerOutOfRangeError, ModelNotAvailableError, SteeringError, UnknownPairError,

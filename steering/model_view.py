@@ -105,9 +105,23 @@ class ModelView:
 def _dense_weight(linear: nn.Module) -> torch.Tensor:
     weight = linear.weight
     if weight.__class__.__name__ == "Params4bit":  # bitsandbytes 4-bit: de-quantize for analysis
-        import bitsandbytes.functional as bnb_f
-
-        return bnb_f.dequantize_4bit(weight.data, weight.quant_state).float()
+        return _dequantize_4bit(weight)
     if weight.__class__.__name__ == "Int8Params" and getattr(weight, "SCB", None) is not None:
         return (weight.data.float() * weight.SCB.float()[:, None] / 127.0)
     return weight.detach().float()
+
+
+def _dequantize_4bit(weight) -> torch.Tensor:
+    """A bitsandbytes 4-bit weight as float32 [out, in]. On a CPU with AVX512-BF16, bitsandbytes repacks the weight
+    in place for its fused kernel at the first inference forward (`packing_format_for_cpu`); that layout is undone on
+    a copy first, so the layer keeps its packed form."""
+    import copy
+
+    import bitsandbytes.functional as bnb_f
+
+    data, state = weight.data, weight.quant_state
+    if getattr(state, "packing_format_for_cpu", False):
+        data, state = bnb_f._convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(state))
+        if state.absmax.dim() == 2:  # the inverse restores absmax only for nested states: un-transpose it here
+            state.absmax = state.absmax.T.reshape(-1).float()
+    return bnb_f.dequantize_4bit(data, state).float()

@@ -74,3 +74,16 @@ def test_no_cache_replaces_the_stored_result(tmp_path, monkeypatch):
         "k", lambda: calls.append(3) or "third")
     assert (stored, found, again, calls) == ("first", "first", "third", [1, 3])
     assert cli.ResultCache("study").get("k") == "third"
+
+
+@pytest.mark.parametrize("study", ["truthfulness", "refusal", "knowledge", "confidence"])
+def test_every_study_prints_its_help(study):
+    """`python -m analyses.<study> --help` as a user types it: a Config help text with a bare % once crashed it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = subprocess.run([sys.executable, "-m", f"analyses.{study}", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "--pair" in run.stdout and "study settings" in run.stdout
