@@ -1,1 +1,33 @@
-"""The paper's studies as plain functions over a model pair, returning tidy tables. No Streamlit."""
+"""The paper's studies, one package each, listed in `STUDIES` (each exports a `Study` record: see analyses/study.py).
+
+    from analyses import STUDIES, study
+    for s in STUDIES: print(s.name, s.title)
+    result = study("refusal").run(pair, study("refusal").Config())
+
+No Streamlit here. The packages are imported when STUDIES is first read, so `import analyses.statements` stays
+light."""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .study import Study
+
+# The registry: a fifth study is one more name here (and its package).
+STUDY_NAMES = ("truthfulness", "refusal", "knowledge", "confidence")
+
+
+def study(name: str) -> "Study":
+    """The study record of that name; an unknown name gets the list of known ones."""
+    if name not in STUDY_NAMES:
+        from steering.errors import InvalidInputError
+
+        raise InvalidInputError(f"Unknown study '{name}'. Known studies: {', '.join(STUDY_NAMES)}.")
+    return importlib.import_module(f"analyses.{name}").STUDY
+
+
+def __getattr__(attr: str):
+    if attr == "STUDIES":
+        return [study(name) for name in STUDY_NAMES]
+    raise AttributeError(f"module 'analyses' has no attribute {attr!r}")

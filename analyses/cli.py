@@ -1,61 +1,65 @@
-"""What the four studies' command lines share: the pair options, one option per field of a study's Config, the
-error exit, and writing the tables and charts.
+"""One command line for every study in the registry:
 
-    parser = study_parser("python -m analyses.knowledge", __doc__, Config)
-    args = parser.parse_args(argv)
-    config = config_from_args(args, Config)
-    pair = pair_from_args(args)
-"""
+    python -m analyses <study> --pair demo --out DIR [settings...]     # or: python -m analyses.<study> ...
+    python -m analyses refusal --help                                  # every setting, with its help
+
+It runs `store.run_cached` (so the page finds what the CLI computed, and the other way round) and writes into --out:
+each table as CSV, the JSON values as summary.json, headline.json, every chart as HTML, and each Direction of the
+result as a direction file the playground opens. `--ship` (demo pair only) also copies the result into
+assets/demo/results/<study>/, the results the pages show at once. A library error or an unreadable file prints one
+`error:` line and exits 2."""
 from __future__ import annotations
 
 import argparse
-import inspect
-import re
+import json
+import shlex
 import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from steering import SteeringError
+from steering.directions import Direction
 
-from .common import PrintProgress, ResultCache, write_charts, write_tables
+from .common import PrintProgress, write_charts, write_tables
+from .study import Study, choices_of, config_fields, help_of
 
 
-def study_parser(prog: str, description: str, config_cls: type, *,
-                 choices: Mapping[str, Sequence[str]] | None = None,
-                 helps: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """A parser with --pair/--base/--post/--out/--no-cache and an option per Config field."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_parser(study: Study, prog: str | None = None,
+                 parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """--pair/--base/--post/--out/--no-cache/--ship, an option per Config field, and the study's own options."""
+    parser = parser or argparse.ArgumentParser(prog=prog or f"python -m analyses {study.name}")
+    parser.description = f"{study.title}: {study.about}"
     parser.add_argument("--pair", default="demo", help="a registered pair name (default: demo)")
     parser.add_argument("--base", help="base model source (folder, .gguf, HF id in the cache) instead of --pair")
     parser.add_argument("--post", help="post-trained model source, with --base")
     parser.add_argument("--out", required=True, type=Path, help="folder for the CSV/JSON tables and HTML charts")
     parser.add_argument("--no-cache", action="store_true",
-                        help="compute again even if a cached result exists (and replace it)")
-    add_config_options(parser.add_argument_group("study settings"), config_cls, choices=choices, helps=helps)
+                        help="compute again even if a stored result exists (and replace it)")
+    parser.add_argument("--ship", action="store_true",
+                        help="demo pair only: also write the result into assets/demo/results/%s/, which the "
+                             "page shows at once" % study.name)
+    add_config_options(parser.add_argument_group("study settings"), study.Config)
+    if study.cli.add_options is not None:
+        study.cli.add_options(parser.add_argument_group("your own data"))
     return parser
 
 
-def add_config_options(parser: argparse._ActionsContainer, config_cls: type, *,
-                       choices: Mapping[str, Sequence[str]] | None = None,
-                       helps: Mapping[str, str] | None = None) -> None:
-    """One option per dataclass field, typed from its default and annotation:
+def add_config_options(parser: argparse._ActionsContainer, config_cls: type) -> None:
+    """One option per Config field, typed from its default and annotation, its help from the field's metadata:
 
     bools are --x/--no-x; tuples take values separated by spaces or commas (--alphas 1 4, --positions=-2,-1);
     `int | None` fields take a number or 'all'."""
     hints = typing.get_type_hints(config_cls)
-    comments = {**field_comments(config_cls), **(helps or {})}
-    for f in fields(config_cls):
+    for f in config_fields(config_cls):
         default, hint = f.default, hints[f.name]
-        flag = "--" + f.name.replace("_", "-")
         described = "all" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) \
             else default
-        text = f"{comments.get(f.name, '')} (default: {described})".strip()
+        text = f"{help_of(f)} (default: {described})".strip()
         kwargs: dict[str, Any] = {"default": default, "help": text.replace("%", "%%")}  # argparse %-formats help
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -65,9 +69,10 @@ def add_config_options(parser: argparse._ActionsContainer, config_cls: type, *,
             kwargs["type"] = _int_or_all
         else:
             kwargs["type"] = type(default)
-        if choices and f.name in choices:
-            kwargs["choices"] = list(choices[f.name])
-        parser.add_argument(flag, **kwargs)
+        choices = choices_of(f)
+        if choices is not None and not isinstance(default, tuple):
+            kwargs["choices"] = choices
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def config_from_args(args: argparse.Namespace, config_cls: type) -> Any:
@@ -90,16 +95,6 @@ def pair_from_args(args: argparse.Namespace):
     return load_pair(None if args.base else args.pair, base=args.base, post=args.post)
 
 
-def result_cache(args: argparse.Namespace, study: str) -> ResultCache:
-    """The study's on-disk cache; with --no-cache it computes again and replaces what it finds."""
-    return ResultCache(study, refresh=args.no_cache)
-
-
-def write_outputs(result: Any, charts: Mapping[str, Any], out: Path) -> None:
-    write_tables(result, out)
-    write_charts(dict(charts), out)
-
-
 def exit_code(body: Callable[[], None]) -> int:
     """Run a CLI body; a SteeringError (bad model, data or setting) or an unreadable file becomes a one-line message
     and exit code 2."""
@@ -111,30 +106,78 @@ def exit_code(body: Callable[[], None]) -> int:
     return 0
 
 
-def field_comments(config_cls: type) -> dict[str, str]:
-    """The comment after each field in the class's source, so --help says what the Config's author wrote."""
-    try:
-        source = inspect.getsource(config_cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, re.M)}
+def write_outputs(study: Study, stored, out: Path) -> list[Path]:
+    """Tables, summary, headline, charts and direction files of a stored result into `out`."""
+    result = stored.result
+    written = write_tables(result, out)
+    headline = out / "headline.json"
+    headline.write_text(json.dumps(dict(study.headline(result)), indent=2) + "\n")
+    written += [headline, *write_charts(dict(study.charts(result)), out)]
+    for f in fields(result):
+        value = getattr(result, f.name)
+        found = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
+        for key, direction in found.items():
+            if isinstance(direction, Direction):
+                written.append(direction.save(out / "_".join(filter(None, ("direction", f.name, key)))))
+    return written
 
 
-def run_study(args: argparse.Namespace, config_cls: type, study: str, run: Callable, charts: Callable,
-              summary: Callable[[Any, float], str], alone_note: str) -> int:
-    """The plain study CLI body: config and pair from the options, `run(pair, config, progress, cache=...)`, its
-    tables and `charts(result)` into --out, then `summary(result, seconds)` on stdout. Returns the exit code."""
+def headline_text(headline: dict) -> str:
+    width = max((len(k) for k in headline), default=0)
+    return "\n".join(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}"
+                     for k, v in headline.items())
+
+
+def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
+    from .store import SHIPPED_ROOT, run_cached, ship
+
     def body() -> None:
-        config = config_from_args(args, config_cls)
+        config = config_from_args(args, study.Config)
+        data = study.cli.data(args) if study.cli.data is not None else None
+        if args.ship and (args.base or args.pair != "demo" or data is not None):
+            raise SystemExit("--ship is for the demo pair on the built-in data only.")
         pair = pair_from_args(args)
         if pair.post is None:
-            print(alone_note)
+            print("Note: this pair has no post-trained model; the study runs on the base model alone.")
         start = time.perf_counter()
-        result = run(pair, config, PrintProgress(), cache=result_cache(args, study))
-        write_outputs(result, charts(result), args.out)
-        print(summary(result, time.perf_counter() - start))
+        stored = run_cached(study, pair, config, data=data, progress=PrintProgress(), refresh=args.no_cache,
+                            command=command)
+        elapsed = time.perf_counter() - start
+        write_outputs(study, stored, args.out)
+        if study.cli.write is not None:
+            study.cli.write(args, pair, stored.result, args.out)
+        if args.ship:
+            print(f"shipped: {ship(study, stored)} (relative: {SHIPPED_ROOT.name}/{study.name})")
+        print(f"{study.title}, headline:\n{headline_text(dict(study.headline(stored.result)))}")
+        print(f"stored in {stored.folder}; computed in {stored.manifest['seconds']} s on {stored.manifest['created_at']}"
+              f"; this call {elapsed:.1f} s; tables and charts in {args.out}")
 
     return exit_code(body)
+
+
+def study_main(name: str, argv: list[str] | None = None) -> int:
+    """`python -m analyses.<name>`: the same command as `python -m analyses <name>`."""
+    from . import study
+
+    argv = sys.argv[1:] if argv is None else argv
+    record = study(name)
+    args = study_parser(record, f"python -m analyses.{name}").parse_args(argv)
+    return run_from_args(record, args, shlex.join(["python", "-m", "analyses", name, *argv]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m analyses <study> ...`: one sub-command per study of the registry."""
+    from . import STUDIES
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m analyses",
+                                     description="Run one study of the paper on a model pair.")
+    sub = parser.add_subparsers(dest="study", required=True, metavar="STUDY")
+    records = {s.name: s for s in STUDIES}
+    for s in records.values():
+        study_parser(s, parser=sub.add_parser(s.name, help=s.title.replace("%", "%%"), prog=f"python -m analyses {s.name}"))
+    args = parser.parse_args(argv)
+    return run_from_args(records[args.study], args, shlex.join(["python", "-m", "analyses", *argv]))
 
 
 def _is_optional(hint: Any) -> bool:

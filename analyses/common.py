@@ -1,24 +1,19 @@
-"""What every study shares: the progress callback, an on-disk cache of results, writing tables and charts.
+"""What every study shares: the progress callback and its split over stages, writing tables and charts.
 
 A study's `run()` reports progress as `progress(fraction, message)` with fraction in [0, 1]; the page hands it
 st.progress, the CLI a line printer. `Steps` splits that range over a study's stages so each stage reports 0..1
 of its own share."""
 from __future__ import annotations
 
-import hashlib
 import json
-import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
-from steering.cache import cache_root
-
-Progress = Callable[[float, str], None]
-T = TypeVar("T")
+from .study import Progress  # noqa: F401 (re-exported: the studies import it from here)
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -52,47 +47,6 @@ class Steps:
 
     def done(self, message: str = "done") -> None:
         self.progress(1.0, message)
-
-
-def cache_key(*parts: Any) -> str:
-    """A stable short hash of JSON-able parts (model fingerprints, a config dataclass, data hashes...)."""
-    def plain(part: Any) -> Any:
-        return asdict(part) if is_dataclass(part) and not isinstance(part, type) else part
-
-    raw = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:20]
-
-
-class ResultCache:
-    """Study results on disk (pickles under <cache>/results/<study>/), found again by their key.
-
-    The files are the user's own cache, written and read by this code only."""
-
-    def __init__(self, study: str, root: Path | None = None, refresh: bool = False):
-        self.refresh = refresh  # compute again and replace what is stored (the CLI's --no-cache)
-        self.root = (Path(root) if root is not None else cache_root() / "results") / study
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pkl"
-
-    def get(self, key: str) -> Any | None:
-        path = self.path(key)
-        if not path.exists():
-            return None
-        try:
-            return pickle.loads(path.read_bytes())
-        except Exception:  # written by an older version of the code: compute it again (the new one replaces it)
-            return None
-
-    def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:
-        found = None if self.refresh else self.get(key)
-        if found is None:
-            found = compute()
-            tmp = self.path(key).with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(found))
-            tmp.replace(self.path(key))
-        return found
 
 
 def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> list[Path]:

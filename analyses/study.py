@@ -1,0 +1,101 @@
+"""The shape every study has: one `Study` record per package, listed in `analyses.STUDIES`.
+
+    STUDY = Study(name="refusal", title="Refusal", about="…", version="refusal@4", Config=Config, Result=Result,
+                  run=run, charts=charts, headline=headline, default_data=default_data, data_hash=data_hash)
+
+    result = STUDY.run(pair, STUDY.Config(), data=None, progress=None)   # the method itself, never cached
+    STUDY.charts(result)      # {name: altair chart}
+    STUDY.headline(result)    # {"best_probe_accuracy/base": 0.99, ...}: flat, named scalars
+
+Caching and the store live in `analyses.store` (`run_cached`), the command line in `analyses.cli`, the shared page
+pieces in `pages/ui/study_page.py`; all of them take a Study and nothing else.
+
+A Config is a frozen dataclass whose fields are declared with `setting(default, help, choices=...)`, so the page's
+widgets and the CLI's options (and their help) come from one place."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+Scalar = float | int | str | bool | None
+Progress = Callable[[float, str], None]
+
+
+def setting(default: Any, help: str, *, choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
+            label: str | None = None) -> Any:
+    """A Config field with its help text (shown by --help and as the widget's tooltip), optional choices (a list
+    or a function returning one) and an optional short widget label."""
+    return field(default=default, metadata={"help": help, "choices": choices, "label": label})
+
+
+def help_of(f: Field) -> str:
+    return f.metadata.get("help", "")
+
+
+def choices_of(f: Field) -> list[Any] | None:
+    choices = f.metadata.get("choices")
+    if choices is None:
+        return None
+    return list(choices() if callable(choices) else choices)
+
+
+def label_of(f: Field) -> str:
+    return f.metadata.get("label") or f.name.replace("_", " ").capitalize()
+
+
+def config_fields(config_cls: type) -> list[Field]:
+    """The settings of a Config, each with a default (a study's Config has no required field)."""
+    found = fields(config_cls)
+    missing = [f.name for f in found if f.default is MISSING]
+    if missing:
+        raise TypeError(f"{config_cls.__qualname__}: every setting needs a default ({', '.join(missing)})")
+    return list(found)
+
+
+@dataclass(frozen=True)
+class CliExtras:
+    """What a study's command line has beyond its Config: options for the user's own data files, and extra
+    outputs. `add_options(group)` adds them; `data(args)` returns the data they name (None for the built-in set);
+    `write(args, pair, result, out)` writes anything beyond the tables, charts and direction files."""
+
+    add_options: Callable[[argparse._ArgumentGroup], None] | None = None
+    data: Callable[[argparse.Namespace], Any] | None = None
+    write: Callable[[argparse.Namespace, Any, Any, Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study of the paper, the same shape for every study.
+
+    name      the registry key and the CLI's sub-command (`python -m analyses <name>`)
+    title     the page's name; about: three sentences on the method, for a teacher
+    version   bumped whenever the study's numbers would change: stored results of another version are stale
+    Config    frozen dataclass of `setting()` fields; Result: dataclass of tables, tensors, Directions, JSON values
+    run       run(pair, config, *, data=None, progress=None) -> Result: the method, uncached
+    charts    charts(result) -> {name: altair chart}
+    headline  headline(result) -> {name: scalar}: the few numbers the paper reports, per model ("…/base") or pair
+    default_data(pair, config) -> the study's built-in data for this config; data_hash(data) -> str
+    page      the Streamlit page that shows it (relative to the app), icon its emoji
+    """
+
+    name: str
+    title: str
+    about: str
+    version: str
+    Config: type
+    Result: type
+    run: Callable[..., Any]
+    charts: Callable[[Any], Mapping[str, Any]]
+    headline: Callable[[Any], Mapping[str, Scalar]]
+    default_data: Callable[[Any, Any], Any]
+    data_hash: Callable[[Any], str]
+    page: str = ""
+    icon: str = ""
+    cli: CliExtras = CliExtras()
+
+    def resolve_data(self, pair, config, data: Any = None) -> Any:
+        """The data a run uses: the user's, or the study's built-in set for this config."""
+        return self.default_data(pair, config) if data is None else data

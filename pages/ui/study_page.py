@@ -1,0 +1,189 @@
+"""What every study page has, built from its Study record: settings widgets from the Config fields and their help,
+the Run button with its progress bar, the result found at once (this session, the user's store, or the demo pair's
+shipped results) with a caption saying where it came from, the headline, and the downloads.
+
+    stored = study_result(STUDY, pair, skip=("dataset",), extra={"dataset": chosen}, data=uploaded)
+    if stored is None:
+        st.stop()
+    result = stored.result
+    ... the page's own explanations and charts ...
+    downloads(STUDY, result)
+"""
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
+from typing import Any
+
+import streamlit as st
+
+from analyses.store import (ResultStore, StoredResult, StoredResultError, result_key, run_cached, shipped)
+from analyses.study import Study, choices_of, config_fields, help_of, label_of
+from steering import InvalidInputError, SteeringError
+from steering.directions import Direction
+
+from .progress import run_with_progress
+
+
+def settings(study: Study, *, skip: Sequence[str] = (), columns: int = 4) -> dict[str, Any]:
+    """One widget per Config field not in `skip` (call it inside a form): the values as the user set them."""
+    hints = typing.get_type_hints(study.Config)
+    shown = [f for f in config_fields(study.Config) if f.name not in skip]
+    values: dict[str, Any] = {}
+    cols = st.columns(columns)
+    for i, f in enumerate(shown):
+        with cols[i % columns]:
+            values[f.name] = _widget(study, f, hints[f.name])
+    return values
+
+
+def _widget(study: Study, f, hint) -> Any:
+    key, label, help_text, default = f"{study.name}_{f.name}", label_of(f), help_of(f) or None, f.default
+    choices = choices_of(f)
+    if isinstance(default, bool):
+        return st.checkbox(label, value=default, help=help_text, key=key)
+    if choices is not None and not isinstance(default, tuple):
+        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0,
+                            help=help_text, key=key)
+    if isinstance(default, float):
+        return st.number_input(label, value=default, help=help_text, key=key, format="%g")
+    if isinstance(default, int):
+        return st.number_input(label, value=default, step=1, help=help_text, key=key)
+    if default is None:  # `int | None`: empty means all
+        return st.number_input(f"{label} (empty = all)", value=None, min_value=1, step=1, help=help_text, key=key)
+    if isinstance(default, tuple):
+        return st.text_input(f"{label} (comma-separated)", ", ".join(map(str, default)), help=help_text, key=key)
+    return st.text_input(label, default, help=help_text, key=key)
+
+
+def config_from(study: Study, values: Mapping[str, Any]) -> Any:
+    """The Config for widget values (text of tuple fields parsed); InvalidInputError names a bad field."""
+    hints = typing.get_type_hints(study.Config)
+    parsed = {}
+    for f in fields(study.Config):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if isinstance(f.default, tuple) and isinstance(value, str):
+            kind = _element_type(hints[f.name])
+            try:
+                value = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+            except ValueError:
+                raise InvalidInputError(f"{label_of(f)}: '{value}' is not a comma-separated list of "
+                                        f"{kind.__name__} values.") from None
+        elif isinstance(f.default, int) and not isinstance(f.default, bool) and value is not None:
+            value = int(value)
+        parsed[f.name] = value
+    return replace(study.Config(), **parsed)
+
+
+def _element_type(hint) -> type:
+    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+    return args[0] if args else str
+
+
+def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
+                 data: Any = None, columns: int = 4) -> StoredResult | None:
+    """The settings form and the result for its settings.
+
+    Run computes it live with a progress bar (and stores it). Without a click the page shows, at once, the result
+    for the current settings when one exists: from this session, from the user's store (a CLI run finds its way
+    here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
+    set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost."""
+    with st.form(f"{study.name}_form"):
+        with st.expander("Settings", expanded=False):
+            values = settings(study, skip=skip, columns=columns)
+        run = st.form_submit_button("Run", type="primary", help="compute it live with these settings")
+    try:
+        config = config_from(study, {**values, **(extra or {})})
+    except (SteeringError, TypeError, ValueError) as e:
+        st.error(str(e))
+        return None
+    state = f"{study.name}_stored"
+    if run:
+        return run_with_progress(state, lambda progress: run_cached(
+            study, pair, config, data=data, progress=progress, refresh=True,
+            notice=lambda message: st.warning(message)))
+    return _found(study, pair, config, data, state)
+
+
+def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
+    try:
+        resolved = study.resolve_data(pair, config, data)
+        key = result_key(study, pair, config, study.data_hash(resolved))
+    except SteeringError as e:
+        st.error(str(e))
+        return None
+    current = st.session_state.get(state)
+    if current is not None and current.manifest.get("key") == key:
+        caption(current)
+        return current
+    try:
+        stored = ResultStore().load(study, key)
+    except StoredResultError as e:
+        st.warning(f"{e} Press Run to compute it again.")
+        stored = None
+    if stored is None and data is None and config == study.Config():
+        stored = _shipped(study, pair)
+    if stored is None:
+        st.info("No result for these settings yet: press **Run** to compute it (a progress bar shows how far "
+                "it is).")
+        return None
+    st.session_state[state] = stored
+    caption(stored)
+    return stored
+
+
+def _shipped(study: Study, pair) -> StoredResult | None:
+    try:
+        found = shipped(study, pair)
+    except StoredResultError as e:
+        st.warning(f"The shipped result cannot be read: {e}")
+        return None
+    if found is None:
+        return None
+    if found.reason is not None:
+        st.warning(f"The shipped {study.title.lower()} result is out of date: {found.reason}. Press **Run** to "
+                   "compute it again with the current code.")
+        return None
+    return found.stored
+
+
+def caption(stored: StoredResult) -> None:
+    m = stored.manifest
+    where = "shipped with the project" if "assets" in stored.folder.parts else "from your result store"
+    st.caption(f"Result {where}: computed by this project with `{m.get('command')}` on "
+               f"{str(m.get('created_at', ''))[:10]}, in {m.get('seconds')} s on a {m.get('machine')} machine "
+               f"(study version {m.get('version')}). Press **Run** to compute it again live.")
+
+
+def headline(study: Study, result: Any, columns: int = 4) -> None:
+    """The study's headline numbers as metrics."""
+    items = list(study.headline(result).items())
+    for start in range(0, len(items), columns):
+        cols = st.columns(columns)
+        for col, (name, value) in zip(cols, items[start:start + columns]):
+            col.metric(name, f"{value:.3g}" if isinstance(value, float) else str(value))
+
+
+def downloads(study: Study, result: Any) -> None:
+    """Every table as CSV, the headline as JSON, every Direction as a direction file."""
+    import pandas as pd
+
+    items: list[tuple[str, bytes | str, str]] = [
+        (f"{study.name}_headline.json", json.dumps(dict(study.headline(result)), indent=2), "application/json")]
+    for f in fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, pd.DataFrame):
+            items.append((f"{study.name}_{f.name}.csv", value.to_csv(index=False), "text/csv"))
+        found = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
+        for key, direction in found.items():
+            if isinstance(direction, Direction):
+                name = "_".join(filter(None, (study.name, f.name, key)))
+                items.append((f"{name}.safetensors", direction.to_bytes(), "application/octet-stream"))
+    st.subheader("Downloads")
+    cols = st.columns(4)
+    for i, (name, content, mime) in enumerate(items):
+        cols[i % 4].download_button(name, content, name, mime, key=f"{study.name}_dl_{name}")
