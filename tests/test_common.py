@@ -1,10 +1,10 @@
-"""What every study shares: one progress bar over stages, the on-disk result cache, the table writer."""
+"""What every study shares: one progress bar over stages, the table writer (the result store: test_store.py)."""
 import json
 from dataclasses import dataclass
 
 import pandas as pd
 
-from analyses.common import ResultCache, Steps, cache_key, write_tables
+from analyses.common import Steps, write_tables
 
 
 def test_steps_split_one_bar_over_weighted_stages() -> None:
@@ -14,21 +14,6 @@ def test_steps_split_one_bar_over_weighted_stages() -> None:
     report(1, 2)
     steps.stage("probe", "probing")(3, 3)
     assert seen == [(0.0, "read"), (0.125, "read"), (0.25, "probing"), (1.0, "probing")]
-
-
-def test_result_cache_computes_once_per_key(tmp_path) -> None:
-    cache, calls = ResultCache("study", tmp_path), []
-
-    def compute():
-        calls.append(1)
-        return {"value": len(calls)}
-
-    key = cache_key("model-a", {"layers": [1, 2]})
-    assert cache.get_or_compute(key, compute) == {"value": 1}
-    assert ResultCache("study", tmp_path).get_or_compute(key, compute) == {"value": 1}
-    assert cache.get_or_compute(cache_key("model-b", {"layers": [1, 2]}), compute) == {"value": 2}
-    cache.path(key).write_bytes(b"not a pickle")  # a damaged entry is recomputed, not an error
-    assert cache.get_or_compute(key, compute) == {"value": 3}
 
 
 @dataclass
