@@ -1,47 +1,10 @@
-"""The playground's landing page: `streamlit run app.py`. The sidebar picks and loads a pair for every page."""
+"""The playground: `streamlit run app.py`. The sidebar lists the landing page, the playground and one page per study
+of the registry (`analyses.STUDIES`), and picks and loads a pair for every page."""
 import streamlit as st
 
-from pages.ui.pair_picker import current_pair, sidebar
-from steering import SteeringError
-from steering.generation import DecodingSettings, format_prompts, generate
+from analyses import STUDIES
 
-st.set_page_config(page_title="Post-training playground", page_icon="🔬", layout="wide")
-sidebar()
-
-st.title("How post-training reshapes a language model")
-st.markdown(
-    "Load a **base** model and its **post-trained** (instruct/chat) sibling, and look inside both side by side: "
-    "compute a *truthfulness* or *refusal* direction per layer, add it or project it out during generation, "
-    "transfer it from one model to the other, and see where facts are stored and how confidence is regulated. "
-    "The methods follow Du et al., *How Post-Training Reshapes LLMs* (COLM 2025, arXiv:2504.02904)."
-)
-st.caption(
-    "The default **demo pair** is Google's pretrained Gemma 3 270M (installed from PyPI) and this project's own "
-    "small LoRA fine-tune of it: good for showing the phenomena on a laptop, far from the paper's 7–13B pairs."
-)
-
-st.subheader("What you can look at")
-STUDIES = [
-    ("pages/1_Playground.py", "Playground", "🎛️", "compute a direction, add it or project it out, transfer it; four generations side by side"),
-    ("pages/2_Truthfulness.py", "Truthfulness", "✅", "probes and a truth direction per layer, their cosine across the pair, steering P(TRUE) − P(FALSE), transfer"),
-    ("pages/3_Refusal.py", "Refusal", "🛑", "the refusal direction chosen as Arditi et al. do, ablation and addition, forward and backward transfer"),
-    ("pages/4_Knowledge.py", "Knowledge", "🧠", "causal tracing: where facts are stored, base vs post-trained, and patching across the pair"),
-    ("pages/5_Confidence.py", "Confidence", "🌡️", "entropy neurons in the last MLP layer, their ablation, and calibration of both models"),
-]
-for path, label, icon, what in STUDIES:
-    st.page_link(path, label=f"**{label}** — {what}", icon=icon)
-
-pair = current_pair()
-if pair is not None:
-    st.subheader("Both models, same prompt")
-    prompt = st.text_input("Prompt", "What is the capital of France?")
-    chat = st.toggle("Use the chat template (as in the paper, for both models)", value=True)
-    if st.button("Generate"):
-        try:
-            texts = format_prompts(pair.tokenizer, [prompt], chat)
-            for col, (role, model) in zip(st.columns(len(pair.models())), pair.models().items()):
-                with col, st.spinner(f"The {role} model is writing…"):
-                    st.markdown(f"**{'Base' if role == 'base' else 'Post-trained'}**")
-                    st.write(generate(model, pair.tokenizer, texts, decoding=DecodingSettings(max_new_tokens=40))[0])
-        except SteeringError as e:
-            st.error(str(e))
+PLAYGROUND = st.Page("pages/1_Playground.py", title="Playground", icon="🎛️")
+pages = [st.Page("home.py", title="Home", icon="🔬", default=True), PLAYGROUND,
+         *[st.Page(study.page, title=study.title, icon=study.icon) for study in STUDIES]]
+st.navigation(pages).run()

@@ -33,3 +33,11 @@ def open_page(tiny_request, tmp_path, monkeypatch):
         return at.run()
 
     return open_
+
+
+@pytest.fixture(scope="session")
+def demo_pair():
+    """The real demo pair, loaded once for the whole run (the shipped results' checks share it)."""
+    from steering import load_pair
+
+    return load_pair("demo")

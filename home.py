@@ -1,0 +1,43 @@
+"""The landing page (app.py routes to it): what the playground shows, one link per study, both models on one prompt."""
+import streamlit as st
+
+from analyses import STUDIES
+from pages.ui.pair_picker import current_pair, sidebar
+from steering import SteeringError
+from steering.generation import DecodingSettings, format_prompts, generate
+
+st.set_page_config(page_title="Post-training playground", page_icon="🔬", layout="wide")
+sidebar()
+
+st.title("How post-training reshapes a language model")
+st.markdown(
+    "Load a **base** model and its **post-trained** (instruct/chat) sibling, and look inside both side by side: "
+    "compute a *truthfulness* or *refusal* direction per layer, add it or project it out during generation, "
+    "transfer it from one model to the other, and see where facts are stored and how confidence is regulated. "
+    "The methods follow Du et al., *How Post-Training Reshapes LLMs* (COLM 2025, arXiv:2504.02904)."
+)
+st.caption(
+    "The default **demo pair** is Google's pretrained Gemma 3 270M (installed from PyPI) and this project's own "
+    "small LoRA fine-tune of it: good for showing the phenomena on a laptop, far from the paper's 7–13B pairs."
+)
+
+st.subheader("What you can look at")
+st.page_link("pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
+             "transfer it; four generations side by side", icon="🎛️")
+for study in STUDIES:
+    st.page_link(study.page, label=f"**{study.title}** — {study.about.split('. ')[0].rstrip('.')}", icon=study.icon)
+
+pair = current_pair()
+if pair is not None:
+    st.subheader("Both models, same prompt")
+    prompt = st.text_input("Prompt", "What is the capital of France?")
+    chat = st.toggle("Use the chat template (as in the paper, for both models)", value=True)
+    if st.button("Generate"):
+        try:
+            texts = format_prompts(pair.tokenizer, [prompt], chat)
+            for col, (role, model) in zip(st.columns(len(pair.models())), pair.models().items()):
+                with col, st.spinner(f"The {role} model is writing…"):
+                    st.markdown(f"**{'Base' if role == 'base' else 'Post-trained'}**")
+                    st.write(generate(model, pair.tokenizer, texts, decoding=DecodingSettings(max_new_tokens=40))[0])
+        except SteeringError as e:
+            st.error(str(e))
