@@ -24,9 +24,4 @@ test: $(VENV)/.installed /usr/bin/chromium
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q nnsight
-	$(PY) -m bench.foundation
-	$(PY) -m bench.playground
-	$(PY) -m bench.truthfulness
-	$(PY) -m bench.refusal
-	$(PY) -m bench.knowledge
-	$(PY) -m bench.confidence
+	$(PY) -m bench  # the foundation, the playground, then one benchmark per study of analyses.STUDIES
