@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save
 
 from .errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError
 
@@ -127,12 +128,22 @@ class Direction:
     def load(cls, path: str | Path) -> "Direction":
         path = Path(path).with_suffix(".safetensors")
         try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {})["direction"])
-        except (OSError, KeyError, ValueError, SafetensorError) as e:
-            raise InvalidInputError(f"{path.name} is not a direction file of this project: {e}") from None
-        return cls.from_parts(tensors, meta, path.name)
+            data = path.read_bytes()
+        except OSError as e:
+            raise _not_a_direction(path.name, e) from None
+        return cls.from_bytes(data, path.name)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "direction") -> "Direction":
+        """The direction in a direction file's content (an upload, or `to_bytes`); `name` is for messages."""
+        try:
+            tensors = load_tensors(data)
+            meta = json.loads(_safetensors_metadata(data)["direction"])
+        except (KeyError, ValueError, TypeError, AttributeError, SafetensorError) as e:
+            raise _not_a_direction(name, e) from None
+        if not isinstance(meta, dict):
+            raise _not_a_direction(name, "its 'direction' metadata is not a JSON object")
+        return cls.from_parts(tensors, meta, name)
 
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict, name: str = "direction") -> "Direction":
@@ -144,3 +155,15 @@ class Direction:
         if missing:
             raise InvalidInputError(f"{name}'s metadata lacks {', '.join(sorted(missing))}.")
         return cls(vectors.float(), DirectionInfo(**fields), tensors.get("resid_norms"))
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    """The `__metadata__` of a safetensors file's content: its header is an 8-byte little-endian length, then JSON."""
+    length = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or length > len(data) - 8:
+        raise ValueError("the header is truncated")
+    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+
+
+def _not_a_direction(name: str, why: object) -> InvalidInputError:
+    return InvalidInputError(f"{name} is not a direction file of this project: {why}")

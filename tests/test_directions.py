@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save as save_tensors
 from tiny import tiny_model, tiny_tokenizer
 
 from steering.directions import Direction, DirectionInfo
@@ -68,11 +69,37 @@ def test_the_downloaded_bytes_are_the_saved_file(tmp_path):
     assert back.info == d.info
 
 
+def test_an_upload_reads_back_from_its_bytes():
+    d = _direction()
+    back = Direction.from_bytes(d.to_bytes(), "upload.safetensors")
+    torch.testing.assert_close(back.vectors, d.vectors)
+    torch.testing.assert_close(back.resid_norms, d.resid_norms)
+    assert back.info == d.info
+
+
 def test_load_rejects_a_file_that_is_not_a_direction(tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"not safetensors")
     with pytest.raises(InvalidInputError, match="not a direction file"):
         Direction.load(bad)
+    with pytest.raises(InvalidInputError, match="missing.safetensors is not a direction file"):
+        Direction.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "up.safetensors is not a direction file"),
+    (b"\xff" * 8 + b"{}", "up.safetensors is not a direction file"),
+    (_direction().to_bytes()[:40], "up.safetensors is not a direction file"),
+    (save_tensors({"vectors": torch.zeros(2, 3)}), "not a direction file"),
+    (save_tensors({"vectors": torch.zeros(2, 3)}, metadata={"direction": "[1]"}),
+     "not a JSON object"),
+    (save_tensors({"other": torch.zeros(2, 3)}, metadata={"direction": "{}"}),
+     "no \\[n_layers, d_model\\] tensor"),
+])
+def test_a_malformed_upload_is_refused_in_one_sentence(data, message):
+    with pytest.raises(InvalidInputError, match=message) as caught:
+        Direction.from_bytes(data, "up.safetensors")
+    assert "\n" not in str(caught.value)
 
 
 def test_cosine_arithmetic_and_shape_checks():
