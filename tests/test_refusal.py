@@ -1,23 +1,26 @@
 """Refusal study on tiny random models: the (layer, position) grid, both refusal scores, ablation and addition,
-selection filters, the transfer table and the CLI; one acceptance test on the demo pair (small subsets)."""
+selection filters, the transfer table, the stored result, the headline and the CLI; one acceptance test on the
+demo pair (small subsets)."""
 import json
+import math
+from dataclasses import fields
 
 import pandas as pd
 import pytest
 import torch
 from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
-from analyses.common import ResultCache
-from analyses.refusal import Config, direction_file, run
-from analyses.refusal_cli import main
-from analyses.refusal_data import split_lists
-from analyses.refusal_eval import intervention_for
-from analyses.refusal_scores import (generate_scored, last_logits, post_instruction_positions, refusal_flags,
+from analyses.cli import study_main
+from analyses.refusal import (STUDY, Config, Result, SelectedDirection, phrases_setting, run, split_lists,
+                              steering_of)
+from analyses.refusal.evaluate import intervention_for
+from analyses.refusal.scores import (generate_scored, last_logits, post_instruction_positions, refusal_flags,
                                      refusal_log_odds, refusal_token_ids)
-from analyses.refusal_select import (addition_vector, apply_filters, candidate_directions, kept_layers,
-                                     score_candidates, select)
+from analyses.refusal.selection import (addition_vector, apply_filters, candidate_directions, kept_layers,
+                                        score_candidates, select)
+from analyses.store import ResultStore, read_result, result_key, run_cached, write_result
 from steering import load_pair
-from steering.directions import Direction
+from steering.directions import Direction, DirectionInfo
 from steering.errors import InvalidInputError
 from steering.extraction import collect_residuals
 from steering.generation import format_prompts
@@ -42,9 +45,11 @@ def tiny_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_result(tiny_pair, tmp_path_factory):
+    """The study on the tiny pair, stored where a CLI run with PLAYGROUND_CACHE=root finds it."""
     root = tmp_path_factory.mktemp("rf-cache")
-    result = run(tiny_pair[0], TINY, split_lists(HARMFUL, HARMLESS), cache=ResultCache("refusal", root / "results"))
-    return result, root
+    stored = run_cached(STUDY, tiny_pair[0], TINY, data=split_lists(HARMFUL, HARMLESS),
+                        store=ResultStore(root / "results"))
+    return stored.result, root
 
 
 def test_post_instruction_positions_are_the_templates_tokens_after_the_instruction(tiny):
@@ -98,8 +103,10 @@ def test_ablation_removes_the_direction_and_addition_raises_the_refusal_score(ti
     ids = refusal_token_ids(tok, ("w1",))
     # the unembedding row of the refusal token, pushed into the last layer's input, must raise its log-odds
     unit = model.get_output_embeddings().weight[ids[0]].detach()
-    source = {"vector": unit, "layer": 2, "position": -1}
-    target = {"norms": torch.ones(3, 1) * 50.0, "harmless_mean": torch.randn(3, 32)}
+    vectors = torch.zeros(3, 32)
+    vectors[2] = unit
+    info = DirectionInfo(model="tiny", dataset="test", dataset_hash="x", position=-1)
+    source = target = SelectedDirection(Direction(vectors, info), 2, torch.ones(3, 1) * 50.0, torch.randn(3, 32))
     before = refusal_log_odds(last_logits(model, tok, texts), ids)
     after = refusal_log_odds(last_logits(model, tok, texts, intervention=intervention_for(
         model, "add", source, target, (-1,), 1.0)), ids)
@@ -113,8 +120,8 @@ def test_ablation_removes_the_direction_and_addition_raises_the_refusal_score(ti
             record(model, ["resid_pre.2"], "all") as rec:  # ACE: the harmless mean along u, from offset -2 on
         last_logits(model, tok, texts)
     proj = rec.get("resid_pre.2") @ u
-    assert torch.allclose(proj[:, -2:], (target["harmless_mean"][2] @ u).expand(3, 2), atol=1e-4)
-    assert (proj[:, :-2] - (target["harmless_mean"][2] @ u)).abs().max() > 1e-2  # earlier tokens left alone
+    assert torch.allclose(proj[:, -2:], (target.harmless_mean[2] @ u).expand(3, 2), atol=1e-4)
+    assert (proj[:, :-2] - (target.harmless_mean[2] @ u)).abs().max() > 1e-2  # earlier tokens left alone
     replies, scores = generate_scored(model, tok, texts, ids, max_new_tokens=2)
     assert len(replies) == 3 and torch.allclose(torch.tensor(scores), before, atol=1e-4)
 
@@ -150,10 +157,15 @@ def test_transfer_table_has_every_model_source_and_intervention(tiny_result):
     assert set(result.selected.model) == {"base", "post"} and len(result.candidates) == 2 * 2 * 2
 
 
-def test_unknown_ablation_is_refused(tiny_pair, tmp_path):
-    with pytest.raises(InvalidInputError, match="affine"):
-        run(tiny_pair[0], Config(ablation="zero"), split_lists(HARMFUL, HARMLESS),
-            cache=ResultCache("refusal", tmp_path))
+@pytest.mark.parametrize("bad, match", [({"ablation": "zero"}, "affine"), ({"n_val": 0}, "n_val"),
+                                        ({"n_test": 0}, "n_test"), ({"prune_layer_fraction": 1.0}, "prune"),
+                                        ({"positions": (1,)}, "offsets")])
+def test_bad_settings_are_refused_before_any_work(tiny_pair, monkeypatch, bad, match):
+    import analyses.refusal.compute as compute
+
+    monkeypatch.setattr(compute, "candidate_directions", lambda *a, **k: pytest.fail("ran before checking"))
+    with pytest.raises(InvalidInputError, match=match):
+        run(tiny_pair[0], Config(**bad), data=split_lists(HARMFUL, HARMLESS))
 
 
 def test_uploaded_lists_are_split_and_bad_ones_refused():
@@ -164,52 +176,99 @@ def test_uploaded_lists_are_split_and_bad_ones_refused():
         split_lists(HARMFUL[:3], HARMLESS)
 
 
-def test_the_default_phrase_list_spelt_out_finds_the_same_cached_result(tiny_pair, tiny_result, monkeypatch):
-    import analyses.refusal as rf
+def test_the_default_phrase_list_spelt_out_finds_the_same_stored_result(tiny_pair):
     from steering.judging import refusal_phrases
 
-    monkeypatch.setattr(rf, "compute", lambda *a: pytest.fail("computed again instead of using the cache"))
-    spelt = Config(**{**TINY.__dict__, "phrases": refusal_phrases()})
-    again = run(tiny_pair[0], spelt, split_lists(HARMFUL, HARMLESS),
-                cache=ResultCache("refusal", tiny_result[1] / "results"))
-    assert again.scores.equals(tiny_result[0].scores)
+    spelt = Config(phrases=phrases_setting(["  " + p.upper() for p in refusal_phrases()] + [""]))
+    data = STUDY.data_hash(STUDY.default_data(tiny_pair[0], spelt))
+    assert result_key(STUDY, tiny_pair[0], spelt, data) == result_key(STUDY, tiny_pair[0], Config(), data)
+    assert phrases_setting(["No way", "nope "]) == ("no way", "nope")
 
 
-def test_direction_file_adds_and_ablates_what_the_study_did(tiny_result):
+def test_directions_add_and_ablate_what_the_study_did(tiny_pair, tiny_result):
     result = tiny_result[0]
-    data = split_lists(HARMFUL, HARMLESS)
-    for role, entry in result.directions.items():
-        direction = direction_file(result, role, f"tiny/{role}", data)
-        layer, p = entry["layer"], result.positions.index(entry["position"])
-        assert torch.equal(direction.at(layer), entry["vector"])
-        study = addition_vector(entry["vector"], float(entry["norms"][layer, p]), 0.1)
+    assert set(result.directions) == set(result.harmless_means) == set(result.candidate_vectors) == {"base", "post"}
+    for role, selected in steering_of(result).items():
+        direction = result.directions[role]
+        layer, p = selected.layer, result.positions.index(selected.position)
+        assert torch.equal(direction.vectors, result.candidate_vectors[role][:, p])
+        assert torch.equal(direction.resid_norms, result.candidate_norms[role][:, p])
+        study = addition_vector(selected.vector, float(result.candidate_norms[role][layer, p]), 0.1)
         assert torch.allclose(direction.steering_vectors([layer], 0.1)[layer], study)
-        assert direction.info.model == f"tiny/{role}" and direction.info.position == entry["position"]
-    with pytest.raises(InvalidInputError, match="No refusal direction for 'chat'"):
-        direction_file(result, "chat", "x", data)
+        assert direction.info.model == tiny_pair[0].model_id(role) and direction.info.dataset == "refusal:uploaded"
+        assert (layer, selected.position) == tuple(result.selected.set_index("model").loc[role, ["layer", "position"]])
+        assert result.harmless_means[role].shape == (3, 32) and result.candidate_norms[role].shape == (3, 2)
 
 
-def test_cli_writes_tables_and_charts(tiny_pair, tiny_result, tmp_path, monkeypatch, capsys):
+def _same_result(a: Result, b: Result) -> None:
+    for f in fields(Result):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, pd.DataFrame):
+            pd.testing.assert_frame_equal(x, y)
+        elif f.name == "directions":
+            assert x.keys() == y.keys()
+            for key in x:
+                assert torch.equal(x[key].vectors, y[key].vectors) and x[key].info == y[key].info
+                assert torch.equal(x[key].resid_norms, y[key].resid_norms)
+        elif isinstance(x, dict) and x and isinstance(next(iter(x.values())), torch.Tensor):
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+        else:
+            assert x == y, f.name
+
+
+def test_result_survives_the_store(tiny_result, tmp_path):
+    result = tiny_result[0]
+    write_result(result, tmp_path / "r", {"study": "refusal", "version": STUDY.version})
+    _same_result(read_result(tmp_path / "r", STUDY).result, result)
+
+
+def test_headline_is_the_selected_cell_and_the_transfer_rates(tiny_result):
+    result = tiny_result[0]
+    head = STUDY.headline(result)
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in head.values())
+    scores = result.scores.set_index(["model", "direction_from", "intervention"])
+    for row in result.selected.itertuples():
+        m, other = row.model, "post" if row.model == "base" else "base"
+        assert (head[f"selected_layer/{m}"], head[f"selected_position/{m}"]) == (row.layer, row.position)
+        assert head[f"selected_kl/{m}"] == pytest.approx(row.kl)
+        want = {"harmful_unsteered": (m, "none", "none", "harmful"), "harmless_unsteered": (m, "none", "none",
+                "harmless"), "harmful_ablated_own": (m, m, "ablate", "harmful"),
+                "harmful_ablated_transferred": (m, other, "ablate", "harmful"),
+                "harmless_added_own": (m, m, "add", "harmless"),
+                "harmless_added_transferred": (m, other, "add", "harmless")}
+        for name, (model, source, intervention, prompts) in want.items():
+            rows = scores.loc[[(model, source, intervention)]]
+            assert head[f"refusal_rate_{name}/{m}"] == rows[rows.prompts == prompts].refusal_rate.iloc[0], name
+    assert len(head) == 2 * (3 + 6)
+    assert set(STUDY.charts(result)) == {"refusal_rate", "refusal_score", "candidates", "cosine"}
+
+
+def test_cli_writes_tables_charts_and_directions(tiny_pair, tiny_result, tmp_path, monkeypatch, capsys):
     _, base, post = tiny_pair
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tiny_result[1]))  # the fixture's run is found in the cache
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tiny_result[1]))  # the fixture's run is found in the store
     (tmp_path / "h.txt").write_text("\n".join(HARMFUL))
     (tmp_path / "n.csv").write_text("prompt\n" + "\n".join(HARMLESS))
     out = tmp_path / "out"
-    code = main(["--base", base, "--post", post, "--out", str(out), "--harmful", str(tmp_path / "h.txt"),
-                 "--harmless", str(tmp_path / "n.csv"), "--refusal-tokens", "w1,w2", "--n-val", "2", "--n-test", "2",
-                 "--max-new-tokens", "3", "--positions=-2,-1", "--layer-step", "2"])
+    args = ["--base", base, "--post", post, "--out", str(out)]
+    code = study_main("refusal", [*args, "--harmful", str(tmp_path / "h.txt"), "--harmless", str(tmp_path / "n.csv"),
+                                  "--refusal-tokens", "w1,w2", "--n-val", "2", "--n-test", "2", "--max-new-tokens",
+                                  "3", "--positions=-2,-1", "--layer-step", "2"])
     assert code == 0
     for name in ("scores.csv", "candidates.csv", "selected.csv", "generations.csv", "cosine.csv", "summary.json",
-                 "refusal_rate.html", "candidates.html", "cosine.html"):
+                 "headline.json", "refusal_rate.html", "candidates.html", "cosine.html"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["refusal_tokens"] == ["w1", "w2"] and "directions" not in summary  # tensors go to files
+    assert json.loads((out / "headline.json").read_text()) == pytest.approx(STUDY.headline(tiny_result[0]))
     for role in ("base", "post"):
-        saved = Direction.load(out / f"direction_{role}.safetensors")
-        assert saved.n_layers == tiny_result[0].directions[role]["norms"].shape[0]
+        saved = Direction.load(out / f"direction_directions_{role}.safetensors")
+        assert torch.equal(saved.vectors, tiny_result[0].directions[role].vectors)
         assert saved.info.dataset == "refusal:uploaded"
-    assert "backward (post→base)" in capsys.readouterr().out
-    assert main(["--base", base, "--post", post, "--out", str(out), "--refusal-tokens", "nope"]) == 2
+    printed = capsys.readouterr()
+    assert "backward (post→base)" in printed.out and "difference in means" not in printed.out  # found, not computed
+    assert study_main("refusal", [*args, "--refusal-tokens", "nope"]) == 2
+    assert study_main("refusal", [*args, "--harmful", str(tmp_path / "h.txt")]) == 2
+    assert "--harmless" in capsys.readouterr().err
 
 
 @pytest.mark.demo
@@ -224,8 +283,11 @@ def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal()
     layer, p = 12, positions.index(-1)
     train = [format_prompts(tok, refusal_study_split(f, "train")) for f in ("harmful.txt", "harmless.txt")]
     acts = [collect_residuals(model, tok, t, positions=tuple(positions)) for t in train]  # [n, layers, positions, d]
-    source = {"vector": acts[0][:, layer, p].mean(0) - acts[1][:, layer, p].mean(0), "layer": layer, "position": -1}
-    target = {"norms": torch.cat(acts).norm(dim=-1).mean(0), "harmless_mean": acts[1].mean(dim=(0, 2))}
+    vectors = acts[0][:, :, p].mean(0) - acts[1][:, :, p].mean(0)
+    direction = Direction(vectors, DirectionInfo(model="demo/post", dataset="refusal:built-in", dataset_hash="",
+                                                 position=-1))
+    source = target = SelectedDirection(direction, layer, torch.cat(acts).norm(dim=-1).mean(0),
+                                        acts[1].mean(dim=(0, 2)))
     ids = refusal_token_ids(tok)
     harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:4])
     harmless = format_prompts(tok, refusal_study_split("harmless.txt", "test")[:6])

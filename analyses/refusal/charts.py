@@ -62,10 +62,11 @@ def candidate_heatmap(candidates: pd.DataFrame, selected: pd.DataFrame) -> alt.C
         title="Selection score: refusal log-odds on harmful prompts with the candidate ablated (lower is better)")
 
 
-def all_charts(result) -> dict[str, alt.Chart]:
-    charts = {"refusal_rate": score_bars(result.scores, "refusal_rate"),
-              "refusal_score": score_bars(result.scores, "refusal_score"),
-              "candidates": candidate_heatmap(result.candidates, result.selected)}
+def charts(result) -> dict[str, alt.Chart]:
+    """Every chart the page and the command line show."""
+    found = {"refusal_rate": score_bars(result.scores, "refusal_rate"),
+             "refusal_score": score_bars(result.scores, "refusal_score"),
+             "candidates": candidate_heatmap(result.candidates, result.selected)}
     if len(result.cosine):
-        charts["cosine"] = cosine_chart(result.cosine)
-    return charts
+        found["cosine"] = cosine_chart(result.cosine)
+    return found

@@ -10,20 +10,42 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import pandas as pd
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from steering.directions import Direction
 from steering.generation import format_prompts
 from steering.interventions import add
 
-from .common import Steps
-from .refusal_scores import Intervention, generate_scored, refusal_flags
-from .refusal_select import ablation_for, addition_vector
+from ..common import Steps
+from .scores import Intervention, generate_scored, refusal_flags
+from .selection import ablation_for, addition_vector
 
 ROLE_ORDER = ("base", "post")
 TRANSFER = {("base", "post"): "forward (base→post)", ("post", "base"): "backward (post→base)"}
+
+
+@dataclass(frozen=True)
+class SelectedDirection:
+    """One model's selected refusal direction and that model's own residual statistics: as a source, its vector
+    is `direction.at(layer)` read at `direction.info.position`; as the steered model, `norms` [n_layers,
+    n_positions] scale the addition and `harmless_mean` [n_layers, d] is the affine ablation's reference."""
+
+    direction: Direction  # the candidate of every layer at the selected position
+    layer: int  # the selected layer
+    norms: torch.Tensor  # [n_layers, n_positions] typical residual norm of this model
+    harmless_mean: torch.Tensor | None = None  # [n_layers, d] mean harmless residual of this model
+
+    @property
+    def vector(self) -> torch.Tensor:
+        return self.direction.at(self.layer)
+
+    @property
+    def position(self) -> int:
+        return int(self.direction.info.position)
 
 
 def transfer_label(source: str | None, target: str) -> str:
@@ -32,18 +54,19 @@ def transfer_label(source: str | None, target: str) -> str:
     return "own" if source == target else TRANSFER.get((source, target), f"{source}→{target}")
 
 
-def intervention_for(model: PreTrainedModel, mode: str, source: dict[str, Any], target: dict[str, Any],
-                     positions: Sequence[int], alpha: float, ablation: str = "affine") -> Intervention | None:
+def intervention_for(model: PreTrainedModel, mode: str, source: SelectedDirection | None,
+                     target: SelectedDirection, positions: Sequence[int], alpha: float,
+                     ablation: str = "affine") -> Intervention | None:
     """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'.
-    `target` is the steered model's own entry ("norms" [n_layers, n_positions] for the addition scale,
-    "harmless_mean" [n_layers, d] for the affine ablation's reference c_l = its harmless mean . source's unit)."""
+    `target` is the steered model's own entry (its norms for the addition scale, its harmless mean for the affine
+    ablation's reference c_l = its harmless mean . source's unit)."""
     if mode == "none":
         return None
-    vector = source["vector"]
+    vector = source.vector
     if mode == "ablate":
-        return ablation_for(model, vector, target.get("harmless_mean"), positions, ablation)
-    layer = source["layer"]
-    norm = float(target["norms"][layer, list(positions).index(source["position"])])
+        return ablation_for(model, vector, target.harmless_mean, positions, ablation)
+    layer = source.layer
+    norm = float(target.norms[layer, list(positions).index(source.position)])
     return lambda: add(model, {layer: addition_vector(vector, norm, alpha)})
 
 
@@ -57,8 +80,8 @@ def conditions(sources: Sequence[str]) -> list[tuple[str, str | None, str]]:
 
 
 def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBase, texts: dict[str, list[str]],
-                  raw: dict[str, list[str]], directions: dict, token_ids: Sequence[int], positions: Sequence[int],
-                  config, steps: Steps) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  raw: dict[str, list[str]], directions: dict[str, SelectedDirection], token_ids: Sequence[int],
+                  positions: Sequence[int], config, steps: Steps) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores: one row per model x source x intervention, generations: one row per reply). `texts` are the
     formatted test prompts per side, `raw` the same instructions as typed."""
     phrases = config.phrases or None
@@ -68,7 +91,7 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
         todo = conditions([s for s in ROLE_ORDER if s in directions])
         for i, (mode, source, side) in enumerate(todo):
             prompts = texts[side]
-            hook = intervention_for(model, mode, directions.get(source, {}), directions[role], positions,
+            hook = intervention_for(model, mode, directions.get(source), directions[role], positions,
                                     config.alpha, config.ablation)
             replies, scores = generate_scored(model, tok, prompts, token_ids, intervention=hook,
                                               max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
@@ -86,10 +109,10 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
 
 
 def live_generation(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, mode: str,
-                    source: dict, target: dict, positions: Sequence[int], alpha: float,
+                    source: SelectedDirection, target: SelectedDirection, positions: Sequence[int], alpha: float,
                     max_new_tokens: int = 48, ablation: str = "affine") -> tuple[str, str]:
     """(unsteered, steered) greedy replies to one instruction through the chat template; `target` is the steered
-    model's entry of Result.directions (its norms and harmless mean)."""
+    model's entry of `steering_of(result)` (its norms and harmless mean)."""
     text = format_prompts(tok, [prompt])
     hook = intervention_for(model, mode, source, target, positions, alpha, ablation)
     plain, _ = generate_scored(model, tok, text, [0], max_new_tokens=max_new_tokens)

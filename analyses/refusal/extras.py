@@ -1,31 +1,37 @@
-"""`python -m analyses.refusal --pair NAME --out DIR`: the refusal study without the app (tables as CSV/JSON,
-charts as HTML, each model's selected direction as a direction file the playground loads, progress and a summary
-on stdout)."""
+"""What the refusal study's command line has beyond its Config: the user's own two instruction lists
+(--harmful FILE --harmless FILE, one instruction a line or a CSV with a 'prompt' column), and the selected
+directions, the transfer table and the timings printed as a summary."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from . import cli
-from .common import PrintProgress
-from .contrast_sets import decode_upload, parse_prompt_list
-from .refusal import Config, Result, direction_file, run
-from .refusal_charts import all_charts
-from .refusal_data import builtin_data, split_lists
-from .refusal_select import ABLATIONS
+from steering.errors import InvalidInputError
+
+from ..contrast_sets import decode_upload, parse_prompt_list
+from ..study import CliExtras
+from .data import RefusalData, split_lists
 
 
-def parser() -> argparse.ArgumentParser:
-    p = cli.study_parser("python -m analyses.refusal", __doc__, Config, choices={"ablation": ABLATIONS},
-                         helps={"ablation": "affine: ACE at the post-instruction and generated tokens (projection "
-                                "breaks the demo model); project: Arditi's projection everywhere"})
-    p.add_argument("--harmful", type=Path, help="your harmful instructions (one per line, or CSV with 'prompt')")
-    p.add_argument("--harmless", type=Path, help="your harmless instructions (with --harmful)")
-    return p
+def add_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--harmful", type=Path, help="your harmful instructions (one per line, or CSV with 'prompt')")
+    group.add_argument("--harmless", type=Path, help="your harmless instructions (with --harmful)")
 
 
-def summary(result: Result) -> str:
+def read_lists(harmful: Path, harmless: Path) -> RefusalData:
+    """The two files' instructions, split 60/20/20 like the built-in sets."""
+    lists = [parse_prompt_list(decode_upload(p.read_bytes(), p.name), p.name) for p in (harmful, harmless)]
+    return split_lists(*lists)
+
+
+def data_from_args(args: argparse.Namespace) -> RefusalData | None:
+    """The user's lists, or None for the built-in sets."""
+    if bool(args.harmful) != bool(args.harmless):
+        raise InvalidInputError("Give both --harmful and --harmless, or neither.")
+    return read_lists(args.harmful, args.harmless) if args.harmful else None
+
+
+def summary(result) -> str:
     cols = ["model", "transfer", "intervention", "prompts", "n", "refusal_score", "refusal_rate"]
     return "\n".join([
         f"ablation: {result.ablation}; refusal tokens: {result.refusal_tokens}; positions: {result.positions}; "
@@ -36,28 +42,9 @@ def summary(result: Result) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if bool(args.harmful) != bool(args.harmless):
-        raise SystemExit("Give both --harmful and --harmless, or neither.")
+def print_summary(args: argparse.Namespace, pair, result, out: Path) -> None:
+    """The old command's summary on stdout (the tables themselves are in `out`)."""
+    print(summary(result))
 
-    def body() -> None:
-        config = cli.config_from_args(args, Config)
-        data = builtin_data()
-        if args.harmful:
-            lists = [parse_prompt_list(decode_upload(p.read_bytes(), p.name), p.name)
-                     for p in (args.harmful, args.harmless)]
-            data = split_lists(*lists)
-        pair = cli.pair_from_args(args)
-        if pair.post is None:
-            print("Note: this pair has no post-trained model; only the base model is studied (no transfer).")
-        start = time.perf_counter()
-        result = run(pair, config, data, PrintProgress(), cache=cli.result_cache(args, "refusal"))
-        elapsed = time.perf_counter() - start
-        cli.write_outputs(result, all_charts(result), args.out)
-        for role in result.directions:
-            direction_file(result, role, pair.model_id(role), data).save(args.out / f"direction_{role}.safetensors")
-        print(summary(result))
-        print(f"total {elapsed:.1f} s; tables and charts in {args.out}")
 
-    return cli.exit_code(body)
+CLI = CliExtras(add_options=add_options, data=data_from_args, write=print_summary)

@@ -26,9 +26,9 @@ from steering.extraction import collect_residuals
 from steering.errors import InvalidInputError
 from steering.interventions import ablate, add, affine_ablate
 
-from .refusal_scores import BatchProgress, Intervention, kl_divergence, last_logits, refusal_log_odds
+from .config import ABLATIONS
+from .scores import BatchProgress, Intervention, kl_divergence, last_logits, refusal_log_odds
 
-ABLATIONS = ("affine", "project")
 Ablation = Literal["affine", "project"]
 
 

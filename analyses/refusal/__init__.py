@@ -1,0 +1,38 @@
+"""The refusal study as one `Study` record (see analyses/study.py): `python -m analyses refusal --pair demo --out DIR`,
+the page pages/3_Refusal.py, and `analyses.store.run_cached(STUDY, pair, Config())` share it."""
+from __future__ import annotations
+
+from ..study import Study
+from .charts import charts
+from .compute import Result, data_hash, default_data, run, selected_direction, steering_of
+from .config import ABLATION_HELP, ABLATIONS, Config, phrases_setting
+from .data import RefusalData, builtin_data, split_lists
+from .evaluate import SelectedDirection, live_generation
+from .extras import CLI
+from .headline import headline
+
+__all__ = ["ABLATIONS", "ABLATION_HELP", "STUDY", "Config", "RefusalData", "Result", "SelectedDirection",
+           "builtin_data", "charts", "data_hash", "default_data", "headline", "live_generation", "phrases_setting",
+           "run", "selected_direction", "split_lists", "steering_of"]
+
+STUDY = Study(
+    name="refusal",
+    title="Refusal",
+    about=("Each model's candidate refusal directions are the difference in mean residual activations between "
+           "harmful and harmless instructions at every layer and post-instruction token (Arditi et al. 2024). "
+           "The candidate whose ablation most lowers refusal on validation prompts, without moving harmless "
+           "prompts' next-token distribution and while its addition induces refusal, is selected. On held-out "
+           "prompts each model is then steered with its own and with the other model's direction, which measures "
+           "forward (base to post-trained) and backward (post-trained to base) transfer."),
+    version="refusal@4",  # 4: Directions, harmless means and candidates as tensors; the store replaces the pickle
+    Config=Config,
+    Result=Result,
+    run=run,
+    charts=charts,
+    headline=headline,
+    default_data=default_data,
+    data_hash=data_hash,
+    page="pages/3_Refusal.py",
+    icon="🛑",
+    cli=CLI,
+)
