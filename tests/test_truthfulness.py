@@ -1,18 +1,23 @@
 """Truthfulness study: planted directions are recovered by both probes, the intervention moves the score the way
-its direction says, the transfer table's shape, the CLI on a tiny pair; and (demo) the acceptance figures."""
+its direction says, the transfer table's shape, the result's Directions, headline and store round trip, the CLI on a
+tiny pair."""
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
-from analyses import truthfulness_probes as tp
-from analyses import truthfulness_steer as ts
+from analyses.cli import study_main
+from analyses.store import read_result, write_result
 from analyses.truth_score import statement_offsets, truth_prompts, truth_scores
-from analyses.truthfulness import Config, balanced, compute, probed_layers
-from analyses.truthfulness_cli import main
-from analyses.truthfulness_general import GeneralConfig, compute_general
-from steering import InvalidInputError, load_pair
+from analyses.truthfulness import STUDY, Config, balanced, probed_layers, run, score_curve, steering_vectors
+from analyses.truthfulness import probes as tp
+from analyses.truthfulness import steer as ts
+from analyses.truthfulness.general import GeneralConfig, generalisation
+from steering import Direction, InvalidInputError, load_pair
 from steering.interventions import hooks, position_mask
 from steering.model_view import ModelView
 from steering.tokens import encode
@@ -146,15 +151,125 @@ TINY = Config(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=6, n_calib
               answers=ANSWERS, batch_size=8)
 
 
-def test_transfer_table_is_direction_source_by_steered_model(tiny_pair):
-    result = compute(tiny_pair, TINY, _tiny_frame())
+@pytest.fixture(scope="module")
+def tiny_result(tiny_pair):
+    return run(tiny_pair, TINY, data=_tiny_frame())
+
+
+def test_transfer_table_is_direction_source_by_steered_model(tiny_pair, tiny_result):
+    result = tiny_result
     t = result.transfer
     assert len(t) == 2 * 2 * 2
     assert set(zip(t["direction"], t["model"])) == {(s, m) for s in ("base", "post") for m in ("base", "post")}
     assert set(t["alpha"]) == {1.0, 2.0} and t["flip_rate"].between(0, 1).all()
-    assert set(result.probes["source"]) == {"base", "post"} and len(result.directions) == tiny_pair.n_layers
-    assert result.vectors.shape == (2, tiny_pair.d_model) and result.steer_layers[-1] == result.probe_layer
+    assert set(result.probes["source"]) == {"base", "post"} and len(result.direction_stats) == tiny_pair.n_layers
+    assert result.steer_layers[-1] == result.probe_layer
     assert set(result.pca["model"]) == {"base", "post"}
+
+
+def test_directions_are_the_mass_mean_of_every_probed_layer(tiny_pair, tiny_result):
+    directions, stats = tiny_result.directions, tiny_result.direction_stats
+    assert set(directions) == {"base", "post"}
+    for role, direction in directions.items():
+        assert isinstance(direction, Direction)
+        direction.check_fits(tiny_pair.n_layers, tiny_pair.d_model)
+        assert direction.info.model == tiny_pair.model_id(role) and direction.info.dataset == "truthfulness:tiny"
+        assert np.allclose(direction.vectors.norm(dim=-1).numpy(), stats[f"gap_{role}"], atol=1e-5)
+        assert (direction.resid_norms > 0).all()
+    assert np.allclose(directions["base"].cosine(directions["post"]).numpy(), stats["cosine"], atol=1e-5)
+    # the study steered with the probe layer's row, split over the steered layers
+    vectors = steering_vectors(tiny_result)["post"]
+    assert list(vectors) == tiny_result.steer_layers
+    assert torch.allclose(sum(vectors.values()), directions["post"].at(tiny_result.probe_layer))
+
+
+def test_layers_not_probed_are_zero_rows_of_the_direction(tiny_pair):
+    frame = _tiny_frame(12)
+    config = Config(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=4, n_calib=4, alphas=(1.0,),
+                    answers=ANSWERS, layer_step=2, batch_size=8)
+    result = run(tiny_pair, config, data=frame)
+    probed = probed_layers(config, tiny_pair.n_layers)
+    norms = result.directions["base"].vectors.norm(dim=-1)
+    # layer 0 is the embedding of the same last token ('.') for every statement: its row is zero too
+    assert (norms[probed[1:]] > 0).all() and norms[0] == 0
+    assert (norms[[i for i in range(tiny_pair.n_layers) if i not in probed]] == 0).all()
+    assert list(result.direction_stats["layer"]) == probed
+
+
+def test_result_survives_the_store(tiny_result, tmp_path):
+    stored = read_result(write_result(tiny_result, tmp_path / "r", {"study": STUDY.name, "version": STUDY.version}),
+                         STUDY).result
+    for name in ("probes", "direction_stats", "pca", "transfer", "steered"):
+        pd.testing.assert_frame_equal(getattr(stored, name), getattr(tiny_result, name))
+    for name in ("dataset", "probe_layer", "steer_layers", "offsets", "best", "thresholds", "prefix", "answers",
+                 "timings"):
+        assert getattr(stored, name) == getattr(tiny_result, name), name
+    assert set(stored.directions) == set(tiny_result.directions)
+    for role, direction in tiny_result.directions.items():
+        again = stored.directions[role]
+        assert torch.equal(again.vectors, direction.vectors) and torch.equal(again.resid_norms, direction.resid_norms)
+        assert again.info == direction.info
+
+
+def test_headline_is_flat_finite_and_read_from_the_tables(tiny_result):
+    head = STUDY.headline(tiny_result)
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in head.values())
+    own = tiny_result.probes.query("source == model")
+    for role in ("base", "post"):
+        for method in ("logistic", "projection"):
+            rows = own.query("model == @role and method == @method")
+            assert head[f"best_probe_accuracy_{method}/{role}"] == pytest.approx(rows["accuracy"].max(), abs=1e-4)
+            best_layer = head[f"best_probe_layer_{method}/{role}"]
+            assert rows.set_index("layer").loc[best_layer, "accuracy"] == pytest.approx(rows["accuracy"].max())
+    assert head["direction_cosine_mean"] == pytest.approx(tiny_result.direction_stats["cosine"].mean())
+    top = tiny_result.transfer.query("alpha == 2.0").set_index(["direction", "model"])
+    for source in ("base", "post"):
+        for model in ("base", "post"):
+            assert head[f"mean_change/{source}->{model}"] == pytest.approx(top.loc[(source, model), "mean_change"])
+            assert head[f"flip_rate/{source}->{model}"] == pytest.approx(top.loc[(source, model), "flip_rate"])
+    assert len(head) == 8 + 1 + 8
+
+
+def test_score_curve_works_from_a_stored_result(tiny_pair, tiny_result, tmp_path):
+    stored = read_result(write_result(tiny_result, tmp_path / "r", {"study": STUDY.name, "version": STUDY.version}),
+                         STUDY).result
+    curve = score_curve(tiny_pair, stored, "the cat is a dog .", [-2.0, 0.0, 2.0])
+    assert len(curve) == 2 * 2 * 3
+    pd.testing.assert_frame_equal(curve, score_curve(tiny_pair, tiny_result, "the cat is a dog .", [-2.0, 0.0, 2.0]))
+    at_zero = curve.query("alpha == 0").groupby("model")["score"].agg(["min", "max"])
+    assert np.allclose(at_zero["min"], at_zero["max"])  # no push: both direction sources score alike
+    with pytest.raises(InvalidInputError, match="Type a statement"):
+        score_curve(tiny_pair, stored, "  ", [1.0])
+
+
+class _NoModels:
+    """A pair whose models must not be touched: settings are checked before any model runs."""
+
+    n_layers = 3
+
+    def models(self):
+        raise AssertionError("a model ran before the settings were checked")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"probe_layer": 5}, "probe_layer 5 is not among the probed layers"),
+    ({"probe_layer": 1, "layer_step": 2}, "probe_layer 1 is not among"),
+    ({"layer_start": 3}, "layer_start must be in 0..2"),
+    ({"max_layer": 7}, "max_layer must be in 0..2"),
+    ({"alphas": ()}, "at least one alpha"),
+    ({"answers": ("TRUE",)}, "two answer words"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+])
+def test_bad_settings_are_input_errors_before_any_model_runs(change, message):
+    from dataclasses import replace
+
+    with pytest.raises(InvalidInputError, match=message):
+        run(_NoModels(), replace(TINY, **change), data=_tiny_frame())
+
+
+def test_a_statement_set_without_a_split_is_an_input_error(tiny_pair):
+    with pytest.raises(InvalidInputError, match="lacks the column"):
+        run(tiny_pair, TINY, data=_tiny_frame().drop(columns=["split"]))
 
 
 def test_config_checks_and_balanced_sample():
@@ -165,18 +280,57 @@ def test_config_checks_and_balanced_sample():
     assert len(sample) == 10 and sample["label"].sum() == 5
 
 
-def test_cli_writes_tables_and_charts_on_a_tiny_pair(tiny_pair, tmp_path, monkeypatch, capsys):
+CLI_SMALL = ["--out", "OUT", "--n-steer", "4", "--n-calib", "4", "--n-shots", "2", "--alphas", "1", "--answers",
+             "true", "false"]
+
+
+def _cli(out, *extra):
+    return study_main("truthfulness", [a if a != "OUT" else str(out) for a in CLI_SMALL] + list(extra))
+
+
+def test_cli_writes_tables_charts_and_directions_on_a_tiny_pair(tiny_pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
-    monkeypatch.setattr("analyses.truthfulness.statement_set", lambda name: _tiny_frame())
-    main(["--dataset", "cities", "--out", str(tmp_path / "out"), "--n-steer", "4", "--n-calib", "4", "--n-shots",
-          "2", "--alphas", "1", "--answers", "true", "false"])
+    monkeypatch.setattr("analyses.truthfulness.data.statement_set", lambda name: _tiny_frame())
+    assert _cli(tmp_path / "out", "--dataset", "cities") == 0
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"probes.csv", "directions.csv", "transfer.csv", "pca.csv", "summary.json", "probe_accuracy.html",
-            "cosine.html", "pca.html", "transfer_alpha1.html"} <= names
+    assert {"probes.csv", "direction_stats.csv", "transfer.csv", "pca.csv", "summary.json", "headline.json",
+            "probe_accuracy.html", "cosine.html", "pca.html", "transfer_alpha1.html",
+            "direction_directions_base.safetensors", "direction_directions_post.safetensors"} <= names
+    head = json.loads((tmp_path / "out" / "headline.json").read_text())
+    assert "best_probe_accuracy_logistic/base" in head and "mean_change/base->post" in head
+    assert Direction.load(tmp_path / "out" / "direction_directions_post.safetensors").n_layers == tiny_pair.n_layers
     assert "probe layer" in capsys.readouterr().out
 
 
+def test_cli_runs_on_the_users_statements(tiny_pair, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
+    frame = _tiny_frame()
+    (tmp_path / "mine.csv").write_text(frame[["statement", "label"]].to_csv(index=False))
+    assert _cli(tmp_path / "out", "--statements", str(tmp_path / "mine.csv")) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["dataset"] == "upload:mine.csv"
+    steered = pd.read_csv(tmp_path / "out" / "steered.csv")
+    assert set(steered["statement"]) <= set(frame["statement"])
+    (tmp_path / "bad.csv").write_text("statement,label\nthe cat is a dog .,maybe\n")
+    assert _cli(tmp_path / "out2", "--statements", str(tmp_path / "bad.csv")) == 2
+    assert "bad.csv, line 2" in capsys.readouterr().err
+
+
 def test_generalisation_on_a_tiny_pair(tiny_pair):
-    table = compute_general(tiny_pair, GeneralConfig(datasets=("cities", "animals", "elements"), n_per_set=8))
+    table = generalisation(tiny_pair, GeneralConfig(datasets=("cities", "animals", "elements"), n_per_set=8))
     assert set(table["held_out"]) == {"cities", "animals", "elements"} and set(table["model"]) == {"base", "post"}
+    with pytest.raises(InvalidInputError, match="two or more"):
+        generalisation(tiny_pair, GeneralConfig(datasets=("cities",)))
+
+
+def test_cli_generalisation_writes_its_table(tiny_pair, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
+    monkeypatch.setattr("analyses.truthfulness.data.statement_set", lambda name: _tiny_frame())
+    assert _cli(tmp_path / "out", "--generalisation", "--general-n-per-set", "6") == 0
+    table = pd.read_csv(tmp_path / "out" / "generalisation.csv")
+    assert set(table["model"]) == {"base", "post"} and len(set(table["held_out"])) == 6
+    assert (tmp_path / "out" / "generalisation.html").exists()
+    assert "generalisation (best layer per held-out set)" in capsys.readouterr().out

@@ -71,11 +71,12 @@ def generalisation(table: pd.DataFrame) -> alt.Chart:
                            ).properties(width=320).facet(column="model:N")
 
 
-def all_charts(result, layer: int | None = None) -> dict[str, alt.Chart]:
+def charts(result, layer: int | None = None) -> dict[str, alt.Chart]:
+    """Every chart of a result (the PCA at the probe layer unless `layer` says otherwise; heatmaps per alpha)."""
     layer = result.probe_layer if layer is None else layer
-    charts = {"probe_accuracy": probe_accuracy(result.probes), "probe_transfer": probe_transfer(result.probes),
-              "cosine": cosine(result.directions), "pca": pca_scatter(result.pca, layer)}
+    out = {"probe_accuracy": probe_accuracy(result.probes), "probe_transfer": probe_transfer(result.probes),
+           "cosine": cosine(result.direction_stats), "pca": pca_scatter(result.pca, layer)}
     for alpha in sorted(result.transfer["alpha"].unique()):
-        charts[f"transfer_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha)
-        charts[f"transfer_flips_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha, "flip_rate")
-    return charts
+        out[f"transfer_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha)
+        out[f"transfer_flips_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha, "flip_rate")
+    return out

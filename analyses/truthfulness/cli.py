@@ -1,76 +1,53 @@
-"""Command line of the truthfulness study: `python -m analyses.truthfulness --pair demo --dataset cities --out DIR`.
+"""What the truthfulness command line has beyond its Config (analyses.cli does the rest):
 
-Writes every table (CSV, summary.json) and chart (HTML) of the study, and with --generalisation the table of probes
-fit on the other statement sets and tested on each held-out one."""
+    python -m analyses truthfulness --pair demo --out DIR [--statements FILE.csv] [--generalisation]
+
+--statements runs the study on the user's own CSV (statement,label); --generalisation also fits probes on several
+statement sets and tests each on the held-out one (generalisation.csv and .html, uncached). The CLI prints the
+study's summary after its headline."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from pathlib import Path
 
-from analyses import cli
-from analyses.common import PrintProgress
-from analyses.statements import statement_set_names
-from analyses.truthfulness import Config, Result, run
+from analyses.common import PrintProgress, write_charts
+from analyses.study import CliExtras
 
-def parser() -> argparse.ArgumentParser:
-    p = cli.study_parser("python -m analyses.truthfulness", __doc__.split("\n\n")[0], Config,
-                         choices={"dataset": statement_set_names()})
-    p.add_argument("--generalisation", action="store_true", help="also train on several sets, test on held-out ones")
-    p.add_argument("--general-n-per-set", type=int, default=60, help="statements per set for --generalisation")
-    return p
+from .charts import generalisation as generalisation_chart
+from .data import statements_file
+from .general import GeneralConfig, generalisation
+from .summary import summary_text
 
 
-def summary_text(result: Result, elapsed: float) -> str:
-    lines = [f"dataset {result.dataset}; probe layer {result.probe_layer}; steered layers {result.steer_layers} at "
-             f"offsets {result.offsets}"]
-    lines += [f"best {role} {method}: layer {layer}, test accuracy {acc:.3f}"
-              for role, methods in result.best.items() for method, (layer, acc) in methods.items()]
-    lines += ["directions per layer (gap = norm of mean(true) - mean(false)):",
-              result.directions.round(3).to_string(index=False)]
-    cross = result.probes[(result.probes["source"] != result.probes["model"])
-                          & (result.probes["layer"] == result.probe_layer)]
-    if not cross.empty:
-        lines += [f"probe transfer at layer {result.probe_layer}:", cross.round(3).to_string(index=False)]
-    lines += [f"thresholds (midpoint of train true/false mean scores): {result.thresholds}",
-              "intervention (mean_change > 0 = moved as pushed; flip = judged right before, wrong after):",
-              result.transfer.drop(columns=["threshold"]).round(3).to_string(index=False),
-              f"timings (s): {result.timings}; this call {elapsed:.1f} s"]
-    return "\n".join(lines)
+def add_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--statements", type=Path, metavar="FILE.csv",
+                       help="your own statements: a CSV with columns statement,label (label 1/0 or true/false)")
+    group.add_argument("--generalisation", action="store_true",
+                       help="also train probes on several statement sets and test each on the held-out one")
+    group.add_argument("--general-n-per-set", type=int, default=GeneralConfig.n_per_set,
+                       help="statements per set for --generalisation (default: %(default)s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from analyses.truthfulness_charts import all_charts, generalisation
-    from analyses.truthfulness_general import GeneralConfig
-    from analyses.truthfulness_general import generalisation as general_table
-
-    def body() -> None:
-        config = cli.config_from_args(args, Config)
-        pair = cli.pair_from_args(args)
-        if pair.post is None:
-            print("No post-trained model in this pair: the study runs on the base model alone (no cosine, "
-                  "no transfer).")
-        start = time.perf_counter()
-        result = run(pair, config, PrintProgress(), cache=cli.result_cache(args, "truthfulness"))
-        elapsed = time.perf_counter() - start
-        charts = all_charts(result)
-        if args.generalisation:
-            gen_start = time.perf_counter()
-            table = general_table(pair, GeneralConfig(n_per_set=args.general_n_per_set,
-                                                      batch_size=config.batch_size), PrintProgress())
-            args.out.mkdir(parents=True, exist_ok=True)
-            table.to_csv(args.out / "generalisation.csv", index=False)
-            charts["generalisation"] = generalisation(table)
-            best = table.loc[table.groupby(["model", "held_out", "method"])["accuracy"].idxmax()]
-            print("generalisation (best layer per held-out set):\n" + best.round(3).to_string(index=False))
-            print(f"generalisation took {time.perf_counter() - gen_start:.1f} s")
-        cli.write_outputs(result, charts, args.out)
-        print(summary_text(result, elapsed))
-        print(f"tables and charts in {args.out}")
-
-    return cli.exit_code(body)
+def data(args: argparse.Namespace):
+    """The user's statements (--statements), or None for the built-in set of --dataset."""
+    return statements_file(args.statements) if args.statements is not None else None
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def write(args: argparse.Namespace, pair, result, out: Path) -> None:
+    """The summary on stdout; with --generalisation the held-out table and its chart."""
+    print(summary_text(result))
+    if not args.generalisation:
+        return
+    start = time.perf_counter()
+    table = generalisation(pair, GeneralConfig(n_per_set=args.general_n_per_set, batch_size=args.batch_size),
+                           PrintProgress())
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "generalisation.csv", index=False)
+    write_charts({"generalisation": generalisation_chart(table)}, out)
+    best = table.loc[table.groupby(["model", "held_out", "method"])["accuracy"].idxmax()]
+    print("generalisation (best layer per held-out set):\n" + best.round(3).to_string(index=False))
+    print(f"generalisation took {time.perf_counter() - start:.1f} s")
+
+
+EXTRAS = CliExtras(add_options=add_options, data=data, write=write)

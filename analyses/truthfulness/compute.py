@@ -1,14 +1,12 @@
 """Truthfulness: directions, probes, interventions and their transfer between base and post-trained models
 (Du et al. 2025, "How Post-Training Reshapes LLMs", truthfulness; method of Marks & Tegmark's Geometry of Truth).
 
-    python -m analyses.truthfulness --pair demo --dataset cities --out out/truthfulness [--generalisation]
-
 Activations are read at the statement's last token (its period) with the statement alone as the prompt (no
 few-shot prefix), as Geometry of Truth does, in the residual stream entering every layer. Per layer and model:
 the mass-mean direction (train split), a projection probe and a logistic-regression probe (test accuracy), the
 same probes applied to the other model's activations (probe transfer), and the base/post cosine. Then the
-intervention of analyses.truthfulness_steer over the 2 x 2 of direction source x steered model. All results are
-cached (analyses.common.ResultCache) and shared by the page and this CLI."""
+intervention of analyses.truthfulness.steer over the 2 x 2 of direction source x steered model. `run` is
+uncached: analyses.store.run_cached stores results for the page and the CLI."""
 from __future__ import annotations
 
 import time
@@ -18,46 +16,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analyses import truthfulness_probes as tp
-from analyses import truthfulness_steer as ts
-from analyses.common import Progress, ResultCache, Steps, cache_key
-from analyses.statements import statement_set
+from analyses.common import Progress, Steps
 from analyses.truth_score import few_shot_prefix, shot_facts, statement_offsets
+from steering.directions import Direction, DirectionInfo
 from steering.errors import InvalidInputError
 from steering.extraction import collect_residuals
-from steering.tokens import dataset_hash
 
-STUDY_VERSION = "truthfulness-1"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Settings of the truthfulness study (the page's controls and the CLI's options)."""
-
-    dataset: str = "cities"  # a built-in statement set (analyses.statements) or a name for an uploaded one
-    n_train: int = 200  # training statements used (balanced sample of the train split; 0 = all)
-    n_test: int = 100  # test statements for probe accuracy (balanced sample of the test split; 0 = all)
-    layer_step: int = 1  # probe every k-th layer...
-    max_layer: int = -1  # ...from 0 up to this one (-1 = the last)
-    probe_layer: int = -1  # layer whose direction steers (-1 = the best by train projection accuracy)
-    layer_start: int = -1  # first layer the direction is added at (-1 = a third of the depth)
-    n_shots: int = 4  # labelled statements in the few-shot judging prompt
-    n_steer: int = 24  # test statements scored with and without the intervention (balanced)
-    n_calib: int = 12  # train statements scored unsteered to set each model's TRUE/FALSE threshold
-    alphas: tuple[float, ...] = (1.0, 4.0)  # intervention strengths (1 = one true/false gap in all)
-    answers: tuple[str, str] = ("TRUE", "FALSE")  # the answer words scored as P(first) - P(second)
-    logistic_c: float = 1.0  # inverse regularisation of the logistic probe
-    batch_size: int = 16
-    seed: int = 0
+from . import probes as tp
+from . import steer as ts
+from .config import Config
+from .data import balanced, check_frame, data_hash, data_name, default_data
 
 
 @dataclass
 class Result:
     probes: pd.DataFrame  # source (probe fit on), model (evaluated on), layer, method, accuracy
-    directions: pd.DataFrame  # layer, gap_<role>, cosine (base vs post), cosine_scaled
+    direction_stats: pd.DataFrame  # layer, gap_<role>, cosine (base vs post), cosine_scaled
     pca: pd.DataFrame  # model, layer, index, pc1, pc2, label, split, statement
     transfer: pd.DataFrame  # direction, model, alpha, n, mean_change(_false/_true), flip_rate, accuracy_*, threshold
     steered: pd.DataFrame  # direction, model, alpha, statement, label, score_before, score_after
+    # role -> mass-mean direction (train split) of every probed layer; rows of layers not probed are zero
+    directions: dict[str, Direction] = field(default_factory=dict)
     dataset: str = ""
     probe_layer: int = 0
     steer_layers: list = field(default_factory=list)
@@ -67,17 +46,6 @@ class Result:
     prefix: str = ""  # the few-shot prompt
     answers: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
-    vectors: np.ndarray | None = None  # [n_models, d_model] steering vector (probe layer) per direction source
-    roles: list = field(default_factory=list)
-
-
-def balanced(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """n rows, half true and half false (all rows when n <= 0 or n is at least the frame's size)."""
-    if n <= 0 or n >= len(frame):
-        return frame
-    parts = [g.sample(min(len(g), n // 2 + (label == 1) * (n % 2)), random_state=seed)
-             for label, g in frame.groupby("label")]
-    return pd.concat(parts).sort_index()
 
 
 def probed_layers(config: Config, n_layers: int) -> list[int]:
@@ -85,6 +53,23 @@ def probed_layers(config: Config, n_layers: int) -> list[int]:
     if not 0 <= top < n_layers or config.layer_step < 1:
         raise InvalidInputError(f"max_layer must be in 0..{n_layers - 1} (or -1) and layer_step at least 1.")
     return list(range(0, top + 1, config.layer_step))
+
+
+def check_config(config: Config, n_layers: int) -> list[int]:
+    """Every setting checked before any model runs; returns the probed layers."""
+    layers = probed_layers(config, n_layers)
+    if config.probe_layer >= 0 and config.probe_layer not in layers:
+        raise InvalidInputError(f"probe_layer {config.probe_layer} is not among the probed layers "
+                                f"{layers[0]}..{layers[-1]} (step {config.layer_step}); use -1 for the best.")
+    if config.layer_start >= n_layers:
+        raise InvalidInputError(f"layer_start must be in 0..{n_layers - 1} (or -1 for a third of the depth).")
+    if not config.alphas:
+        raise InvalidInputError("Give at least one alpha (intervention strength).")
+    if len(config.answers) != 2 or not all(str(a).strip() for a in config.answers):
+        raise InvalidInputError("Give two answer words, the true one first, e.g. 'TRUE, FALSE'.")
+    if config.batch_size < 1 or config.n_shots < 0 or config.logistic_c <= 0:
+        raise InvalidInputError("batch_size must be at least 1, n_shots at least 0 and logistic_c above 0.")
+    return layers
 
 
 def read_activations(pair, statements: list[str], layers: list[int], batch_size: int, steps: Steps) -> dict:
@@ -132,11 +117,29 @@ def _probe_stage(config, layers, train, test, acts, splits, frame):
     return probes, directions, pca.reset_index(drop=True), diffs, train_acc
 
 
-def compute(pair, config: Config, frame: pd.DataFrame, progress: Progress | None = None) -> Result:
-    """The whole study on a statement set (columns statement, label, fact, split)."""
+def truth_directions(pair, diffs: dict, train_acts: dict, layers: list[int], dataset: str,
+                     hash_: str) -> dict[str, Direction]:
+    """Each model's mass-mean directions as a playground Direction over all its layers: the probed layers' rows,
+    zeros elsewhere; resid_norms the mean norm of the train statements' residual at each probed layer."""
+    out = {}
+    for role, diff in diffs.items():
+        vectors = torch.zeros(pair.n_layers, diff.shape[-1])
+        norms = torch.zeros(pair.n_layers)
+        vectors[layers] = diff.float()
+        norms[layers] = train_acts[role].norm(dim=-1).mean(0).float()
+        info = DirectionInfo(model=pair.model_id(role), dataset=f"truthfulness:{dataset}", dataset_hash=hash_,
+                             method="mass_mean (true - false, train split)", position=-1, use="add")
+        out[role] = Direction(vectors, info, norms)
+    return out
+
+
+def run(pair, config: Config, *, data: pd.DataFrame | None = None, progress: Progress | None = None) -> Result:
+    """The whole study on a statement set (columns statement, label, fact, split; None: the config's built-in set)."""
+    layers = check_config(config, pair.n_layers)
+    frame = default_data(pair, config) if data is None else data
+    check_frame(frame)
     timings, start = {}, time.perf_counter()
     models = pair.models()
-    layers = probed_layers(config, pair.n_layers)
     train = balanced(frame[frame["split"] == "train"], config.n_train, config.seed)
     test = balanced(frame[frame["split"] == "test"], config.n_test, config.seed)
     if train.empty or test.empty:
@@ -147,20 +150,21 @@ def compute(pair, config: Config, frame: pd.DataFrame, progress: Progress | None
     acts = read_activations(pair, list(used["statement"]), layers, config.batch_size, steps)
     timings["activations"] = time.perf_counter() - start
     steps.stage("probes", "fitting probes")
-    probes, directions, pca, diffs, train_acc = _probe_stage(config, layers, train, test, acts,
-                                                             list(used["split"]), used)
+    probes, stats, pca, diffs, train_acc = _probe_stage(config, layers, train, test, acts, list(used["split"]), used)
     probe, steer_layers = choose_layers(config, layers, train_acc, pair.n_layers)
+    name = data_name(frame, config)
+    directions = truth_directions(pair, diffs, {r: a[:len(train)] for r, a in acts.items()}, layers, name,
+                                  data_hash(frame))
     timings["probes"] = time.perf_counter() - start - timings["activations"]
-    vectors = {r: ts.layer_vectors(d[layers.index(probe)], steer_layers) for r, d in diffs.items()}
+    vectors = {r: ts.layer_vectors(d.at(probe), steer_layers) for r, d in directions.items()}
     transfer, steered, thresholds, prefix = _intervene(pair, config, frame, vectors, steps)
     timings["interventions"] = time.perf_counter() - start - timings["activations"] - timings["probes"]
     steps.done()
     return Result(
-        probes=probes, directions=directions, pca=pca, transfer=transfer, steered=steered,
-        dataset=config.dataset, probe_layer=probe, steer_layers=steer_layers,
+        probes=probes, direction_stats=stats, pca=pca, transfer=transfer, steered=steered, directions=directions,
+        dataset=name, probe_layer=probe, steer_layers=steer_layers,
         offsets=list(statement_offsets(pair.tokenizer)), best=_best(probes), thresholds=thresholds,
-        prefix=prefix, answers=list(config.answers), timings={k: round(v, 2) for k, v in timings.items()},
-        vectors=np.stack([d[layers.index(probe)].numpy() for d in diffs.values()]), roles=list(diffs))
+        prefix=prefix, answers=list(config.answers), timings={k: round(v, 2) for k, v in timings.items()})
 
 
 def _intervene(pair, config: Config, frame: pd.DataFrame, vectors: dict, steps: Steps):
@@ -185,32 +189,14 @@ def _intervene(pair, config: Config, frame: pd.DataFrame, vectors: dict, steps: 
     return transfer, steered, thresholds, prefix
 
 
-def frame_hash(frame: pd.DataFrame) -> str:
-    return dataset_hash(list(frame["statement"]), [str(v) for v in frame["label"]],
-                        [str(v) for v in frame["split"]], [str(v) for v in frame["fact"]])
-
-
-def run(pair, config: Config = Config(), progress: Progress | None = None, frame: pd.DataFrame | None = None,
-        cache: ResultCache | None = None) -> Result:
-    """The study on a built-in set (config.dataset) or an uploaded frame, cached by models, config and data."""
-    frame = statement_set(config.dataset) if frame is None else frame
-    key = cache_key(STUDY_VERSION, pair.fingerprint("base"),
-                    pair.fingerprint("post") if pair.post is not None else None, config, frame_hash(frame))
-    return (cache or ResultCache("truthfulness")).get_or_compute(key, lambda: compute(pair, config, frame, progress))
+def steering_vectors(result: Result) -> dict[str, dict[int, torch.Tensor]]:
+    """role -> {layer: vector} the study steers with: the probe layer's direction spread over the steered layers."""
+    return {r: ts.layer_vectors(d.at(result.probe_layer), result.steer_layers) for r, d in result.directions.items()}
 
 
 def score_curve(pair, result: Result, statement: str, alphas) -> pd.DataFrame:
     """A typed statement's score as alpha moves (positive pushes towards TRUE), every model x direction source."""
     if not statement.strip():
         raise InvalidInputError("Type a statement to score.")
-    vectors = {r: ts.layer_vectors(torch.as_tensor(v), result.steer_layers) for r, v in zip(result.roles, result.vectors)}
-    return ts.alpha_curve(pair.models(), pair.tokenizer, statement.strip(), vectors, alphas,
+    return ts.alpha_curve(pair.models(), pair.tokenizer, statement.strip(), steering_vectors(result), alphas,
                           prefix=result.prefix, answers=tuple(result.answers))
-
-
-if __name__ == "__main__":
-    import sys
-
-    from analyses.truthfulness_cli import main
-
-    sys.exit(main())

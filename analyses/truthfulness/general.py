@@ -1,7 +1,8 @@
 """Generalisation of truth probes across datasets (Marks & Tegmark; Du et al. 2025): for each statement set held
 out in turn, probes are fit on the pooled statements of all the others and evaluated on it, per layer and model.
 
-Each set contributes a small balanced sample (both splits), read at the statement's last token (statement alone)."""
+Each set contributes a small balanced sample (both splits), read at the statement's last token (statement alone).
+Uncached: the page keeps the table in its session, the CLI (--generalisation) writes it."""
 from __future__ import annotations
 
 import time
@@ -10,14 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from analyses import truthfulness_probes as tp
-from analyses.common import Progress, ResultCache, Steps, cache_key
+from analyses.common import Progress, Steps
 from analyses.statements import statement_set, statement_set_names
-from analyses.truthfulness import balanced, frame_hash
 from steering.errors import InvalidInputError
 from steering.extraction import collect_residuals
 
-VERSION = "truthfulness-general-1"
+from . import probes as tp
+from .data import balanced
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class GeneralConfig:
     datasets: tuple[str, ...] = ("cities", "capitals", "translations", "larger_than", "elements", "animals")
     n_per_set: int = 60  # balanced statements per set (0 = all)
     layer_step: int = 2  # probe every k-th layer
-    logistic_c: float = 1.0
+    logistic_c: float = 1.0  # inverse regularisation of the logistic probe
     batch_size: int = 16
     seed: int = 0
 
@@ -40,11 +40,13 @@ def _sets(config: GeneralConfig) -> dict[str, pd.DataFrame]:
     return {d: balanced(statement_set(d), config.n_per_set, config.seed) for d in config.datasets}
 
 
-def compute_general(pair, config: GeneralConfig, progress: Progress | None = None) -> pd.DataFrame:
+def generalisation(pair, config: GeneralConfig = GeneralConfig(), progress: Progress | None = None) -> pd.DataFrame:
     """Rows: model, held_out, trained_on, layer, method, accuracy (and seconds taken, in `attrs`)."""
     start = time.perf_counter()
     sets = _sets(config)
-    layers = list(range(0, pair.n_layers, max(config.layer_step, 1)))
+    if config.layer_step < 1 or config.batch_size < 1:
+        raise InvalidInputError("Generalisation needs layer_step and batch_size of at least 1.")
+    layers = list(range(0, pair.n_layers, config.layer_step))
     steps = Steps(progress, {role: 1 for role in pair.models()})
     acts: dict[str, dict[str, torch.Tensor]] = {}
     for role, model in pair.models().items():
@@ -59,10 +61,3 @@ def compute_general(pair, config: GeneralConfig, progress: Progress | None = Non
     table.attrs["seconds"] = round(time.perf_counter() - start, 2)
     return table
 
-
-def generalisation(pair, config: GeneralConfig = GeneralConfig(), progress: Progress | None = None) -> pd.DataFrame:
-    """The generalisation table, cached by models, config and the sets' contents."""
-    hashes = [frame_hash(f) for f in _sets(config).values()]
-    key = cache_key(VERSION, pair.fingerprint("base"), pair.fingerprint("post") if pair.post is not None else None,
-                    config, hashes)
-    return ResultCache("truthfulness").get_or_compute(key, lambda: compute_general(pair, config, progress))

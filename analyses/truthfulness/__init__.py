@@ -1,0 +1,41 @@
+"""The truthfulness study (Du et al. 2025 after Marks & Tegmark's Geometry of Truth): truth directions and probes
+per layer in both models, their cosine, and steering P(TRUE) - P(FALSE) with one model's direction in the other.
+
+    from analyses.truthfulness import STUDY
+    result = STUDY.run(pair, STUDY.Config())          # uncached; analyses.store.run_cached stores it
+    python -m analyses.truthfulness --pair demo --out out/truthfulness [--statements FILE.csv] [--generalisation]
+"""
+from analyses.study import Study
+
+from .charts import charts
+from .cli import EXTRAS
+from .compute import Result, balanced, probed_layers, read_activations, run, score_curve, steering_vectors
+from .config import Config
+from .data import data_hash, default_data, uploaded_statements
+from .summary import headline
+
+STUDY = Study(
+    name="truthfulness",
+    title="Truthfulness",
+    about="True and false statements are read at their last token in the residual stream entering every layer of "
+          "both models; per layer the difference of the true and false means is the truth direction, and "
+          "projection and logistic probes fit on a train split are scored on the test split of their own model "
+          "and of the other. The cosine of the base and post-trained directions per layer says whether "
+          "post-training kept the direction. Each model's direction at the best layer is then added in both "
+          "models, pushing false statements towards TRUE and true ones towards FALSE in a few-shot judging "
+          "prompt, and the change of P(TRUE) - P(FALSE) shows whether the direction transfers.",
+    version="truthfulness@2",
+    Config=Config,
+    Result=Result,
+    run=run,
+    charts=charts,
+    headline=headline,
+    default_data=default_data,
+    data_hash=data_hash,
+    page="pages/2_Truthfulness.py",
+    icon="✅",
+    cli=EXTRAS,
+)
+
+__all__ = ["STUDY", "Config", "Result", "run", "charts", "headline", "default_data", "data_hash", "score_curve",
+           "steering_vectors", "balanced", "probed_layers", "read_activations", "uploaded_statements"]

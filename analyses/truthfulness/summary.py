@@ -1,0 +1,50 @@
+"""The truthfulness study's headline numbers and its plain-text summary (what the CLI prints)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .compute import Result
+
+
+def headline(result: Result) -> dict[str, float | int]:
+    """Per model and probe method: the best test accuracy and its layer; per pair: the mean base/post direction
+    cosine over the probed layers; per (direction source -> steered model) at the largest alpha: the mean score
+    change (positive = moved the way it was pushed) and the flip rate."""
+    out: dict[str, float | int] = {}
+    for role, methods in result.best.items():
+        for method, (layer, accuracy) in methods.items():
+            out[f"best_probe_accuracy_{method}/{role}"] = float(accuracy)
+            out[f"best_probe_layer_{method}/{role}"] = int(layer)
+    cosine = result.direction_stats["cosine"].mean()
+    if not math.isnan(cosine):  # NaN when the pair has no post-trained model
+        out["direction_cosine_mean"] = float(cosine)
+    top = largest_alpha(result.transfer)
+    for row in result.transfer[result.transfer["alpha"] == top].itertuples():
+        out[f"mean_change/{row.direction}->{row.model}"] = float(row.mean_change)
+        out[f"flip_rate/{row.direction}->{row.model}"] = float(row.flip_rate)
+    return out
+
+
+def largest_alpha(transfer: pd.DataFrame) -> float:
+    return float(transfer["alpha"].max())
+
+
+def summary_text(result: Result) -> str:
+    """The probe layer, best probes, direction table, probe transfer at the probe layer and the intervention."""
+    lines = [f"dataset {result.dataset}; probe layer {result.probe_layer}; steered layers {result.steer_layers} at "
+             f"offsets {result.offsets}"]
+    lines += [f"best {role} {method}: layer {layer}, test accuracy {acc:.3f}"
+              for role, methods in result.best.items() for method, (layer, acc) in methods.items()]
+    lines += ["directions per layer (gap = norm of mean(true) - mean(false)):",
+              result.direction_stats.round(3).to_string(index=False)]
+    cross = result.probes[(result.probes["source"] != result.probes["model"])
+                          & (result.probes["layer"] == result.probe_layer)]
+    if not cross.empty:
+        lines += [f"probe transfer at layer {result.probe_layer}:", cross.round(3).to_string(index=False)]
+    lines += [f"thresholds (midpoint of train true/false mean scores): {result.thresholds}",
+              "intervention (mean_change > 0 = moved as pushed; flip = judged right before, wrong after):",
+              result.transfer.drop(columns=["threshold"]).round(3).to_string(index=False),
+              f"timings (s): {result.timings}"]
+    return "\n".join(lines)
