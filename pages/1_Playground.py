@@ -1,16 +1,15 @@
 """Playground: compute a direction, add it or project it out, transfer it; four generations side by side."""
 import json
-import tempfile
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
+from analyses.study_directions import directions_for
 from pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
-from steering.control_vector import read_control_vector, write_control_vector
+from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
 from steering.generation import MAX_ALPHA, DecodingSettings, SteeringSpec, compare, format_prompts
 from steering.playground import ContrastPrompts, cosine_table, directions_for_pair, reproduce_snippet
@@ -34,57 +33,91 @@ chat = st.toggle("Send through the chat template (the post-trained model's, for 
 
 # 2. Direction ---------------------------------------------------------------------------------------------------
 st.header("2 · Direction")
-SOURCES = ["Built-in contrast set", "Your two lists", "A direction file", "The direction cache"]
+SOURCES = ["Built-in contrast set", "Your two lists", "A direction file", "The direction cache",
+           "From a study's result"]
+NOTHING_CHOSEN = {"A direction file": "Upload a direction file first.",
+                  "The direction cache": "Choose a cached direction first.",
+                  "From a study's result": "Choose a study's direction first."}
 source = st.radio("Where the direction comes from", SOURCES, horizontal=True, key="pg_source")
+
+
+def contrast_lists_from_builtin_set() -> tuple:
+    sets = builtin_sets()
+    chosen = sets[st.selectbox("Contrast set", list(sets), key="pg_set")]
+    st.caption(f"{chosen.about} {len(chosen.positive)} {chosen.positive_label} vs "
+               f"{len(chosen.negative)} {chosen.negative_label} prompts.")
+    return chosen.name, chosen.positive, chosen.negative, chosen.chat
+
+
+def contrast_lists_typed() -> tuple:
+    left, right = st.columns(2)
+    pos_text = left.text_area("Positive side (one per line, or CSV with a 'prompt' column)", key="pg_pos")
+    pos_file = left.file_uploader("…or upload it", type=["txt", "csv"], key="pg_pos_file")
+    neg_text = right.text_area("Negative side", key="pg_neg")
+    neg_file = right.file_uploader("…or upload it", type=["txt", "csv"], key="pg_neg_file")
+    pos_src = decode_upload(pos_file.getvalue(), pos_file.name) if pos_file else pos_text
+    neg_src = decode_upload(neg_file.getvalue(), neg_file.name) if neg_file else neg_text
+    as_chat = st.toggle("Read these lists through the chat template (instructions)", key="pg_lists_chat")
+    return ("custom", parse_prompt_list(pos_src, "positive list") if pos_src.strip() else [],
+            parse_prompt_list(neg_src, "negative list") if neg_src.strip() else [], as_chat)
+
+
+def described(name: str, direction: Direction) -> str:
+    return name if direction.info.dataset == name else f"{name} (dataset {direction.info.dataset})"
+
+
+def uploaded_direction() -> tuple[str, Direction] | None:
+    upload = st.file_uploader("Direction file: a .safetensors written by this project, or a llama.cpp control "
+                              "vector (.gguf)", type=["safetensors", "gguf"], key="pg_dir_file")
+    if upload is None:
+        return None
+    data = upload.getvalue()
+    direction = (from_control_vector(data, pair.n_layers, upload.name) if upload.name.lower().endswith(".gguf")
+                 else Direction.from_bytes(data, upload.name))
+    return described(upload.name, direction), direction
+
+
+def cached_direction() -> tuple[str, Direction] | None:
+    entries = [(p, m) for p, m in DirectionCache().entries() if m["n_layers"] == pair.n_layers
+               and m["d_model"] == pair.d_model]
+    if not entries:
+        st.info(f"No cached direction has this pair's shape ({pair.n_layers} layers × {pair.d_model} dims) yet.")
+    labels = [f"{m['model']} · {m['dataset']} · position {m['position']} · {m['created_at']}" for _, m in entries]
+    pick = st.selectbox("Cached direction (same shape as this pair)", range(len(entries)),
+                        format_func=lambda i: labels[i], key="pg_cached")
+    return None if pick is None else (labels[pick], Direction.load(entries[pick][0]))
+
+
+def study_direction() -> tuple[str, Direction] | None:
+    found = directions_for(pair)
+    if not found:
+        st.info("No study has stored a result with a direction for this pair yet: run one on its page, or "
+                "`python -m analyses <study>`.")
+    pick = st.selectbox("Direction from a study's stored result (study · field · model · date)", range(len(found)),
+                        format_func=lambda i: found[i][0], key="pg_study_direction")
+    return None if pick is None else (described(found[pick][0], found[pick][1]), found[pick][1])
+
+
 contrast: ContrastPrompts | None = None
-loaded: Direction | None = None
-position = -1
+loaded: tuple[str, Direction] | None = None  # (what it is, the direction) when it is not computed here
+source_error: str | None = None
 try:
-    if source == SOURCES[0]:
-        sets = builtin_sets()
-        chosen = sets[st.selectbox("Contrast set", list(sets), key="pg_set")]
-        st.caption(f"{chosen.about} {len(chosen.positive)} {chosen.positive_label} vs "
-                   f"{len(chosen.negative)} {chosen.negative_label} prompts.")
-        contrast_lists = (chosen.name, chosen.positive, chosen.negative, chosen.chat)
-    elif source == SOURCES[1]:
-        left, right = st.columns(2)
-        pos_text = left.text_area("Positive side (one per line, or CSV with a 'prompt' column)", key="pg_pos")
-        pos_file = left.file_uploader("…or upload it", type=["txt", "csv"], key="pg_pos_file")
-        neg_text = right.text_area("Negative side", key="pg_neg")
-        neg_file = right.file_uploader("…or upload it", type=["txt", "csv"], key="pg_neg_file")
-        pos_src = decode_upload(pos_file.getvalue(), pos_file.name) if pos_file else pos_text
-        neg_src = decode_upload(neg_file.getvalue(), neg_file.name) if neg_file else neg_text
-        as_chat = st.toggle("Read these lists through the chat template (instructions)", key="pg_lists_chat")
-        contrast_lists = ("custom", parse_prompt_list(pos_src, "positive list") if pos_src.strip() else [],
-                          parse_prompt_list(neg_src, "negative list") if neg_src.strip() else [], as_chat)
-    elif source == SOURCES[2]:
-        upload = st.file_uploader("Direction file (.safetensors written by this project)", type=["safetensors"],
-                                  key="pg_dir_file")
-        if upload is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "direction.safetensors"
-                path.write_bytes(upload.getvalue())
-                loaded = Direction.load(path)
-        contrast_lists = None
+    if source in NOTHING_CHOSEN:
+        loaded = {"A direction file": uploaded_direction, "The direction cache": cached_direction,
+                  "From a study's result": study_direction}[source]()
     else:
-        entries = [(p, m) for p, m in DirectionCache().entries() if m["n_layers"] == pair.n_layers
-                   and m["d_model"] == pair.d_model]
-        labels = [f"{m['model']} · {m['dataset']} · position {m['position']} · {m['created_at']}" for _, m in entries]
-        pick = st.selectbox("Cached direction (same shape as this pair)", range(len(entries)),
-                            format_func=lambda i: labels[i], key="pg_cached")
-        if pick is not None:
-            loaded = Direction.load(entries[pick][0])
-        contrast_lists = None
-    if contrast_lists is not None:
+        lists = contrast_lists_from_builtin_set() if source == SOURCES[0] else contrast_lists_typed()
         position = int(st.number_input("Token position, counted from the end of the prompt (-1 = last token)",
                                        max_value=-1, value=-1, key="pg_position"))
-        name, positive, negative, list_chat = contrast_lists
+        name, positive, negative, list_chat = lists
         contrast = ContrastPrompts(name, tuple(positive), tuple(negative), list_chat, position)
 except SteeringError as e:
-    st.error(str(e))
-read_from = st.radio("Read the direction from", roles, format_func=ROLE_NAMES.get, horizontal=True,
-                     key="pg_read_from", help="Pick the other model to transfer a direction across the pair.",
-                     disabled=contrast is None)
+    source_error = str(e)
+    st.error(source_error)
+read_from = st.radio("Read the direction from", roles, index=roles.index("post") if "post" in roles else 0,
+                     format_func=ROLE_NAMES.get, horizontal=True, key="pg_read_from", disabled=contrast is None,
+                     help="The post-trained model's own direction is the default; pick the other model to transfer "
+                          "a direction across the pair.")
 
 # 3. Intervention ------------------------------------------------------------------------------------------------
 st.header("3 · Intervention")
@@ -116,8 +149,8 @@ decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, te
 def get_directions() -> dict[str, Direction]:
     if contrast is None:
         if loaded is None:
-            raise SteeringError("Choose a direction file or a cached direction first.")
-        return {"file": loaded}
+            raise SteeringError(NOTHING_CHOSEN[source])
+        return {"loaded": loaded[1]}
     bar = st.progress(0.0, text="Reading the residual stream…")
     found = directions_for_pair(pair, contrast, progress=lambda done, total: bar.progress(done / total,
                                 text=f"Reading the residual stream… {done}/{total} prompts"))
@@ -125,7 +158,8 @@ def get_directions() -> dict[str, Direction]:
     return found
 
 
-if st.button("Generate", type="primary", key="pg_generate"):
+# A broken source already shows its error above; generating would only add a second, misleading one.
+if st.button("Generate", type="primary", key="pg_generate") and source_error is None:
     try:
         prompts = parse_prompt_list(prompt_text, "prompt list")
         directions = get_directions()
@@ -138,7 +172,8 @@ if st.button("Generate", type="primary", key="pg_generate"):
                                    for r, m in pair.models().items()])
         st.session_state["pg_result"] = dict(prompts=prompts, directions=directions, direction=direction, spec=spec,
                                              table=table, chat=chat, decoding=decoding, contrast=contrast,
-                                             source_role=read_from, alignment=alignment)
+                                             source_role=read_from, alignment=alignment,
+                                             direction_label=loaded[0] if contrast is None else None)
     except SteeringError as e:
         st.error(str(e))
 
@@ -149,7 +184,8 @@ if result is None:
 # Outputs --------------------------------------------------------------------------------------------------------
 st.header("Four generations")
 table, spec = result["table"], result["spec"]
-source_note = "" if "file" in result["directions"] else f" read from the {ROLE_NAMES[result['source_role']].lower()} model"
+source_note = (f" {result['direction_label']}" if result.get("direction_label") else
+               f" from {result['contrast'].name} read from the {ROLE_NAMES[result['source_role']].lower()} model")
 norms = result["direction"].resid_norms
 norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[spec.layers[0]]):,.0f}, so alpha "
              f"{spec.alpha:g} adds a vector of norm {spec.alpha * float(norms[spec.layers[0]]):,.0f} there."
@@ -217,22 +253,19 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
 st.subheader("Downloads")
 dcols = st.columns(3)
 direction = result["direction"]
-with tempfile.TemporaryDirectory() as tmp:
-    path = direction.save(Path(tmp) / "direction")
-    dcols[0].download_button("Direction (.safetensors)", path.read_bytes(), "direction.safetensors",
-                             help="The JSON metadata is inside the file too.")
-    dcols[0].download_button("Its JSON sidecar", path.with_suffix(".json").read_bytes(), "direction.json")
+dcols[0].download_button("Direction (.safetensors)", direction.to_bytes(), "direction.safetensors",
+                         help="The JSON metadata is inside the file too.")
+dcols[0].download_button("Its JSON sidecar", json.dumps(direction.metadata(), indent=2) + "\n", "direction.json")
+if spec.mode != "add":
+    dcols[1].caption("Control vectors are for 'add'.")
+else:
     try:
-        vectors = direction.steering_vectors(list(spec.layers), spec.alpha) if spec.mode == "add" else {}
-        gguf_path = write_control_vector(vectors, Path(tmp) / "control.gguf", pair.base.config.model_type)
-        back, _ = read_control_vector(gguf_path)  # check it reads back as written
-        if set(back) != {layer for layer in vectors if layer >= 2}:
-            raise SteeringError("The control vector did not read back as written.")
-        dcols[1].download_button("llama.cpp control vector (.gguf)", gguf_path.read_bytes(), "control_vector.gguf",
+        control_vector = to_control_vector(direction, list(spec.layers), spec.alpha, pair.base.config.model_type)
+        dcols[1].download_button("llama.cpp control vector (.gguf)", control_vector, "control_vector.gguf",
                                  help="direction.N in llama.cpp is added to the output of its layer N, i.e. our "
                                       "resid_pre.(N+1); scaled by the current alpha.")
     except SteeringError as e:
-        dcols[1].caption(f"No control vector: {e}" if spec.mode == "add" else "Control vectors are for 'add'.")
+        dcols[1].caption(f"No control vector: {e}")
 generations = {"settings": {"pair": pair.name, "mode": spec.mode, "layers": list(spec.layers), "alpha": spec.alpha,
                             "positions": spec.positions, "chat": result["chat"], **result["decoding"].__dict__,
                             "direction": direction.metadata()},

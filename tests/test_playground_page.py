@@ -47,11 +47,18 @@ def test_alpha_zero_changes_nothing(page):
     assert outputs[0::2] == outputs[1::2]
 
 
+def test_the_direction_is_read_from_the_post_trained_model_unless_told(page):
+    assert page.radio(key="pg_read_from").value == "post"
+    at = _generate(page)
+    assert any("read from the post-trained model" in c.value for c in at.caption)
+
+
 def test_ablation_and_transfer_run(page):
     page.radio(key="pg_mode").set_value("ablate")
-    page.radio(key="pg_read_from").set_value("post")
+    page.radio(key="pg_read_from").set_value("base")
     at = _generate(page)
     assert not at.exception and not at.error and len(_outputs(at)) == 8
+    assert any("read from the base model" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -67,23 +74,91 @@ def test_bad_input_is_an_error_element_and_keeps_what_was_typed(page, setup, mes
     at = _generate(page)
     assert not at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("first." in e.value for e in at.error), [e.value for e in at.error]
     assert at.text_area(key="pg_prompts").value == typed
 
 
-def test_a_direction_file_from_a_model_of_another_shape_is_refused(page, tmp_path):
+def test_a_bad_csv_list_is_the_only_error(page):
+    page.text_area(key="pg_pos").input("prompt,label\nthe cat,1,extra")
+    at = _generate(page)
+    assert [e.value for e in at.error] == [at.error[0].value] and "line 2" in at.error[0].value
+
+
+def _direction(n_layers: int = 3, d_model: int = 32, dataset: str = "toy"):
     import torch
 
     from steering.directions import Direction, DirectionInfo
 
-    path = Direction(torch.randn(5, 48), DirectionInfo("other", "d", "h")).save(tmp_path / "other")
-    page.radio(key="pg_source").set_value("The direction cache").run()
+    g = torch.Generator().manual_seed(0)
+    return Direction(torch.randn(n_layers, d_model, generator=g), DirectionInfo("tiny/base", dataset, "h"),
+                     torch.rand(n_layers, generator=g) + 1)
+
+
+def test_a_cached_direction_of_another_shape_is_not_offered(page):
     from steering.direction_cache import DirectionCache
 
-    DirectionCache().put("k", Direction.load(path))
-    at = page.run()
+    DirectionCache().put("k", _direction(n_layers=5, d_model=48))
+    at = page.radio(key="pg_source").set_value("The direction cache").run()
+    assert any("No cached direction has this pair's shape" in i.value for i in at.info)
     at = _generate(at)
     assert not at.exception
-    assert any("Choose a direction file or a cached direction" in e.value for e in at.error)
+    assert [e.value for e in at.error] == ["Choose a cached direction first."]
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.radio(key="pg_source").set_value("A direction file").run()
+    at.file_uploader(key="pg_dir_file").set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def test_an_uploaded_direction_file_steers_and_is_named_in_the_caption(page):
+    at = _generate(_upload(page, "truth.safetensors", _direction(dataset="truthful").to_bytes()), alpha=50.0)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    caption = next(c.value for c in at.caption if c.value.startswith("add · layers"))
+    assert "direction truth.safetensors (dataset truthful)." in caption
+
+
+def test_an_uploaded_control_vector_steers(page):
+    from steering.control_vector import to_control_vector
+
+    data = to_control_vector(_direction(), [2], 1.0, "gemma3_text")
+    at = _upload(page, "steer.gguf", data)
+    at.select_slider(key="pg_layers").set_range(2, 2)
+    at = _generate(at, alpha=1.0)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    assert any("direction steer.gguf." in c.value for c in at.caption)
+
+
+def test_a_malformed_upload_is_one_error(page):
+    at = _generate(_upload(page, "bad.safetensors", b"garbage"))
+    assert not at.exception
+    assert len(at.error) == 1 and "bad.safetensors is not a direction file" in at.error[0].value
+
+
+def test_a_studys_stored_direction_can_be_chosen(page, tiny_request, tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    import analyses
+    from analyses.store import ResultStore, fingerprints, write_result
+    from analyses.study import Study
+    from steering import load_pair
+
+    @dataclass
+    class Result:
+        directions: dict
+
+    study = Study(name="toy", title="Toy", about="", version="toy@1", Config=dict, Result=Result, run=None,
+                  charts=None, headline=None, default_data=None, data_hash=None)
+    monkeypatch.setattr(analyses, "STUDIES", [study])
+    pair = load_pair(base=tiny_request.base, post=tiny_request.post)
+    write_result(Result({"post": _direction(dataset="refuse")}), ResultStore().root / "toy" / "k",
+                 {"study": "toy", "version": "toy@1", "fingerprints": fingerprints(pair),
+                  "created_at": "2026-12-01T10:00:00+00:00"})
+    at = page.radio(key="pg_source").set_value("From a study's result").run()
+    assert at.selectbox(key="pg_study_direction").options == ["toy · directions · post · 2026-12-01"]
+    at = _generate(at, alpha=50.0)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    assert any("direction toy · directions · post · 2026-12-01 (dataset refuse)." in c.value for c in at.caption)
 
 
 @pytest.mark.demo
