@@ -4,20 +4,18 @@
 
 1. the whole pipeline (candidate directions for both models, selection on the validation split, every
    model x direction source x intervention on the test split) with the given sizes, computed from scratch
-   (a fresh result cache), with the time of each step;
+   (the study's run() is uncached), with the time of each step;
 2. greedy generation of the same prompts batched (one generate call) against one prompt at a time, printed as
    a ratio (the test step generates every reply in batches).
 """
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
-from analyses.common import PrintProgress, ResultCache
-from analyses.refusal import Config, run
-from analyses.refusal_scores import generate_scored, refusal_token_ids
+from analyses.common import PrintProgress
+from analyses.refusal import ABLATIONS, Config, run
+from analyses.refusal.scores import generate_scored, refusal_token_ids
 from steering import load_pair
 from steering.generation import format_prompts
 from steering.refusal_data import refusal_study_split
@@ -25,7 +23,7 @@ from steering.refusal_data import refusal_study_split
 
 def bench_pipeline(pair, config: Config) -> None:
     start = time.perf_counter()
-    result = run(pair, config, progress=PrintProgress(), cache=ResultCache("refusal", Path(tempfile.mkdtemp())))
+    result = run(pair, config, progress=PrintProgress())
     total = time.perf_counter() - start
     print(f"1. whole pipeline ({config}): {total:.1f} s")
     print(result.timings.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
@@ -56,7 +54,7 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=8)
     parser.add_argument("--n-test", type=int, default=8)
     parser.add_argument("--layer-step", type=int, default=1)
-    parser.add_argument("--ablation", choices=("affine", "project"), default="affine")
+    parser.add_argument("--ablation", choices=ABLATIONS, default="affine")
     parser.add_argument("--gen-prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--skip-pipeline", action="store_true")

@@ -1,7 +1,6 @@
-"""The refusal page driven by AppTest on a tiny pair: the user's two lists -> Run -> charts, tables and a live
-generation; bad input shows an error element, never an exception."""
+"""The refusal page driven by AppTest on a tiny pair: the user's two lists -> Run -> headline, charts, tables,
+downloads and a live generation; bad input shows an error element, never an exception."""
 import pytest
-
 
 HARMFUL = "\n".join(f"w{i} w{i + 1} the cat" for i in range(10))
 HARMLESS = "\n".join(f"w{i + 40} w{i + 41} a dog" for i in range(10))
@@ -14,20 +13,26 @@ def page(open_page):
     return at
 
 
+def run_button(at):
+    return next(b for b in at.button if b.label == "Run")
+
+
 def test_run_shows_charts_tables_and_a_live_generation(page):
     at = page
     at.text_area(key="rf_harmful").input(HARMFUL)
-    at.text_area(key="rf_harmless").input(HARMLESS)
+    at.text_area(key="rf_harmless").input(HARMLESS).run()
+    assert not at.error and any("No result for these settings" in i.value for i in at.info)
     at.text_area(key="rf_phrases").input("w1\nw2")  # the tiny vocabulary has no "I" or "Sorry"
-    at.number_input(key="rf_n_val").set_value(2)
-    at.number_input(key="rf_layer_step").set_value(2)
-    at.number_input(key="rf_max_new").set_value(3)
-    at.button(key="rf_run").click().run()
+    at.number_input(key="refusal_n_val").set_value(2)
+    at.number_input(key="refusal_layer_step").set_value(2)
+    at.number_input(key="refusal_max_new_tokens").set_value(3)
+    run_button(at).click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
     assert len(at.dataframe) == 2  # selected directions, example generations
-    assert len(at.get("download_button")) == 6  # four tables, two direction files
+    assert len(at.get("download_button")) == 9  # headline, six tables, two direction files
+    assert any(m.label == "selected_layer/post" for m in at.metric)
     assert len(at.caption) >= 5
     at.selectbox(key="rf_live_source").set_value("post")
     at.radio(key="rf_live_mode").set_value("add")
@@ -44,7 +49,7 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
 
 def test_empty_list_is_an_error_not_an_exception(page):
     at = page
-    at.text_area(key="rf_harmful").input("only one line")
-    at.button(key="rf_run").click().run()
+    at.text_area(key="rf_harmful").input("only one line").run()
     assert not at.exception
     assert at.error and "list" in at.error[0].value
+    assert not [b for b in at.button if b.label == "Run"]  # nothing to run on until both lists are readable
