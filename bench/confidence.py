@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from analyses import confidence_ablation as abl
-from analyses.confidence import Config, compute, heldout_texts, summary_text
+from analyses.confidence import Config, heldout_texts, run, summary_text
+from analyses.confidence import ablation as abl
 from analyses.common import PrintProgress
 from steering import load_pair
 
@@ -28,7 +28,7 @@ def main() -> None:
     print(f"demo pair loaded in {time.perf_counter() - start:.1f} s")
     config = Config(max_tokens=args.max_tokens, n_questions=args.n_questions)
     start = time.perf_counter()
-    result = compute(pair, config, heldout_texts(), PrintProgress())
+    result = run(pair, config, data=heldout_texts(), progress=PrintProgress())
     total = time.perf_counter() - start
     print(summary_text(result, total))
     print(f"FULL ANALYSIS (both models, defaults but the options above): {total:.1f} s")

@@ -1,13 +1,15 @@
 """Confidence study: neuron scores from weights, mean ablation, the final norm's frozen scale, calibration."""
+import json
+
 import numpy as np
 import pytest
 import torch
 from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
-from analyses import confidence_ablation as abl
-from analyses import confidence_calibration as cal
-from analyses import confidence_weights as cw
-from analyses.confidence import Config, compute, main
+from analyses.confidence import ablation as abl
+from analyses.confidence import calibration as cal
+from analyses.confidence import weights as cw
+from analyses.confidence import Config, run
 from steering import InvalidInputError, SteeringError, load_pair
 from steering.model_view import ModelView
 from steering.neurons import (effective_output_weight, effective_unembedding, final_norm_input,
@@ -165,14 +167,26 @@ def test_overlap_and_correlations():
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
-    base, post = save_tiny_pair(tmp_path_factory.mktemp("conf-pair"))
+def tiny_folders(tmp_path_factory):
+    return save_tiny_pair(tmp_path_factory.mktemp("conf-pair"))
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_folders):
+    base, post = tiny_folders
     return load_pair(base=base, post=post)
 
 
-def test_compute_on_a_tiny_pair_gives_every_table(tiny_pair):
-    config = Config(null_dims=4, n_candidates=3, n_random=2, max_tokens=40, n_questions=6, batch_size=2)
-    result = compute(tiny_pair, config, TEXTS)
+TINY_CONFIG = Config(null_dims=4, n_candidates=3, n_random=2, max_tokens=40, n_questions=6, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_pair):
+    return run(tiny_pair, TINY_CONFIG, data=TEXTS)
+
+
+def test_run_on_a_tiny_pair_gives_every_table(tiny_pair, tiny_result):
+    result = tiny_result
     assert set(result.candidates) == {"base", "post"} and len(result.candidates["base"]) == 3
     assert len(result.neurons) == 2 * 64 and result.layer == 2
     assert len(result.ablation) == 2 * 5 and set(result.ablation["group"]) == {"candidate", "random"}
@@ -181,21 +195,90 @@ def test_compute_on_a_tiny_pair_gives_every_table(tiny_pair):
     assert set(result.calibration["model"]) == {"base", "post"} and len(result.questions) == 2 * 6
     assert 0 <= result.iou <= 1 and len(result.correlations) == 3
     with pytest.raises(SteeringError):
-        compute(tiny_pair, Config(layer=7), TEXTS)
+        run(tiny_pair, Config(layer=7), data=TEXTS)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"n_questions": 1}, "at least 2 questions"), ({"top_norm_fraction": 0.0}, "norm fraction"),
+    ({"n_candidates": 0}, "at least one candidate"), ({"null_dims": 10_000}, "null space"),
+    ({"n_bins": 1}, "n_bins"), ({"layer": -4}, "out of range")])
+def test_bad_settings_are_refused_before_any_model_runs(tiny_pair, monkeypatch, bad, words):
+    from dataclasses import replace
+    monkeypatch.setattr(type(tiny_pair), "models", lambda self: pytest.fail("the models ran"))
+    with pytest.raises(SteeringError, match=words):  # InvalidInputError, or LayerOutOfRangeError for the layer
+        run(tiny_pair, replace(TINY_CONFIG, **bad), data=TEXTS)
+    with pytest.raises(InvalidInputError, match="empty"):
+        run(tiny_pair, TINY_CONFIG, data=[])
+
+
+def test_the_result_survives_the_store(tiny_result, tmp_path):
+    from dataclasses import fields
+
+    import pandas as pd
+
+    from analyses.confidence import STUDY
+    from analyses.store import read_result, write_result
+    folder = write_result(tiny_result, tmp_path / "r", {"study": STUDY.name, "version": STUDY.version})
+    back = read_result(folder, STUDY).result
+    for f in fields(tiny_result):
+        ours, theirs = getattr(tiny_result, f.name), getattr(back, f.name)
+        if isinstance(ours, pd.DataFrame):
+            pd.testing.assert_frame_equal(theirs, ours)
+        else:
+            assert theirs == ours, f.name
+    assert back.candidates["post"] == tiny_result.candidates["post"] and isinstance(back.iou, float)
+
+
+def test_headline_matches_the_tables(tiny_result):
+    from analyses.confidence import headline
+    numbers = headline(tiny_result)
+    assert all(np.isfinite(v) for v in numbers.values())
+    neurons = tiny_result.neurons
+    chosen = {m: neurons[(neurons["model"] == m) & neurons["candidate"]]["neuron"].tolist() for m in ("base", "post")}
+    assert numbers["entropy_neuron_iou"] == cw.iou(chosen["base"], chosen["post"])
+    for model, rows in tiny_result.questions.groupby("model"):
+        assert numbers[f"ece/{model}"] == pytest.approx(
+            cal.expected_calibration_error(rows["correct"].to_numpy(), rows["confidence"].to_numpy(), 10))
+        assert numbers[f"accuracy/{model}"] == pytest.approx(rows["correct"].mean())
+        assert numbers[f"mean_entropy/{model}"] == pytest.approx(rows["entropy"].mean())
+        assert numbers[f"mean_max_prob/{model}"] == pytest.approx(rows["confidence"].mean())
+        ablated = tiny_result.ablation[tiny_result.ablation["model"] == model]
+        for group in ("candidate", "random"):
+            assert numbers[f"ablation_d_entropy_{group}/{model}"] == pytest.approx(
+                ablated[ablated["group"] == group]["d_entropy_total"].mean())
+    assert len(numbers) == 1 + 2 * 6
+
+
+def test_a_base_only_pair_has_no_overlap_and_survives_the_store(tiny_folders, tmp_path):
+    import pandas as pd
+
+    from analyses.confidence import STUDY, headline
+    from analyses.store import read_result, write_result
+    alone = load_pair(base=tiny_folders[0], post=tiny_folders[1], base_only=True)
+    result = run(alone, TINY_CONFIG, data=TEXTS[:2])
+    assert result.iou is None and result.overlap.empty and set(result.candidates) == {"base"}
+    assert "entropy_neuron_iou" not in headline(result) and "ece/base" in headline(result)
+    back = read_result(write_result(result, tmp_path / "r", {"study": STUDY.name, "version": STUDY.version}),
+                       STUDY).result
+    pd.testing.assert_frame_equal(back.overlap, result.overlap)
+    assert back.iou is None
 
 
 def test_cli_writes_tables_and_charts(tiny_pair, tmp_path, monkeypatch, capsys):
-    import analyses.confidence as conf
+    import analyses.confidence.data as conf_data
+    from analyses.cli import study_main
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
-    monkeypatch.setattr(conf, "heldout_texts", lambda: TEXTS)
+    monkeypatch.setattr(conf_data, "heldout_texts", lambda: TEXTS)
     out = tmp_path / "out"
-    main(["--pair", "tiny", "--out", str(out), "--null-dims", "4", "--n-candidates", "3", "--n-random", "1",
-          "--max-tokens", "40", "--n-questions", "4"])
+    code = study_main("confidence", ["--pair", "tiny", "--out", str(out), "--null-dims", "4", "--n-candidates", "3",
+                                     "--n-random", "1", "--max-tokens", "40", "--n-questions", "4"])
+    assert code == 0
     names = {p.name for p in out.iterdir()}
-    assert {"neurons.csv", "ablation.csv", "calibration.csv", "summary.json", "scatter.html",
+    assert {"neurons.csv", "ablation.csv", "calibration.csv", "summary.json", "headline.json", "scatter.html",
             "reliability.html", "overlap.html", "ablation.html"} <= names
-    assert "IoU of the candidate sets" in capsys.readouterr().out
+    assert "entropy_neuron_iou" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["layer"] == 2
 
 
 @pytest.mark.parametrize("model_type", ["gemma3_text", "gpt2"])

@@ -2,7 +2,7 @@
 import pytest
 
 from analyses.confidence import Config, geometries, score_model
-from analyses.confidence_weights import iou, score_correlations
+from analyses.confidence.weights import iou, score_correlations
 from steering import load_pair
 
 pytestmark = pytest.mark.demo

@@ -94,6 +94,7 @@ def reliability(bins: pd.DataFrame) -> alt.Chart:
 
 
 def all_charts(result) -> dict[str, alt.Chart]:
+    """Every chart of the study (the page shows them all, the CLI writes them); overlap only with two models."""
     charts = {"scatter": scatter(result.neurons), "null_fraction": null_fraction(result.neurons),
               "ablation": ablation(result.ablation), "reliability": reliability(result.reliability)}
     if len(result.overlap):

@@ -1,7 +1,7 @@
 """Confidence: entropy neurons, their mean ablation, and calibration, base vs post-trained (Du et al. 2025, §6;
 entropy neurons as in Stolfo et al. 2024 and Gurnee et al. 2024).
 
-    python -m analyses.confidence --pair demo --out out/confidence
+    python -m analyses confidence --pair demo --out out/confidence
 
 Steps: (1) score every neuron of one MLP layer (default the last) from its weights: output-weight norm, variance of
 its direct logit effect over the vocabulary, fraction in the unembedding's effective null space; candidates are the
@@ -12,42 +12,23 @@ maximum probability and calibration (ECE, reliability bins) of both models on th
 from __future__ import annotations
 
 import random
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 
-from analyses import confidence_ablation as abl
-from analyses import confidence_calibration as cal
-from analyses import confidence_weights as cw
-from analyses.common import Progress, ResultCache, Steps, cache_key
+from analyses.common import Progress, Steps
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
 from steering.neurons import effective_output_weight, effective_unembedding
-from steering.registry import ASSETS
-from steering.tokens import dataset_hash
 
-STUDY_VERSION = "confidence-1"
-NORM_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)  # overlap sweep
-CANDIDATE_COUNTS = (5, 10, 20, 50, 100)
-
-
-@dataclass(frozen=True)
-class Config:
-    """Settings of the confidence study (the page's controls and the CLI's options)."""
-
-    layer: int = -1  # MLP layer whose neurons are scored and ablated; negative counts from the end (-1 = last)
-    null_dims: int = 10  # bottom singular vectors of the unembedding that span its effective null space
-    top_norm_fraction: float = 0.25  # candidates come from this top fraction of neurons by output-weight norm...
-    n_candidates: int = 10  # ...and are the ones of them with the lowest logit variance
-    n_random: int = 5  # random neurons (same indices in both models, none a candidate) ablated as a control
-    max_tokens: int = 512  # tokens of held-out text for the ablations (and the neurons' mean activations)
-    n_questions: int = 200  # calibration questions, half capitals, half cities
-    n_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram
-    batch_size: int = 4
-    seed: int = 0
+from . import ablation as abl
+from . import calibration as cal
+from . import weights as cw
+from .config import CANDIDATE_COUNTS, NORM_FRACTIONS, Config
+from .data import default_data
 
 
 @dataclass
@@ -68,17 +49,19 @@ class Result:
     timings: dict = field(default_factory=dict)  # stage -> seconds, measured when the result was computed
 
 
-def heldout_texts() -> list[str]:
-    lines = (ASSETS / "posttrain" / "heldout_text.txt").read_text(encoding="utf-8").splitlines()
-    return [line for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _check(config: Config, pair) -> int:
+def check_config(config: Config, pair) -> int:
+    """The absolute layer; InvalidInputError for any setting out of range (before any expensive work)."""
     view = ModelView.of(pair.base)
     layer = config.layer + view.n_layers if config.layer < 0 else config.layer
     view.check_layer(layer)
     if not 1 <= config.null_dims < view.d_model:
         raise InvalidInputError(f"The null space needs 1..{view.d_model - 1} dimensions; got {config.null_dims}.")
+    if not 0 < config.top_norm_fraction <= 1:
+        raise InvalidInputError(f"The norm fraction must be in (0, 1]; got {config.top_norm_fraction}.")
+    if config.n_candidates < 1:
+        raise InvalidInputError(f"Ask for at least one candidate neuron; got {config.n_candidates}.")
+    if config.n_questions < 2:
+        raise InvalidInputError(f"Ask for at least 2 questions; got {config.n_questions}.")
     if config.max_tokens < 2 or config.batch_size < 1 or config.n_random < 0 or config.n_bins < 2:
         raise InvalidInputError("max_tokens must be at least 2, batch_size at least 1, n_random at least 0 and "
                                 "n_bins at least 2.")
@@ -112,7 +95,8 @@ def score_model(model, layer: int, config: Config, geometry: cw.UnembeddingGeome
     return scores, spectrum, chosen
 
 
-def _random_neurons(d_mlp: int, exclude: set[int], config: Config) -> list[int]:
+def random_neurons(d_mlp: int, exclude: set[int], config: Config) -> list[int]:
+    """The random control neurons: the same indices for both models, none of them a candidate."""
     pool = [n for n in range(d_mlp) if n not in exclude]
     return sorted(random.Random(config.seed).sample(pool, min(config.n_random, len(pool))))
 
@@ -121,34 +105,27 @@ def _tagged(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([f.assign(model=role) for role, f in frames.items()], ignore_index=True)
 
 
-def compute(pair, config: Config, texts: list[str], progress: Progress | None = None) -> Result:
-    layer, models = _check(config, pair), pair.models()
+def run(pair, config: Config, *, data: Sequence[str] | None = None, progress: Progress | None = None) -> Result:
+    """The whole study on a pair (the post-trained model is optional); `data` are the held-out texts for the
+    ablations (None: the built-in ones). Uncached: analyses.store.run_cached caches."""
+    texts = default_data(pair, config) if data is None else list(data)
+    if not texts:
+        raise InvalidInputError("The text set for the ablations is empty.")
+    layer, models = check_config(config, pair), pair.models()
     n_ablate = config.n_candidates + config.n_random
     steps = Steps(progress, {f"weights {r}": 1 for r in models} | {
         f"{stage} {r}": w for r in models for stage, w in (("ablation", 1 + n_ablate), ("questions", 2))})
-    timings, scores, spectra, chosen = {}, {}, {}, {}
-    start = time.perf_counter()
-    steps.stage(f"weights {next(iter(models))}", "the unembedding's singular vectors")(0, 1)
-    geometry = geometries(models)
-    for role, model in models.items():
-        steps.stage(f"weights {role}", f"scoring neurons of {role}")(0, 1)
-        scores[role], spectra[role], chosen[role] = score_model(model, layer, config, geometry[role])
-    timings["weights"] = time.perf_counter() - start
-    d_mlp = len(scores["base"])
-    groups_random = _random_neurons(d_mlp, set().union(*chosen.values()), config)
+    timings: dict[str, float] = {}
+    scores, spectra, chosen = _score_weights(models, layer, config, steps, timings)
+    controls = random_neurons(len(scores["base"]), set().union(*chosen.values()), config)
     batches = abl.text_batches(pair.tokenizer, texts, config.max_tokens, config.batch_size)
     questions = cal.question_set(config.n_questions, config.seed)
     ablations, text_conf, scored = {}, [], {}
     for role, model in models.items():
         start = time.perf_counter()
-        report = steps.stage(f"ablation {role}", f"mean-ablating neurons of {role}")
-        clean = abl.clean_run(model, batches, layer)
-        report(1, 1 + n_ablate)
-        ablations[role] = abl.ablation_table(model, batches, layer,
-                                             {"candidate": chosen[role], "random": groups_random}, clean,
-                                             lambda done, total: report(1 + done, 1 + total))
-        text_conf.append({"model": role, "n_tokens": len(clean.stats["loss"]),
-                          **{f"mean_{k}" if k != "loss" else k: float(v.mean()) for k, v in clean.stats.items()}})
+        ablations[role], clean_stats = _ablate(model, role, batches, layer, chosen[role], controls, steps)
+        text_conf.append({"model": role, "n_tokens": len(clean_stats["loss"]),
+                          **{f"mean_{k}" if k != "loss" else k: float(v.mean()) for k, v in clean_stats.items()}})
         timings[f"ablation_{role}"] = time.perf_counter() - start
         start = time.perf_counter()
         scored[role] = cal.score_questions(model, pair.tokenizer, questions, 4 * config.batch_size,
@@ -156,6 +133,29 @@ def compute(pair, config: Config, texts: list[str], progress: Progress | None = 
         timings[f"questions_{role}"] = time.perf_counter() - start
     steps.done()
     return _result(scores, spectra, chosen, ablations, text_conf, scored, layer, config, timings)
+
+
+def _score_weights(models: dict, layer: int, config: Config, steps: Steps, timings: dict):
+    scores, spectra, chosen = {}, {}, {}
+    start = time.perf_counter()
+    steps.stage(f"weights {next(iter(models))}", "the unembedding's singular vectors")(0, 1)
+    geometry = geometries(models)
+    for role, model in models.items():
+        steps.stage(f"weights {role}", f"scoring neurons of {role}")(0, 1)
+        scores[role], spectra[role], chosen[role] = score_model(model, layer, config, geometry[role])
+    timings["weights"] = time.perf_counter() - start
+    return scores, spectra, chosen
+
+
+def _ablate(model, role: str, batches, layer: int, candidates: list[int], controls: list[int], steps: Steps):
+    """One model's ablation table (candidates and random controls) and its clean run's token statistics."""
+    report = steps.stage(f"ablation {role}", f"mean-ablating neurons of {role}")
+    n_ablate = len(candidates) + len(controls)
+    clean = abl.clean_run(model, batches, layer)
+    report(1, 1 + n_ablate)
+    table = abl.ablation_table(model, batches, layer, {"candidate": candidates, "random": controls}, clean,
+                               lambda done, total: report(1 + done, 1 + total))
+    return table, clean.stats
 
 
 def _result(scores, spectra, chosen, ablations, text_conf, scored, layer, config, timings) -> Result:
@@ -174,46 +174,3 @@ def _result(scores, spectra, chosen, ablations, text_conf, scored, layer, config
         iou=cw.iou(chosen["base"], chosen["post"]) if both else None,
         timings={k: round(v, 2) for k, v in timings.items()},
     )
-
-
-def run(pair, config: Config = Config(), progress: Progress | None = None, texts: list[str] | None = None,
-        cache: ResultCache | None = None) -> Result:
-    """The whole study on a pair (the post-trained model is optional), cached on disk by models, config and data."""
-    texts = heldout_texts() if texts is None else list(texts)
-    if not texts:
-        raise InvalidInputError("The text set for the ablations is empty.")
-    key = cache_key(STUDY_VERSION, pair.fingerprint("base"),
-                    pair.fingerprint("post") if pair.post is not None else None, config, dataset_hash(texts))
-    return (cache or ResultCache("confidence")).get_or_compute(key, lambda: compute(pair, config, texts, progress))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from analyses import cli
-    from analyses.confidence_charts import all_charts
-
-    args = cli.study_parser("python -m analyses.confidence", __doc__.split("\n\n")[0], Config).parse_args(argv)
-
-    return cli.run_study(args, Config, "confidence", run, all_charts, summary_text,
-                         "No post-trained model in this pair: the study runs on the base model alone.")
-
-
-def summary_text(result: Result, elapsed: float) -> str:
-    lines = [f"layer {result.layer}, null space = bottom {result.null_dims} singular vectors"]
-    lines += [f"candidates {role}: {ids}" for role, ids in result.candidates.items()]
-    if result.iou is not None:
-        lines.append(f"IoU of the candidate sets: {result.iou:.3f}")
-        lines.append(result.correlations.to_string(index=False))
-    effects = result.ablation.groupby(["model", "group"])[
-        ["d_entropy_total", "d_entropy_direct", "d_entropy_via_norm", "d_loss_total", "d_loss_direct"]].mean()
-    lines += ["mean ablation effects (mean over neurons):", effects.to_string()]
-    lines += [result.text_confidence.to_string(index=False), result.calibration.to_string(index=False)]
-    lines.append(f"timings (s): {result.timings}; this call {elapsed:.1f} s")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    # Run the importable module's main, not this __main__ copy's, so that cached results pickle
-    # analyses.confidence.Result, which the page can load, and not __main__.Result, which it cannot.
-    from analyses.confidence import main as module_main
-
-    sys.exit(module_main())

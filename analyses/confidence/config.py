@@ -1,0 +1,33 @@
+"""Settings of the confidence study: the page's widgets and the CLI's options (help texts from here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyses.study import setting
+
+NORM_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)  # overlap sweep: top fractions by norm...
+CANDIDATE_COUNTS = (5, 10, 20, 50, 100)  # ...times numbers of lowest-variance neurons
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of the confidence study (the page's controls and the CLI's options)."""
+
+    layer: int = setting(-1, "MLP layer whose neurons are scored and ablated; negative counts from the end "
+                             "(-1 = last)", label="MLP layer (-1 = last)")
+    null_dims: int = setting(10, "bottom singular vectors of the unembedding that span its effective null space",
+                             label="Null-space dimensions")
+    top_norm_fraction: float = setting(0.25, "candidates come from this top fraction of neurons by output-weight "
+                                             "norm...", label="Top fraction by norm")
+    n_candidates: int = setting(10, "...and are the ones of them with the lowest logit variance",
+                                label="Candidates (lowest logit variance)")
+    n_random: int = setting(5, "random neurons (same indices in both models, none a candidate) ablated as a "
+                               "control", label="Random control neurons")
+    max_tokens: int = setting(512, "tokens of held-out text for the ablations (and the neurons' mean activations)",
+                              label="Tokens of held-out text")
+    n_questions: int = setting(200, "calibration questions, half capitals, half cities",
+                               label="Calibration questions")
+    n_bins: int = setting(10, "equal-width confidence bins for ECE and the reliability diagram",
+                          label="Confidence bins")
+    batch_size: int = setting(4, "texts per forward pass in the ablations (4x as many questions per pass)")
+    seed: int = setting(0, "seed for the random control neurons and the drawn questions")
