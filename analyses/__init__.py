@@ -9,10 +9,10 @@ light."""
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .study import Study
+# Imported here, before `def study` below, on purpose: the first import of the submodule analyses.study sets the
+# package attribute `study`, which would otherwise replace the function study() with the module.
+from .study import Study  # noqa: F401
 
 # The registry: a fifth study is one more name here (and its package).
 STUDY_NAMES = ("truthfulness", "refusal", "knowledge", "confidence")
