@@ -95,7 +95,7 @@ def study_direction() -> tuple[str, Direction] | None:
                 "`python -m analyses <study>`.")
     pick = st.selectbox("Direction from a study's stored result (study · field · model · date)", range(len(found)),
                         format_func=lambda i: found[i][0], key="pg_study_direction")
-    return None if pick is None else (described(found[pick][0], found[pick][1]), found[pick][1])
+    return None if pick is None else (described(*found[pick]), found[pick][1])
 
 
 contrast: ContrastPrompts | None = None
