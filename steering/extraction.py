@@ -12,19 +12,11 @@ from transformers import PreTrainedTokenizerBase
 
 from .directions import Direction, DirectionInfo
 from .errors import InvalidInputError
-from .interventions import hooks, record
+from .interventions import record, run_until
 from .model_view import ModelView
 from .tokens import dataset_hash, encode
 
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the last needed layer has been read."""
-
-
-def _stop(hidden: torch.Tensor, offsets: torch.Tensor) -> None:
-    raise _StopForward
 
 
 @torch.no_grad()
@@ -47,11 +39,8 @@ def collect_residuals(
     chunks = []
     for start in range(0, len(prompts), batch_size):
         batch = encode(tokenizer, prompts[start:start + batch_size], view.device)
-        with record(model, points, positions) as rec, hooks(model, [(f"resid_pre.{max(layers)}", _stop)]):
-            try:
-                view.decoder_stack(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-            except _StopForward:
-                pass
+        with record(model, points, positions) as rec:
+            run_until(model, f"resid_pre.{max(layers)}", input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         chunks.append(torch.stack([rec.get(p) for p in points], dim=1).cpu())
         if progress:
             progress(min(start + batch_size, len(prompts)), len(prompts))

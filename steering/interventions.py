@@ -2,7 +2,8 @@
 
 All are built on one primitive, `hooks()`, which registers plain PyTorch hooks at named hook points
 (see architectures.py) and always removes them on exit, also after an exception. They work around a
-single forward pass and around `generate` with the KV cache on.
+single forward pass and around `generate` with the KV cache on. `run_until` runs the decoder stack only as far
+as one hook point (reading early layers without paying for the rest of the model).
 
 Token positions are offsets from the end of the prompt: -1 is the last prompt token, 0 the first generated
 token (the one fed back after the prompt), so left padding never shifts them. The prompt length is taken from
@@ -50,10 +51,17 @@ class _PositionTracker:
         self.offsets = torch.arange(past, past + seq) - self.prompt_length
 
 
+_LAYER_POINTS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "neurons")
+FINAL = "resid_final"  # the one hook point without a layer: the final norm's input
+
+
 def _split(name: str) -> tuple[str, int]:
+    if name == FINAL:
+        return FINAL, -1
     kind, _, layer = name.partition(".")
-    if kind not in ("resid_pre", "attn_out", "mlp_out", "neurons") or not layer.lstrip("-").isdigit():
-        raise InvalidInputError(f"Unknown hook point '{name}': use resid_pre.L, attn_out.L, mlp_out.L or neurons.L.")
+    if kind not in _LAYER_POINTS or not layer.lstrip("-").isdigit():
+        raise InvalidInputError(f"Unknown hook point '{name}': use resid_pre.L, resid_post.L, attn_out.L, mlp_out.L, "
+                                f"neurons.L or {FINAL}.")
     return kind, int(layer)
 
 
@@ -74,12 +82,11 @@ def _register(view: ModelView, name: str, fn: HookFn, tracker: _PositionTracker)
             return None
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
-    if kind == "resid_pre":
-        return view.layer(layer).register_forward_pre_hook(on_input, with_kwargs=True)
-    if kind == "neurons":
-        return view.mlp_down(layer).register_forward_pre_hook(on_input, with_kwargs=True)
-    module = view.attn_out(layer) if kind == "attn_out" else view.mlp_out(layer)
-    return module.register_forward_hook(on_output)
+    inputs = {"resid_pre": view.layer, "neurons": view.mlp_down, FINAL: lambda _: view.final_norm}
+    if kind in inputs:
+        return inputs[kind](layer).register_forward_pre_hook(on_input, with_kwargs=True)
+    outputs = {"resid_post": view.layer, "attn_out": view.attn_out, "mlp_out": view.mlp_out}
+    return outputs[kind](layer).register_forward_hook(on_output)
 
 
 @contextmanager
@@ -98,6 +105,24 @@ def hooks(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class _StopForward(Exception):
+    """Raised by run_until's hook once its hook point has been reached."""
+
+
+def run_until(model: nn.Module, point: str, **inputs: torch.Tensor) -> None:
+    """Run the decoder stack on `inputs` (input_ids and attention_mask, or inputs_embeds, on the model's device)
+    and stop as soon as hook point `point` is reached: nothing after it runs (no later layer, no final norm, no
+    unembedding). Hooks set up around the call (record, patch, ...) see the pass up to there as usual."""
+    def stop(hidden: torch.Tensor, offsets: torch.Tensor) -> None:
+        raise _StopForward
+
+    with hooks(model, [(point, stop)]):
+        try:
+            ModelView.of(model).decoder_stack(**inputs, use_cache=False)
+        except _StopForward:
+            pass
 
 
 def position_mask(offsets: torch.Tensor, positions: Positions) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .architectures import Architecture, architecture_for
-from .errors import LayerOutOfRangeError
+from .errors import LayerOutOfRangeError, UnsupportedArchitectureError
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -82,6 +82,19 @@ class ModelView:
 
     def mlp_down(self, layer: int) -> nn.Module:
         return self.module(self.arch.mlp_down, self.layer(layer))
+
+    def mlp_post_norm(self, layer: int) -> nn.Module | None:
+        """The norm the MLP's output passes through before it joins the residual stream (Gemma 2/3), else None."""
+        path = self.arch.mlp_post_norm
+        return None if path is None else self.module(path, self.layer(layer))
+
+    def norm_eps(self, norm: nn.Module) -> float:
+        """The epsilon of one of this model's norms (the final norm, a post-MLP norm, ...)."""
+        value = getattr(norm, self.arch.norm_eps, None)
+        if not isinstance(value, float):
+            raise UnsupportedArchitectureError(f"{type(norm).__name__} has no float epsilon '{self.arch.norm_eps}', "
+                                               f"which steering/architectures.py names for {self.arch.name}.")
+        return value
 
     def mlp_output_weight(self, layer: int) -> torch.Tensor:
         """Each neuron's output weight as columns: [d_model, d_mlp], de-quantized to float32."""

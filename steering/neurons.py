@@ -1,7 +1,7 @@
 """MLP neurons as units: their effective output weights, mean ablation, and the final norm's scale.
 
 Generic over the architectures in architectures.py; reaches model internals only through ModelView and the
-`hooks` primitive ("neurons.L" hook point), plus a recording hook on the final norm that is always removed.
+`hooks` primitive ("neurons.L" and "resid_final" hook points).
 
     effective_output_weight(view, l)  # [d_model, d_mlp]: what one unit of each neuron adds to the residual
     effective_unembedding(view)       # [vocab, d_model]: W_U with the final norm's gain folded in
@@ -18,36 +18,33 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .architectures import norm_eps_of
 from .errors import InvalidInputError
 from .interventions import hooks
 from .model_view import ModelView
 
 
 @torch.no_grad()
-def norm_gain(norm: nn.Module, d_model: int) -> torch.Tensor:
+def norm_gain(norm: nn.Module, d_model: int, *, eps: float | None = None) -> torch.Tensor:
     """[d_model] float32: the elementwise gain of a RMSNorm/LayerNorm (Gemma's (1 + weight) included), read off
-    the module itself by feeding it +x and -x for x = (+1, -1, +1, ...), whose mean is 0 and scale is 1."""
+    the module itself by feeding it +x and -x for x = (+1, -1, +1, ...), whose mean is 0 and scale is 1. `eps`
+    defaults to the norm's own (ModelView.norm_eps gives it by the architecture's entry)."""
     weight = next(norm.parameters(), None)
     dtype = weight.dtype if weight is not None and weight.is_floating_point() else torch.float32
     device = weight.device if weight is not None else "cpu"
     x = torch.ones(d_model, device=device)
     x[1::2] = -1
     out = (norm(x[None].to(dtype)).float() - norm(-x[None].to(dtype)).float())[0] / 2
-    return (out / x * (1 + _eps(norm)) ** 0.5).cpu()
+    return (out / x * (1 + _eps(norm, eps)) ** 0.5).cpu()
 
 
-def _eps(norm: nn.Module) -> float:
-    for name in ("eps", "variance_epsilon"):
-        value = getattr(norm, name, None)
-        if isinstance(value, float):
-            return value
-    return 1e-6
+def _eps(norm: nn.Module, eps: float | None) -> float:
+    return norm_eps_of(norm) if eps is None else eps
 
 
 def norm_after_mlp(view: ModelView, layer: int) -> nn.Module | None:
     """The norm an MLP's output passes through before it joins the residual stream (Gemma 2/3), else None."""
-    out, down = view.mlp_out(layer), view.mlp_down(layer)
-    return None if any(m is down for m in out.modules()) else out
+    return view.mlp_post_norm(layer)
 
 
 def effective_output_weight(view: ModelView, layer: int) -> torch.Tensor:
@@ -56,13 +53,14 @@ def effective_output_weight(view: ModelView, layer: int) -> torch.Tensor:
     output by its RMS, a per-token scalar that does not change directions)."""
     weight = view.mlp_output_weight(layer).float().cpu()
     post = norm_after_mlp(view, layer)
-    return weight if post is None else weight * norm_gain(post, view.d_model)[:, None]
+    return weight if post is None else weight * norm_gain(post, view.d_model, eps=view.norm_eps(post))[:, None]
 
 
 def effective_unembedding(view: ModelView) -> torch.Tensor:
     """[vocab, d_model] float32: the unembedding with the final norm's gain folded in (as TransformerLens'
     fold_ln), so that logits = W_eff @ (normalised residual)."""
-    return view.unembedding_weight().float().cpu() * norm_gain(view.final_norm, view.d_model)[None, :]
+    gain = norm_gain(view.final_norm, view.d_model, eps=view.norm_eps(view.final_norm))
+    return view.unembedding_weight().float().cpu() * gain[None, :]
 
 
 @torch.no_grad()
@@ -99,28 +97,26 @@ def final_norm_input(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     """Record the final norm's input (float32, detached), one tensor per forward pass."""
     store: list[torch.Tensor] = []
 
-    def grab(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
+    def grab(hidden: torch.Tensor, offsets: torch.Tensor) -> None:
         store.append(hidden.detach().float())
 
-    handle = ModelView.of(model).final_norm.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
+    with hooks(model, [("resid_final", grab)]):
         yield store
-    finally:
-        handle.remove()
 
 
-def norm_scale(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """[..., 1] the denominator the norm divides by: RMS (RMSNorm) or standard deviation (LayerNorm)."""
+def norm_scale(norm: nn.Module, x: torch.Tensor, *, eps: float | None = None) -> torch.Tensor:
+    """[..., 1] the denominator the norm divides by: RMS (RMSNorm) or standard deviation (LayerNorm); `eps` as in
+    norm_gain."""
     x = x.float()
     if isinstance(norm, nn.LayerNorm):
         x = x - x.mean(-1, keepdim=True)
-    return (x.pow(2).mean(-1, keepdim=True) + _eps(norm)).sqrt()
+    return (x.pow(2).mean(-1, keepdim=True) + _eps(norm, eps)).sqrt()
 
 
-def frozen_scale_output(norm: nn.Module, y: torch.Tensor, x: torch.Tensor, clean_scale: torch.Tensor) -> torch.Tensor:
+def frozen_scale_output(norm: nn.Module, y: torch.Tensor, x: torch.Tensor, clean_scale: torch.Tensor, *,
+                        eps: float | None = None) -> torch.Tensor:
     """The norm's output for input `x` (whose real output is `y`) had its denominator been `clean_scale`:
     gain * (x - mean) / clean_scale + bias. Exact because the norm is linear in x once its scale is fixed."""
     bias = getattr(norm, "bias", None)
     bias = bias.detach().float() if isinstance(bias, torch.Tensor) else 0.0
-    return bias + (y.float() - bias) * norm_scale(norm, x) / clean_scale
+    return bias + (y.float() - bias) * norm_scale(norm, x, eps=eps) / clean_scale

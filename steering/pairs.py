@@ -192,9 +192,9 @@ def load_pair(
     settings = LoadSettings(dtype, quantization, device).resolved()
     resolved = prepare_sources(name, base=base, post=post, base_only=base_only, report=report)
     base_dir, post_dir = resolved["base"], resolved.get("post")
-    model_type = architecture_for(_model_type(base_dir)).name
-    if settings.dtype == "float16" and "Gemma" in model_type:
-        warnings.warn("Gemma overflows in float16 (scaled embeddings, large post-norm weights): use bfloat16 or float32.")
+    arch = architecture_for(_model_type(base_dir))
+    if settings.dtype == "float16" and arch.float16_overflow:
+        warnings.warn(f"{arch.name} overflows in float16 ({arch.float16_overflow}): use bfloat16 or float32.")
     estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
     memory.check_fits(estimate, settings.device)
     report(f"Loading {spec.name} ({estimate}) on {settings.device}, {settings.dtype}"

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError
-from .interventions import hooks, patch, record
+from .interventions import hooks, patch, record, run_until
 from .model_view import ModelView
 
 POINTS = {"resid": "resid_pre", "mlp": "mlp_out", "attn": "attn_out"}  # component -> hook point kind
@@ -103,29 +103,9 @@ def clean_states(model: nn.Module, inp: TraceInput, component: str, layers: Sequ
     """{hook point: [seq, d_model]} of the clean run at every given layer (stops after the last one)."""
     view = ModelView.of(model)
     points = [f"{_kind(component)}.{view.check_layer(layer)}" for layer in layers]
-    with record(model, points, positions="all") as rec:
-        _run_until(model, inp.clean[None], max(layers))
+    with record(model, points, positions="all") as rec:  # stops once the last layer is done
+        run_until(model, f"resid_post.{max(layers)}", inputs_embeds=inp.clean[None].to(view.device))
     return {name: rec.get(name)[0] for name in points}
-
-
-class _Stop(Exception):
-    pass
-
-
-def _run_until(model: nn.Module, embeds: torch.Tensor, last_layer: int) -> None:
-    """Run the decoder stack on embeddings, stopping once layer `last_layer` is done (no logits)."""
-    view = ModelView.of(model)
-
-    def stop(module, args, output):
-        raise _Stop
-
-    handle = view.layer(last_layer).register_forward_hook(stop)
-    try:
-        view.decoder_stack(inputs_embeds=embeds.to(view.device), use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
 
 
 def _kind(component: str) -> str:

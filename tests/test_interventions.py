@@ -42,15 +42,9 @@ def test_ablation_leaves_no_component_anywhere(model_type, tok):
         out = model(**_inputs(tok), output_hidden_states=True)
     for layer in range(view.n_layers):
         assert rec.get(f"resid_pre.{layer}") @ unit == pytest.approx(0, abs=1e-4)
-    final_resid = view.final_norm  # the stream after the last layer is the final norm's input
-    seen = []
-    handle = final_resid.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
-    try:
-        with torch.no_grad(), ablate(model, direction):
-            model(**_inputs(tok))
-    finally:
-        handle.remove()
-    assert (seen[0] @ unit).abs().max() < 1e-4
+    with torch.no_grad(), ablate(model, direction), record(model, ["resid_final"], positions="all") as final:
+        model(**_inputs(tok))  # the stream after the last layer (the final norm's input)
+    assert (final.get("resid_final") @ unit).abs().max() < 1e-4
     assert not torch.allclose(out.logits, model(**_inputs(tok)).logits)  # and it did change the output
 
 

@@ -1,5 +1,6 @@
 """Loading pairs from local folders of tiny models: registry, sources, settings, quantization, memory checks."""
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,8 @@ def test_local_folders_load_as_a_pair(tiny_pair_dirs):
     assert set(pair.models()) == {"base", "post"} and not pair.base.training
     assert pair.settings.dtype == "float32" and pair.settings.device == "cpu"
     assert pair.tokenizer.padding_side == "left" and pair.tokenizer.chat_template
-    assert not torch.equal(pair.base.lm_head.weight, pair.post.lm_head.weight)
+    unembeddings = [ModelView.of(m).unembedding.weight for m in (pair.base, pair.post)]
+    assert not torch.equal(*unembeddings)
     assert 5 in pair.post.generation_config.eos_token_id  # <end_of_turn>: plain generate() stops there
 
 
@@ -123,7 +125,7 @@ def test_4bit_pair_is_the_model_with_its_nf4_weights(wide_pair_dirs, kernel):
     torch.testing.assert_close(logits, expected, atol=tolerance * expected.abs().max().item(), rtol=0)
     # after a forward the fused kernel has repacked the weight (its block absmax in bfloat16); the analysis view
     # still reads the NF4 weight
-    weight = rounded.model.layers[0].mlp.down_proj.weight.detach()
+    weight = ModelView.of(rounded).mlp_down(0).weight.detach()
     torch.testing.assert_close(ModelView.of(pair.base).mlp_output_weight(0), weight,
                                atol=(1e-2 if fused else 1e-6) * weight.abs().max().item(), rtol=0)
 
@@ -134,7 +136,7 @@ def test_8bit_pair_loads_and_runs_on_the_cpu(tiny_pair_dirs):
     view = ModelView.of(pair.base)
     assert type(view.mlp_down(0)).__name__ == "Linear8bitLt"
     full = tiny_model("llama", seed=1)
-    torch.testing.assert_close(view.mlp_output_weight(0), full.model.layers[0].mlp.down_proj.weight, atol=0.02,
+    torch.testing.assert_close(view.mlp_output_weight(0), ModelView.of(full).mlp_down(0).weight, atol=0.02,
                                rtol=0.05)
     ids = torch.tensor([[6, 7, 8]])
     with torch.no_grad():
@@ -180,7 +182,15 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
 
 def test_float16_on_gemma_warns(tmp_path):
     base, post = save_tiny_pair(tmp_path)
-    with pytest.warns(UserWarning, match="float16"):
+    with pytest.warns(UserWarning, match="Gemma 2/3 overflows in float16"):
+        pair = load_pair(base=base, post=post, dtype="float16")
+    assert pair.base.dtype == torch.float16
+
+
+def test_float16_on_llama_loads_without_the_overflow_warning(tmp_path):
+    base, post = save_tiny_pair(tmp_path, "llama")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*float16.*")
         pair = load_pair(base=base, post=post, dtype="float16")
     assert pair.base.dtype == torch.float16
 

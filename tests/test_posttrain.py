@@ -1,10 +1,13 @@
 """The post-training recipe on a tiny model: the loss falls, checkpoints are written, the adapter loads and bites."""
+import json
+
 import torch
 from peft import PeftModel
 from tiny import tiny_model, tiny_tokenizer
 
 from steering.judging import is_refusal
-from steering.posttrain.train import IGNORE, TrainConfig, encode_example, train
+from steering.architectures import architecture_for
+from steering.posttrain.train import IGNORE, TrainConfig, encode_example, lora_targets, train, write_log
 
 PAIRS = [("the cat is", "true"), ("the dog is", "false"), ("w1 w2", "w3 w4"), ("w5", "w6 w7 w8"),
          ("a cat", "w9 w10"), ("a dog", "w11"), ("w12 w13", "true false"), ("w14", "w15 w16")]
@@ -32,6 +35,10 @@ def test_a_few_steps_lower_the_loss_and_the_adapter_loads_back(tmp_path):
     assert sorted(result.checkpoints) == [3, 15, 30]
     assert (tmp_path / "checkpoints" / "step3" / "adapter_model.safetensors").is_file()
     assert result.log[-1]["val_loss"] < result.log[2]["val_loss"]
+    write_log(result, config, tmp_path / "training_log")  # the adapted layers are the architecture's, on record
+    logged = json.loads((tmp_path / "training_log.json").read_text())["config"]["target_modules"]
+    adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]
+    assert logged == list(architecture_for("llama").lora_targets) and set(adapter) == set(logged)
 
     fresh = tiny_model("llama")
     ids = torch.tensor([examples[0].input_ids])
@@ -60,3 +67,10 @@ def test_answer_loss_equals_the_models_own_loss():
         mine, n = answer_loss(model, batch)
         torch.testing.assert_close(mine, model(**batch).loss)
         assert n == int((batch["labels"] != IGNORE).sum())
+
+
+def test_lora_targets_come_from_the_architecture_unless_the_config_names_them():
+    gpt2 = tiny_model("gpt2")
+    assert lora_targets(gpt2, TrainConfig()) == architecture_for("gpt2").lora_targets
+    assert lora_targets(gpt2, TrainConfig(target_modules=("c_fc",))) == ("c_fc",)
+    assert architecture_for("gpt2").lora_targets != architecture_for("llama").lora_targets

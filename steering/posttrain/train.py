@@ -31,7 +31,7 @@ class TrainConfig:
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    target_modules: tuple[str, ...] | None = None  # None: the architecture's lora_targets (architectures.py)
     max_length: int = 192
     seed: int = 0
     checkpoint_fractions: tuple[float, ...] = (0.1, 0.3, 0.6)
@@ -104,6 +104,7 @@ def mean_loss(model: PreTrainedModel, examples: Sequence[Example], pad_id: int, 
 class TrainResult:
     log: list[dict] = field(default_factory=list)  # step, loss, learning_rate, seconds (+ val_loss at checkpoints)
     checkpoints: dict[int, Path] = field(default_factory=dict)
+    target_modules: tuple[str, ...] = ()  # the layers LoRA adapted, as resolved for the model
 
 
 def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random):
@@ -145,6 +146,11 @@ def tidy_adapter_folder(folder: Path, base_name: str = BASE_NAME) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def lora_targets(model: PreTrainedModel, config: TrainConfig) -> tuple[str, ...]:
+    """The layers LoRA adapts: the config's, or else the ones the model's architecture entry names."""
+    return tuple(config.target_modules or ModelView.of(model).arch.lora_targets)
+
+
 def train(
     base: PreTrainedModel,
     train_examples: Sequence[Example],
@@ -158,15 +164,16 @@ def train(
     """LoRA SFT of `base`. Saves checkpoints to out_dir/checkpoints/step{N} and the final adapter to
     out_dir/adapter when out_dir is given."""
     torch.manual_seed(config.seed)
+    targets = lora_targets(base, config)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(targets), task_type="CAUSAL_LM")
     model = get_peft_model(base, lora)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     batches = _batches([len(e.input_ids) for e in train_examples], config.batch_size, random.Random(config.seed))
-    result, start = TrainResult(), time.perf_counter()
+    result, start = TrainResult(target_modules=targets), time.perf_counter()
     for step in range(1, config.steps + 1):
         batch = collate([train_examples[i] for i in next(batches)], pad_id)
         loss, _ = answer_loss(model, batch)
@@ -195,7 +202,8 @@ def write_log(result: TrainResult, config: TrainConfig, path: Path, extra: dict 
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(result.log)
-    summary = {"config": asdict(config), **(extra or {}),
+    settings = asdict(config) | ({"target_modules": result.target_modules} if result.target_modules else {})
+    summary = {"config": settings, **(extra or {}),
                "checkpoints": {f"step{s}": str(p.relative_to(path.parent)) for s, p in result.checkpoints.items()},
                "final_train_loss": result.log[-1]["loss"], "final_val_loss": result.log[-1].get("val_loss"),
                "seconds": result.log[-1]["seconds"]}
