@@ -188,12 +188,7 @@ def _decode(folder: Path, manifest: dict, result_cls: type) -> Any:
 
 
 def _direction(path: Path) -> Direction:
-    from safetensors import safe_open
-
-    data = path.read_bytes()
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {})["direction"])
-    return Direction.from_parts(load_tensors(data), meta, path.name)
+    return Direction.from_bytes(path.read_bytes(), path.name)
 
 
 def replace_folder(tmp: Path, folder: Path) -> None:
