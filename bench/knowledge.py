@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from analyses import knowledge_trace as kt
-from analyses.knowledge_data import facts
+from analyses.knowledge import trace as kt
+from analyses.knowledge.data import facts
 from steering import load_pair
 from steering.model_view import ModelView
 from steering.tracing import clean_states, full_grid, run_embeds, trace_cell_loop, trace_grid

@@ -4,8 +4,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from analyses import knowledge_summary as ks
-from analyses.knowledge_data import ROLES
+from . import summary as ks
+from .data import ROLES
 
 NAMES = {"resid": "residual stream", "mlp": "MLP (window)", "attn": "attention (window)"}
 
@@ -76,6 +76,7 @@ def recovery_bars(recovery: pd.DataFrame) -> alt.Chart:
 
 
 def all_charts(result) -> dict[str, alt.Chart]:
+    """Every chart of a result: the first traced item's maps, the averages, their differences, cross-model."""
     charts = {}
     comps = list(result.grids["component"].unique())
     first = int(result.grids["item"].iloc[0])

@@ -9,12 +9,13 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from analyses.knowledge_data import subject_span, token_roles
 from analyses.truth_score import SUFFIX, answer_token_ids
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
 from steering.tracing import (Readout, TraceInput, clean_states, embed, full_grid, noise_corruption,
                               paired_corruption, run_embeds, trace_grid)
+
+from .data import subject_span, token_roles
 
 
 @dataclass

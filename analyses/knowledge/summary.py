@@ -1,11 +1,11 @@
 """Summaries of the knowledge study's grids: averages by token role (ROME's summary plots), base vs post-trained
-comparison, cross-model recovery and the peak cells. Plain pandas on the tidy tables."""
+comparison, cross-model recovery and the peak cells, and the headline. Plain pandas on the tidy tables."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from analyses.knowledge_data import ROLES
+from .data import ROLES
 
 
 def by_role(frame: pd.DataFrame) -> pd.DataFrame:
@@ -89,3 +89,16 @@ def peaks(avg: pd.DataFrame, cross_avg: pd.DataFrame) -> pd.DataFrame:
         rows.append({"map": direction, "component": "resid", "role": top.role, "layer": int(top.layer),
                      "norm": float(top.norm)})
     return pd.DataFrame(rows, columns=["map", "component", "role", "layer", "norm"])
+
+
+def headline(result) -> dict[str, float | int]:
+    """The paper's numbers: per component the correlation of the base and post-trained maps (role-averaged and
+    cell by cell), per patching direction the mean over items of the best cell's recovery, and the items traced."""
+    out: dict[str, float | int] = {}
+    for row in result.comparison.itertuples():
+        out[f"pearson_roles/{row.component}"] = float(row.pearson_roles)
+        out[f"pearson_cells/{row.component}"] = float(row.pearson_cells)
+    for row in result.recovery.itertuples():
+        out[f"mean_peak/{row.direction}"] = float(row.mean_peak)
+    out["n_traced"] = int(result.n_traced)
+    return out

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from steering.errors import InvalidInputError
 from steering.registry import ASSETS
+from steering.tokens import dataset_hash
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,22 @@ def pairs(name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> pd.Da
         out.append({"item": len(out), "set": name, "subject": s, "corrupt_subject": s2, "object": o,
                     "corrupt_object": o2, "true_statement": true, "false_statement": false})
     return pd.DataFrame(out, columns=PAIR_COLUMNS)
+
+
+def default_items(config, tokenizer: PreTrainedTokenizerBase) -> pd.DataFrame:
+    """The config's dataset as facts (noise) or pairs (paired), in a seeded order."""
+    frame = facts(config.dataset) if config.corruption == "noise" else pairs(config.dataset, tokenizer, config.seed)
+    return frame.sample(frac=1.0, random_state=config.seed).reset_index(drop=True)
+
+
+def default_data(pair, config) -> pd.DataFrame:
+    """The study's built-in items for this pair (pairs depend on its tokenizer) and config."""
+    return default_items(config, pair.tokenizer)
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """Identifies an items frame: every row as text, in order (the screening reads its head)."""
+    return dataset_hash([str(r) for r in frame.to_dict("records")])
 
 
 def subject_span(tokenizer: PreTrainedTokenizerBase, text: str, start: int, end: int) -> list[int]:
