@@ -25,7 +25,7 @@ st.subheader("What you can look at")
 st.page_link("pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
              "transfer it; four generations side by side", icon="🎛️")
 for study in STUDIES:
-    st.page_link(study.page, label=f"**{study.title}** — {study.about.split('. ')[0].rstrip('.')}", icon=study.icon)
+    st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study.icon)
 
 pair = current_pair()
 if pair is not None:

@@ -78,7 +78,7 @@ class Study:
     charts    charts(result) -> {name: altair chart}
     headline  headline(result) -> {name: scalar}: the few numbers the paper reports, per model ("…/base") or pair
     default_data(pair, config) -> the study's built-in data for this config; data_hash(data) -> str
-    page      the Streamlit page that shows it (relative to the app), icon its emoji
+    page      the Streamlit page that shows it (relative to the app), icon its emoji, summary its one-line link text
     """
 
     name: str
@@ -95,6 +95,10 @@ class Study:
     page: str = ""
     icon: str = ""
     cli: CliExtras = CliExtras()
+    summary: str = ""  # one line for the landing page's link; the first sentence of `about` when empty
+
+    def one_line(self) -> str:
+        return self.summary or self.about.split(". ")[0].rstrip(".")
 
     def resolve_data(self, pair, config, data: Any = None) -> Any:
         """The data a run uses: the user's, or the study's built-in set for this config."""
