@@ -11,10 +11,10 @@ import time
 
 import torch
 
-from analyses import truthfulness_probes as tp
 from analyses.common import PrintProgress, Steps
 from analyses.statements import statement_set, statement_set_names
 from analyses.truthfulness import Config, balanced, read_activations
+from analyses.truthfulness import probes as tp
 from steering import load_pair
 
 

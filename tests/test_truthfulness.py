@@ -221,7 +221,9 @@ def test_headline_is_flat_finite_and_read_from_the_tables(tiny_result):
             assert head[f"best_probe_accuracy_{method}/{role}"] == pytest.approx(rows["accuracy"].max(), abs=1e-4)
             best_layer = head[f"best_probe_layer_{method}/{role}"]
             assert rows.set_index("layer").loc[best_layer, "accuracy"] == pytest.approx(rows["accuracy"].max())
-    assert head["direction_cosine_mean"] == pytest.approx(tiny_result.direction_stats["cosine"].mean())
+    stats = tiny_result.direction_stats
+    assert stats.loc[0, "gap_base"] == 0  # the embedding of the same last token: no direction, left out
+    assert head["direction_cosine_mean"] == pytest.approx(stats["cosine"].iloc[1:].mean())
     top = tiny_result.transfer.query("alpha == 2.0").set_index(["direction", "model"])
     for source in ("base", "post"):
         for model in ("base", "post"):

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from analyses import truthfulness_probes as tp
+from analyses.cli import study_main
 from analyses.common import Steps
 from analyses.statements import statement_set
 from analyses.truthfulness import Config, balanced, probed_layers, read_activations
-from analyses.truthfulness_cli import main
+from analyses.truthfulness import probes as tp
 from steering import load_pair
 
 pytestmark = pytest.mark.demo
@@ -40,10 +40,12 @@ def test_some_layer_probes_cities_at_90_percent_in_both_models(demo):
 def test_cli_runs_end_to_end_on_the_demo_pair(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: demo)
-    main(["--pair", "demo", "--dataset", "cities", "--out", str(tmp_path / "out"), "--n-train", "8", "--n-test",
-          "8", "--max-layer", "4", "--layer-step", "2", "--n-steer", "2", "--n-calib", "2", "--n-shots", "2",
-          "--alphas", "1", "--batch-size", "8"])
+    assert study_main("truthfulness", [
+        "--pair", "demo", "--dataset", "cities", "--out", str(tmp_path / "out"), "--n-train", "8", "--n-test", "8",
+        "--max-layer", "4", "--layer-step", "2", "--n-steer", "2", "--n-calib", "2", "--n-shots", "2", "--alphas", "1",
+        "--batch-size", "8"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["dataset"] == "cities" and summary["offsets"] == [-6, -5]
     assert (tmp_path / "out" / "transfer.csv").exists() and (tmp_path / "out" / "pca.html").exists()
+    assert (tmp_path / "out" / "direction_directions_post.safetensors").exists()
     assert "intervention" in capsys.readouterr().out

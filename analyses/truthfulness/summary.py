@@ -10,14 +10,15 @@ from .compute import Result
 
 def headline(result: Result) -> dict[str, float | int]:
     """Per model and probe method: the best test accuracy and its layer; per pair: the mean base/post direction
-    cosine over the probed layers; per (direction source -> steered model) at the largest alpha: the mean score
+    cosine over the probed layers where both directions are non-zero (layer 0, the embedding of the same final
+    '.' for every statement, has none); per (direction source -> steered model) at the largest alpha: the mean score
     change (positive = moved the way it was pushed) and the flip rate."""
     out: dict[str, float | int] = {}
     for role, methods in result.best.items():
         for method, (layer, accuracy) in methods.items():
             out[f"best_probe_accuracy_{method}/{role}"] = float(accuracy)
             out[f"best_probe_layer_{method}/{role}"] = int(layer)
-    cosine = result.direction_stats["cosine"].mean()
+    cosine = directed_layers(result.direction_stats)["cosine"].mean()
     if not math.isnan(cosine):  # NaN when the pair has no post-trained model
         out["direction_cosine_mean"] = float(cosine)
     top = largest_alpha(result.transfer)
@@ -25,6 +26,12 @@ def headline(result: Result) -> dict[str, float | int]:
         out[f"mean_change/{row.direction}->{row.model}"] = float(row.mean_change)
         out[f"flip_rate/{row.direction}->{row.model}"] = float(row.flip_rate)
     return out
+
+
+def directed_layers(stats: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the direction table whose directions are all non-zero."""
+    gaps = stats.filter(like="gap_")
+    return stats[(gaps > 0).all(axis=1)]
 
 
 def largest_alpha(transfer: pd.DataFrame) -> float:
