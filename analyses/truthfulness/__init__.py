@@ -7,7 +7,7 @@ per layer in both models, their cosine, and steering P(TRUE) - P(FALSE) with one
 """
 from analyses.study import Study
 
-from .charts import charts
+from .charts import charts as study_charts  # the name `charts` stays the module
 from .cli import EXTRAS
 from .compute import Result, balanced, probed_layers, read_activations, run, score_curve, steering_vectors
 from .config import Config
@@ -28,7 +28,7 @@ STUDY = Study(
     Config=Config,
     Result=Result,
     run=run,
-    charts=charts,
+    charts=study_charts,
     headline=headline,
     default_data=default_data,
     data_hash=data_hash,
@@ -37,5 +37,5 @@ STUDY = Study(
     cli=EXTRAS,
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "charts", "headline", "default_data", "data_hash", "score_curve",
+__all__ = ["STUDY", "Config", "Result", "run", "study_charts", "headline", "default_data", "data_hash", "score_curve",
            "steering_vectors", "balanced", "probed_layers", "read_activations", "uploaded_statements"]
