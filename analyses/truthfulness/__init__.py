@@ -34,6 +34,8 @@ STUDY = Study(
     data_hash=data_hash,
     page="pages/2_Truthfulness.py",
     icon="✅",
+    summary="probes and a truth direction per layer, their cosine across the pair, steering P(TRUE) − P(FALSE), "
+            "transfer",
     cli=EXTRAS,
 )
 
