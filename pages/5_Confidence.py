@@ -7,7 +7,7 @@ from pages.ui.study_page import downloads, headline, study_result
 
 st.set_page_config(page_title="Confidence", page_icon=STUDY.icon, layout="wide")
 sidebar()
-st.title(STUDY.title)
+st.title("Confidence: entropy neurons and calibration")
 st.caption("Entropy neurons (Stolfo et al. 2024) sit in the last MLP layer with a large output weight that the "
            "unembedding hardly reads: they change confidence through the final norm's scale. Du et al. 2025 find "
            "them much the same in base and post-trained models, so they do not explain why the two differ in "

@@ -10,7 +10,8 @@ from .summary import headline, summary_text
 
 STUDY = Study(
     name="confidence",
-    title="Confidence: entropy neurons and calibration",
+    title="Confidence",
+    summary="entropy neurons in the last MLP layer, their ablation, and calibration of both models",
     about="Each neuron of the last MLP layer is scored from its weights: entropy neurons have a large output weight "
           "that the unembedding hardly reads (low variance of their logit effect, most of it in the unembedding's "
           "null space), and the candidate sets of the base and post-trained models are compared by IoU. Each "
