@@ -6,6 +6,7 @@ from the local cache only: nothing is ever downloaded."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +72,25 @@ def _pypi_gguf(package: str, report: Report) -> Path:
 
 
 def _fingerprint(path: Path) -> str:
+    """The file's content hash (12 hex digits), so the same GGUF names the same converted folder, and the same
+    model fingerprint, on every machine and in every cache (shipped results are found by it). Hashing a large file
+    takes a while, so the hash is remembered per (path, size, mtime) in <cache>/gguf/hashes.json."""
     stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    seen = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo_path = cache_root() / "gguf" / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if seen not in memo:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+        memo[seen] = digest.hexdigest()[:12]
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        memo_path.write_text(json.dumps(memo, indent=1))
+    return memo[seen]
 
 
 def _publish(staging: Path, dest: Path) -> Path:

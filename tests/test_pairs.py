@@ -211,3 +211,21 @@ def test_checkpoints_of_the_demo_pair_are_pairs_of_their_own(monkeypatch, tmp_pa
 
     with pytest.raises(AdapterMissingError, match="available: step12, step3"):
         registry.pair_spec("demo@step99")
+
+
+def test_a_gguf_file_is_fingerprinted_by_its_content(tmp_path, monkeypatch):
+    """The converted folder's name, and so the demo base's fingerprint that finds the shipped results, must be the
+    same wherever and whenever the GGUF file was assembled."""
+    import os
+
+    from steering.sources import _fingerprint
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    one, two, other = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf", tmp_path / "c.gguf"
+    for path, content in ((one, b"GGUF same bytes"), (two, b"GGUF same bytes"), (other, b"GGUF other bytes")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    os.utime(two, ns=(1, 1))
+    assert _fingerprint(one) == _fingerprint(two) != _fingerprint(other)
+    one.write_bytes(b"GGUF changed bytes")  # a new size and mtime: hashed again, not read from the memo
+    assert _fingerprint(one) != _fingerprint(two)
