@@ -1,4 +1,4 @@
-"""Study results on disk without pickle: tables as Parquet, tensors as safetensors, Directions as direction files,
+"""Study results on disk as plain data files: tables as Parquet, tensors as safetensors, Directions as direction files,
 the rest in a JSON manifest, one folder per result.
 
     stored = run_cached(STUDY, pair, config)             # found again by its key, or computed and stored
@@ -12,7 +12,7 @@ the rest in a JSON manifest, one folder per result.
 
 The key is `result_key`: both models' fingerprints, the study's name and version, its config and its data's hash.
 A folder that cannot be read, or that another version of the study wrote, raises StoredResultError; `run_cached`
-reports it in one line and computes the result again. Nothing is ever unpickled."""
+reports it in one line and computes the result again. No stored file is ever executed as code."""
 from __future__ import annotations
 
 import hashlib

@@ -24,7 +24,7 @@ STUDY = Study(
            "prompts' next-token distribution and while its addition induces refusal, is selected. On held-out "
            "prompts each model is then steered with its own and with the other model's direction, which measures "
            "forward (base to post-trained) and backward (post-trained to base) transfer."),
-    version="refusal@4",  # 4: Directions, harmless means and candidates as tensors; the store replaces the pickle
+    version="refusal@4",  # 4: Directions, harmless means and candidates as tensors; stored as Parquet and safetensors
     Config=Config,
     Result=Result,
     run=run,
