@@ -251,6 +251,7 @@ def manifest_for(study: Study, pair, config: Any, key: str, data_hash: str, seco
             "fingerprints": fingerprints(pair), "data_hash": data_hash,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command or "(from the page)", "seconds": round(seconds, 1), "machine": machine(),
+            "load_average": round(os.getloadavg()[0], 1),  # other work on the machine makes `seconds` an upper bound
             "project_version": project_version(), "python": sys.version.split()[0], "torch": torch.__version__}
 
 

@@ -156,7 +156,8 @@ def caption(stored: StoredResult) -> None:
     where = "shipped with the project" if "assets" in stored.folder.parts else "from your result store"
     st.caption(f"Result {where}: computed by this project with `{m.get('command')}` on "
                f"{str(m.get('created_at', ''))[:10]}, in {m.get('seconds')} s on a {m.get('machine')} machine "
-               f"(study version {m.get('version')}). Press **Run** to compute it again live.")
+               f"(load {m.get('load_average', '?')}; study version {m.get('version')}). Press **Run** to compute it "
+               "again live.")
 
 
 def headline(study: Study, result: Any, columns: int = 4) -> None:
