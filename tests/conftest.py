@@ -41,3 +41,17 @@ def demo_pair():
     from steering import load_pair
 
     return load_pair("demo")
+
+
+@pytest.fixture(scope="session")
+def shipped_result(demo_pair):
+    """`shipped_result(STUDY)`: the study's shipped result on the demo pair, which must be current."""
+    from analyses.store import shipped
+
+    def current(study):
+        found = shipped(study, demo_pair)
+        assert found is not None, f"no shipped {study.name} result for this demo pair (another fingerprint?)"
+        assert found.reason is None, found.reason
+        return found.stored.result
+
+    return current

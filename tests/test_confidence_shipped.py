@@ -8,23 +8,19 @@ import pytest
 from analyses.confidence import STUDY, Config, geometries, heldout_texts, score_model
 from analyses.confidence import ablation as abl
 from analyses.confidence import calibration as cal
-from analyses.store import shipped
-from steering import load_pair
 
 pytestmark = pytest.mark.demo
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return load_pair("demo")
+def demo(demo_pair):
+    return demo_pair
 
 
 @pytest.fixture(scope="module")
-def result(demo):
-    found = shipped(STUDY, demo)
-    assert found is not None and found.reason is None, found and found.reason
-    return found.stored.result
+def result(shipped_result):
+    return shipped_result(STUDY)
 
 
 def _close(ours: pd.Series, theirs: pd.Series) -> None:

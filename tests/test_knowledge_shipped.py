@@ -8,8 +8,6 @@ import torch
 from analyses.knowledge import STUDY, Config, default_data
 from analyses.knowledge import trace as kt
 from analyses.knowledge.screen import build_items
-from analyses.store import shipped
-from steering import load_pair
 from steering.model_view import ModelView
 from steering.tracing import clean_states, trace_grid
 
@@ -18,15 +16,13 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return load_pair("demo")
+def demo(demo_pair):
+    return demo_pair
 
 
 @pytest.fixture(scope="module")
-def result(demo):
-    found = shipped(STUDY, demo)
-    assert found is not None and found.reason is None, found and found.reason
-    return found.stored.result
+def result(shipped_result):
+    return shipped_result(STUDY)
 
 
 @pytest.fixture(scope="module")

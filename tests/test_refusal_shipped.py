@@ -8,8 +8,6 @@ from analyses.refusal import STUDY, builtin_data, steering_of
 from analyses.refusal.evaluate import intervention_for
 from analyses.refusal.scores import generate_scored, kl_divergence, last_logits, refusal_log_odds, refusal_token_ids
 from analyses.refusal.selection import ablation_for, addition_vector
-from analyses.store import shipped
-from steering import load_pair
 from steering.generation import format_prompts
 from steering.interventions import add
 
@@ -18,11 +16,8 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def demo():
-    pair = load_pair("demo")
-    found = shipped(STUDY, pair)
-    assert found is not None and found.reason is None, found and found.reason
-    return pair, found.stored.result
+def demo(demo_pair, shipped_result):
+    return demo_pair, shipped_result(STUDY)
 
 
 def test_the_selected_cell_scores_as_shipped(demo):

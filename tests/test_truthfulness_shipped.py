@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from analyses.store import shipped
 from analyses.truth_score import few_shot_prefix, shot_facts
 from analyses.truthfulness import STUDY, balanced, default_data, steering_vectors
 from analyses.truthfulness import probes as tp
 from analyses.truthfulness import steer as ts
-from steering import load_pair
 from steering.extraction import collect_residuals
 
 pytestmark = pytest.mark.demo
@@ -19,15 +17,13 @@ LAYER = 3  # early, so the activations stop there: seconds on a CPU
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return load_pair("demo")
+def demo(demo_pair):
+    return demo_pair
 
 
 @pytest.fixture(scope="module")
-def result(demo):
-    found = shipped(STUDY, demo)
-    assert found is not None and found.reason is None and found.stored is not None, found and found.reason
-    return found.stored.result
+def result(shipped_result):
+    return shipped_result(STUDY)
 
 
 @pytest.fixture(scope="module")
