@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from steering import SteeringError
-from steering.directions import Direction
 
 from .common import PrintProgress, write_charts, write_tables
 from .study import Study, choices_of, config_fields, help_of
@@ -113,12 +112,9 @@ def write_outputs(study: Study, stored, out: Path) -> list[Path]:
     headline = out / "headline.json"
     headline.write_text(json.dumps(dict(study.headline(result)), indent=2) + "\n")
     written += [headline, *write_charts(dict(study.charts(result)), out)]
-    for f in fields(result):
-        value = getattr(result, f.name)
-        found = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
-        for key, direction in found.items():
-            if isinstance(direction, Direction):
-                written.append(direction.save(out / "_".join(filter(None, ("direction", f.name, key)))))
+    from .store import named_directions
+
+    written += [direction.save(out / name) for name, direction in named_directions(study, result)]
     return written
 
 

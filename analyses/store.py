@@ -191,6 +191,18 @@ def _direction(path: Path) -> Direction:
     return Direction.from_bytes(path.read_bytes(), path.name)
 
 
+def named_directions(study: Study, result: Any) -> list[tuple[str, Direction]]:
+    """Every Direction of a result (a field, or each value of a dict field) with its file name stem,
+    `<study>_<field>[_<key>]`: what the CLI writes and the page offers as downloads."""
+    found = []
+    for f in fields(result):
+        value = getattr(result, f.name)
+        entries = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
+        found += [("_".join(filter(None, (study.name, f.name, str(key)))), direction)
+                  for key, direction in entries.items() if isinstance(direction, Direction)]
+    return found
+
+
 def replace_folder(tmp: Path, folder: Path) -> None:
     """Put a fully written `tmp` in place of `folder`: the old one is moved aside first and removed only after."""
     old = folder.with_name(folder.name + ".old")

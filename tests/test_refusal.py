@@ -261,7 +261,7 @@ def test_cli_writes_tables_charts_and_directions(tiny_pair, tiny_result, tmp_pat
     assert summary["refusal_tokens"] == ["w1", "w2"] and "directions" not in summary  # tensors go to files
     assert json.loads((out / "headline.json").read_text()) == pytest.approx(STUDY.headline(tiny_result[0]))
     for role in ("base", "post"):
-        saved = Direction.load(out / f"direction_directions_{role}.safetensors")
+        saved = Direction.load(out / f"refusal_directions_{role}.safetensors")
         assert torch.equal(saved.vectors, tiny_result[0].directions[role].vectors)
         assert saved.info.dataset == "refusal:uploaded"
     printed = capsys.readouterr()

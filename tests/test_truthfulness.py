@@ -298,10 +298,10 @@ def test_cli_writes_tables_charts_and_directions_on_a_tiny_pair(tiny_pair, tmp_p
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"probes.csv", "direction_stats.csv", "transfer.csv", "pca.csv", "summary.json", "headline.json",
             "probe_accuracy.html", "cosine.html", "pca.html", "transfer_alpha1.html",
-            "direction_directions_base.safetensors", "direction_directions_post.safetensors"} <= names
+            "truthfulness_directions_base.safetensors", "truthfulness_directions_post.safetensors"} <= names
     head = json.loads((tmp_path / "out" / "headline.json").read_text())
     assert "best_probe_accuracy_logistic/base" in head and "mean_change/base->post" in head
-    assert Direction.load(tmp_path / "out" / "direction_directions_post.safetensors").n_layers == tiny_pair.n_layers
+    assert Direction.load(tmp_path / "out" / "truthfulness_directions_post.safetensors").n_layers == tiny_pair.n_layers
     assert "probe layer" in capsys.readouterr().out
 
 

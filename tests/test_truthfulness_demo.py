@@ -47,5 +47,5 @@ def test_cli_runs_end_to_end_on_the_demo_pair(demo, tmp_path, monkeypatch, capsy
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["dataset"] == "cities" and summary["offsets"] == [-6, -5]
     assert (tmp_path / "out" / "transfer.csv").exists() and (tmp_path / "out" / "pca.html").exists()
-    assert (tmp_path / "out" / "direction_directions_post.safetensors").exists()
+    assert (tmp_path / "out" / "truthfulness_directions_post.safetensors").exists()
     assert "intervention" in capsys.readouterr().out

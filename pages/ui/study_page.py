@@ -19,10 +19,10 @@ from typing import Any
 
 import streamlit as st
 
-from analyses.store import (ResultStore, StoredResult, StoredResultError, result_key, run_cached, shipped)
+from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, result_key, run_cached,
+                            shipped)
 from analyses.study import Study, choices_of, config_fields, help_of, label_of
 from steering import InvalidInputError, SteeringError
-from steering.directions import Direction
 
 from .progress import run_with_progress
 
@@ -179,11 +179,8 @@ def downloads(study: Study, result: Any) -> None:
         value = getattr(result, f.name)
         if isinstance(value, pd.DataFrame):
             items.append((f"{study.name}_{f.name}.csv", value.to_csv(index=False), "text/csv"))
-        found = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
-        for key, direction in found.items():
-            if isinstance(direction, Direction):
-                name = "_".join(filter(None, (study.name, f.name, key)))
-                items.append((f"{name}.safetensors", direction.to_bytes(), "application/octet-stream"))
+    items += [(f"{name}.safetensors", direction.to_bytes(), "application/octet-stream")
+              for name, direction in named_directions(study, result)]
     st.subheader("Downloads")
     cols = st.columns(4)
     for i, (name, content, mime) in enumerate(items):
