@@ -40,6 +40,7 @@ STUDY = Study(
     data_hash=data_hash,
     page="pages/4_Knowledge.py",
     icon="🧠",
+    summary="causal tracing: where facts are stored, base vs post-trained, and patching across the pair",
     cli=CliExtras(write=_print_summary),
 )
 

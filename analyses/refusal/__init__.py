@@ -34,5 +34,6 @@ STUDY = Study(
     data_hash=data_hash,
     page="pages/3_Refusal.py",
     icon="🛑",
+    summary="the refusal direction chosen as Arditi et al. do, ablation and addition, forward and backward transfer",
     cli=CLI,
 )
