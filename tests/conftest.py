@@ -55,3 +55,17 @@ def shipped_result(demo_pair):
         return found.stored.result
 
     return current
+
+
+def headline_cells(at) -> dict[str, object]:
+    """The headline table a study page shows (pages/ui/study_page.headline), back as the study's flat names:
+    {"ece/base": 0.2, "entropy_neuron_iou": 1.0, ...}."""
+    import math
+
+    for frame in at.dataframe:
+        table = frame.value
+        if table.index.name == "measure":
+            return {(m.replace(" ", "_") + ("" if who == "pair" else f"/{who}")): v
+                    for m, row in table.iterrows() for who, v in row.items()
+                    if not (isinstance(v, float) and math.isnan(v))}
+    raise AssertionError("the page shows no headline table")

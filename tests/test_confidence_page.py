@@ -6,6 +6,7 @@ import pytest
 
 import analyses.confidence.data as conf_data
 from analyses.confidence import STUDY
+from conftest import headline_cells
 
 TEXTS = ["the cat is a dog .", "w1 w2 w3 the dog is true .", "a cat is false . w4 w5"]
 
@@ -29,10 +30,11 @@ def test_run_shows_charts_tables_and_downloads(page):
     assert not at.exception and not at.error
     assert len(at.get("vega_lite_chart")) == 5  # scatter, null fraction, overlap, ablation, reliability
     n_tables = sum(f.type in ("pd.DataFrame", pd.DataFrame) for f in fields(STUDY.Result))
-    assert len(at.dataframe) == 3 and len(at.get("download_button")) == 1 + n_tables  # + the headline
-    labels = {m.label for m in at.metric}
-    assert {"entropy_neuron_iou", "ece/base", "ece/post", "ablation_d_entropy_candidate/post"} <= labels
-    assert any("IoU" in label for label in labels)
+    assert len(at.dataframe) == 1 + 3 and len(at.get("download_button")) == 1 + n_tables  # + the headline
+    cells = headline_cells(at)
+    assert cells == STUDY.headline(at.session_state["confidence_stored"].result)
+    assert {"entropy_neuron_iou", "ece/base", "ece/post", "ablation_d_entropy_candidate/post"} <= set(cells)
+    assert any("IoU" in m.label for m in at.metric)
 
 
 def test_a_layer_out_of_range_is_an_error_not_an_exception(page):

@@ -5,6 +5,7 @@ import pytest
 
 from analyses.knowledge import data as kd
 from analyses.knowledge import screen
+from conftest import headline_cells
 
 FACTS = pd.DataFrame({"item": [0, 1, 2], "subject": ["w3 w4", "w5", "w9"],
                       "prompt": ["the w3 w4 is a", "the cat w5 is a", "a w9 dog is"],
@@ -34,9 +35,9 @@ def test_run_the_dataset_then_trace_a_fact(page):
     assert not at.exception and not at.error, (at.exception, at.error)
     # resid and mlp: average maps and their differences, cross-model maps, recovery bars
     assert len(at.get("vega_lite_chart")) == 6
-    labels = [m.label for m in at.metric]
-    assert "Kept (base)" in labels and "pearson_roles/mlp" in labels and "mean_peak/base→post" in labels
-    assert "n_traced" in labels and next(m.value for m in at.metric if m.label == "n_traced") == "1"
+    labels, cells = [m.label for m in at.metric], headline_cells(at)
+    assert "Kept (base)" in labels and "pearson_roles/mlp" in cells and "mean_peak/base→post" in cells
+    assert cells["n_traced"] == 1
     assert len(at.get("download_button")) == 9  # headline and eight tables
     at = at.button(key="kn_trace_fact").click().run()
     assert not at.exception and not at.error

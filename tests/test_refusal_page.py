@@ -1,6 +1,7 @@
 """The refusal page driven by AppTest on a tiny pair: the user's two lists -> Run -> headline, charts, tables,
 downloads and a live generation; bad input shows an error element, never an exception."""
 import pytest
+from conftest import headline_cells
 
 HARMFUL = "\n".join(f"w{i} w{i + 1} the cat" for i in range(10))
 HARMLESS = "\n".join(f"w{i + 40} w{i + 41} a dog" for i in range(10))
@@ -30,9 +31,9 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     assert not at.exception and not at.error, (at.exception, at.error)
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
-    assert len(at.dataframe) == 2  # selected directions, example generations
+    assert len(at.dataframe) == 3  # headline, selected directions, example generations
     assert len(at.get("download_button")) == 9  # headline, six tables, two direction files
-    assert any(m.label == "selected_layer/post" for m in at.metric)
+    assert "selected_layer/post" in headline_cells(at)
     assert len(at.caption) >= 5
     at.selectbox(key="rf_live_source").set_value("post")
     at.radio(key="rf_live_mode").set_value("add")

@@ -4,6 +4,7 @@ exception."""
 import pytest
 
 from analyses.truthfulness import STUDY
+from conftest import headline_cells
 
 
 def small_settings(at):
@@ -34,11 +35,11 @@ def test_run_shows_headline_charts_curve_generalisation_and_downloads(page):
     at = _run_button(page).click().run()
     assert not at.exception and not at.error
     assert len(at.get("vega_lite_chart")) == 6  # probes, transfer of probes, cosine, PCA, two heatmaps
-    labels = [m.label for m in at.metric]
-    assert "best_probe_accuracy_logistic/base" in labels and "mean_change/base->post" in labels
-    assert len(at.metric) == len(STUDY.headline(at.session_state["truthfulness_stored"].result))
+    cells = headline_cells(at)
+    assert "best_probe_accuracy_logistic/base" in cells and "mean_change/base->post" in cells
+    assert cells == STUDY.headline(at.session_state["truthfulness_stored"].result)
     # headline, five tables, two directions
-    assert len(at.dataframe) == 1 and len(at.get("download_button")) == 1 + 5 + 2
+    assert len(at.dataframe) == 2 and len(at.get("download_button")) == 1 + 5 + 2
     at.select_slider(key="tr_alpha").set_value(2.0).run()
     assert not at.exception and len(at.get("vega_lite_chart")) == 6
     at.text_input(key="tr_statement").input("the cat is a dog .")

@@ -160,13 +160,20 @@ def caption(stored: StoredResult) -> None:
                "again live.")
 
 
-def headline(study: Study, result: Any, columns: int = 4) -> None:
-    """The study's headline numbers as metrics."""
-    items = list(study.headline(result).items())
-    for start in range(0, len(items), columns):
-        cols = st.columns(columns)
-        for col, (name, value) in zip(cols, items[start:start + columns]):
-            col.metric(name, f"{value:.3g}" if isinstance(value, float) else str(value))
+def headline(study: Study, result: Any) -> None:
+    """The study's headline numbers as one table: a row per measure, a column per model (or transfer direction);
+    measures of the pair as a whole in the column "pair"."""
+    import pandas as pd
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name, value in study.headline(result).items():
+        measure, _, who = name.rpartition("/") if "/" in name else (name, "", "pair")
+        rows.setdefault(measure.replace("_", " "), {})[who] = value
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("measure")
+    order = [c for c in ("base", "post") if c in table.columns] + [c for c in table.columns if c not in ("base",
+                                                                                                       "post")]
+    st.subheader("Headline")
+    st.dataframe(table[order], width="stretch")
 
 
 def downloads(study: Study, result: Any) -> None:
