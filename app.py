@@ -4,7 +4,7 @@ import streamlit as st
 
 from analyses import STUDIES
 
-PLAYGROUND = st.Page("pages/1_Playground.py", title="Playground", icon="🎛️")
+PLAYGROUND = st.Page("app_pages/1_Playground.py", title="Playground", icon="🎛️")
 pages = [st.Page("home.py", title="Home", icon="🔬", default=True), PLAYGROUND,
          *[st.Page(study.page, title=study.title, icon=study.icon) for study in STUDIES]]
 st.navigation(pages).run()

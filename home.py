@@ -2,7 +2,7 @@
 import streamlit as st
 
 from analyses import STUDIES
-from pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import SteeringError
 from steering.generation import DecodingSettings, format_prompts, generate
 
@@ -22,7 +22,7 @@ st.caption(
 )
 
 st.subheader("What you can look at")
-st.page_link("pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
+st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
              "transfer it; four generations side by side", icon="🎛️")
 for study in STUDIES:
     st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study.icon)

@@ -8,7 +8,7 @@
     STUDY.headline(result)    # {"best_probe_accuracy/base": 0.99, ...}: flat, named scalars
 
 Caching and the store live in `analyses.store` (`run_cached`), the command line in `analyses.cli`, the shared page
-pieces in `pages/ui/study_page.py`; all of them take a Study and nothing else.
+pieces in `app_pages/ui/study_page.py`; all of them take a Study and nothing else.
 
 A Config is a frozen dataclass whose fields are declared with `setting(default, help, choices=...)`, so the page's
 widgets and the CLI's options (and their help) come from one place."""

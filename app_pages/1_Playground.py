@@ -7,7 +7,7 @@ import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
 from analyses.study_directions import directions_for
-from pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache

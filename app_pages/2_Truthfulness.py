@@ -5,9 +5,9 @@ from analyses.statements import describe, statement_set_names
 from analyses.truthfulness import STUDY, score_curve, uploaded_statements
 from analyses.truthfulness import charts
 from analyses.truthfulness.general import GeneralConfig, generalisation
-from pages.ui.pair_picker import current_pair, sidebar
-from pages.ui.progress import run_with_progress
-from pages.ui.study_page import downloads, headline, study_result
+from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.progress import run_with_progress
+from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
 
 UPLOAD = "your own CSV (statement,label)"

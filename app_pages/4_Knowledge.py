@@ -6,9 +6,9 @@ import streamlit as st
 from analyses.knowledge import COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, trace_fact
 from analyses.knowledge import charts
 from analyses.knowledge.data import dataset_names
-from pages.ui.pair_picker import current_pair, sidebar
-from pages.ui.progress import run_with_progress
-from pages.ui.study_page import config_from, downloads, headline, study_result
+from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.progress import run_with_progress
+from app_pages.ui.study_page import config_from, downloads, headline, study_result
 from steering import SteeringError
 
 DEFAULT = Config()

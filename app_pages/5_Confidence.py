@@ -2,8 +2,8 @@
 import streamlit as st
 
 from analyses.confidence import STUDY
-from pages.ui.pair_picker import current_pair, sidebar
-from pages.ui.study_page import downloads, headline, study_result
+from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.study_page import downloads, headline, study_result
 
 st.set_page_config(page_title="Confidence", page_icon=STUDY.icon, layout="wide")
 sidebar()

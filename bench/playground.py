@@ -49,7 +49,7 @@ def bench_batching(pair, spec) -> None:
 def bench_page() -> None:
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../pages/1_Playground.py", default_timeout=900).run()
+    at = AppTest.from_file("../app_pages/1_Playground.py", default_timeout=900).run()
     at.number_input(key="pg_max_new").set_value(32)
     at.button(key="pg_generate").click()
     _, first = timed(at.run)

@@ -1,5 +1,5 @@
 """The playground's steps as plain functions: get a direction for both models of a pair, steer, and write the
-Python that reproduces it. The page (pages/1_Playground.py) only adds widgets and charts."""
+Python that reproduces it. The page (app_pages/1_Playground.py) only adds widgets and charts."""
 from __future__ import annotations
 
 import json

@@ -14,7 +14,7 @@ def tiny_request(tmp_path_factory):
     """The pages' tiny pair, saved once: what the pair picker would hand a page for two local folders."""
     from tiny import save_tiny_pair
 
-    from pages.ui.pair_picker import PairRequest
+    from app_pages.ui.pair_picker import PairRequest
 
     base, post = save_tiny_pair(tmp_path_factory.mktemp("page-pair"))
     return PairRequest(None, base=base, post=post)
@@ -28,7 +28,7 @@ def open_page(tiny_request, tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
 
     def open_(name: str, timeout: float = 180):
-        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / name), default_timeout=timeout)
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app_pages" / name), default_timeout=timeout)
         at.session_state["pair_request"] = tiny_request
         return at.run()
 
@@ -58,7 +58,7 @@ def shipped_result(demo_pair):
 
 
 def headline_cells(at) -> dict[str, object]:
-    """The headline table a study page shows (pages/ui/study_page.headline), back as the study's flat names:
+    """The headline table a study page shows (app_pages/ui/study_page.headline), back as the study's flat names:
     {"ece/base": 0.2, "entropy_neuron_iou": 1.0, ...}."""
     import math
 

@@ -3,7 +3,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from tiny import save_tiny_pair
 
-from pages.ui.pair_picker import PairRequest
+from app_pages.ui.pair_picker import PairRequest
 
 TIMEOUT = 180
 COLD_DEMO_TIMEOUT = 900  # on a fresh machine the first start converts the demo base (~2.5 min on 2 idle cores)

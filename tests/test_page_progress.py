@@ -1,11 +1,11 @@
-"""pages/ui/progress.py: a study's computation run from a page with a progress bar; errors shown, never raised."""
+"""app_pages/ui/progress.py: a study's computation run from a page with a progress bar; errors shown, never raised."""
 from streamlit.testing.v1 import AppTest
 
 
 def _page() -> None:
     import streamlit as st
 
-    from pages.ui.progress import run_with_progress
+    from app_pages.ui.progress import run_with_progress
     from steering import InvalidInputError
 
     def compute(progress):

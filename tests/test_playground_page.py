@@ -4,7 +4,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 
-PAGE = "../pages/1_Playground.py"
+PAGE = "../app_pages/1_Playground.py"
 
 
 @pytest.fixture

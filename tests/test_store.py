@@ -172,7 +172,7 @@ class _OtherDefaults(Config):
 
 
 def test_nothing_in_the_project_uses_pickle():
-    sources = [*ROOT.glob("steering/**/*.py"), *ROOT.glob("analyses/**/*.py"), *ROOT.glob("pages/**/*.py"),
+    sources = [*ROOT.glob("steering/**/*.py"), *ROOT.glob("analyses/**/*.py"), *ROOT.glob("app_pages/**/*.py"),
                ROOT / "app.py"]
     users = [str(p.relative_to(ROOT)) for p in sources if "pickle" in p.read_text()]
     assert sources and users == []

@@ -27,7 +27,7 @@ STUDY = Study(
     headline=headline,
     default_data=default_data,
     data_hash=data_hash,
-    page="pages/5_Confidence.py",
+    page="app_pages/5_Confidence.py",
     icon="🌡️",
 )
 

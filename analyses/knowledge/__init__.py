@@ -38,7 +38,7 @@ STUDY = Study(
     headline=headline,
     default_data=default_data,
     data_hash=data_hash,
-    page="pages/4_Knowledge.py",
+    page="app_pages/4_Knowledge.py",
     icon="🧠",
     summary="causal tracing: where facts are stored, base vs post-trained, and patching across the pair",
     cli=CliExtras(write=_print_summary),

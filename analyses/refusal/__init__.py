@@ -1,5 +1,5 @@
 """The refusal study as one `Study` record (see analyses/study.py): `python -m analyses refusal --pair demo --out DIR`,
-the page pages/3_Refusal.py, and `analyses.store.run_cached(STUDY, pair, Config())` share it."""
+the page app_pages/3_Refusal.py, and `analyses.store.run_cached(STUDY, pair, Config())` share it."""
 from __future__ import annotations
 
 from ..study import Study
@@ -32,7 +32,7 @@ STUDY = Study(
     headline=headline,
     default_data=default_data,
     data_hash=data_hash,
-    page="pages/3_Refusal.py",
+    page="app_pages/3_Refusal.py",
     icon="🛑",
     summary="the refusal direction chosen as Arditi et al. do, ablation and addition, forward and backward transfer",
     cli=CLI,

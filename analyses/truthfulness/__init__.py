@@ -32,7 +32,7 @@ STUDY = Study(
     headline=headline,
     default_data=default_data,
     data_hash=data_hash,
-    page="pages/2_Truthfulness.py",
+    page="app_pages/2_Truthfulness.py",
     icon="✅",
     summary="probes and a truth direction per layer, their cosine across the pair, steering P(TRUE) − P(FALSE), "
             "transfer",
