@@ -11,7 +11,7 @@ import torch
 from tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
 from analyses.cli import study_main
-from analyses.refusal import (STUDY, Config, Result, SelectedDirection, phrases_setting, run, split_lists,
+from analyses.refusal import (STUDY, Config, Result, SelectedDirection, candidate_norms, phrases_setting, run, split_lists,
                               steering_of)
 from analyses.refusal.evaluate import intervention_for
 from analyses.refusal.scores import (generate_scored, last_logits, post_instruction_positions, refusal_flags,
@@ -187,17 +187,19 @@ def test_the_default_phrase_list_spelt_out_finds_the_same_stored_result(tiny_pai
 
 def test_directions_add_and_ablate_what_the_study_did(tiny_pair, tiny_result):
     result = tiny_result[0]
-    assert set(result.directions) == set(result.harmless_means) == set(result.candidate_vectors) == {"base", "post"}
+    assert set(result.directions) == set(result.harmless_means) == {"base", "post"}
+    assert set(result.candidate_directions) == {f"{r}@{p}" for r in ("base", "post") for p in result.positions}
     for role, selected in steering_of(result).items():
         direction = result.directions[role]
         layer, p = selected.layer, result.positions.index(selected.position)
-        assert torch.equal(direction.vectors, result.candidate_vectors[role][:, p])
-        assert torch.equal(direction.resid_norms, result.candidate_norms[role][:, p])
-        study = addition_vector(selected.vector, float(result.candidate_norms[role][layer, p]), 0.1)
+        candidates = result.candidate_directions[f"{role}@{selected.position}"]
+        assert torch.equal(direction.vectors, candidates.vectors)
+        assert torch.equal(direction.resid_norms, candidate_norms(result, role)[:, p])
+        study = addition_vector(selected.vector, float(candidate_norms(result, role)[layer, p]), 0.1)
         assert torch.allclose(direction.steering_vectors([layer], 0.1)[layer], study)
         assert direction.info.model == tiny_pair[0].model_id(role) and direction.info.dataset == "refusal:uploaded"
         assert (layer, selected.position) == tuple(result.selected.set_index("model").loc[role, ["layer", "position"]])
-        assert result.harmless_means[role].shape == (3, 32) and result.candidate_norms[role].shape == (3, 2)
+        assert result.harmless_means[role].shape == (3, 32) and candidate_norms(result, role).shape == (3, 2)
 
 
 def _same_result(a: Result, b: Result) -> None:
@@ -205,7 +207,7 @@ def _same_result(a: Result, b: Result) -> None:
         x, y = getattr(a, f.name), getattr(b, f.name)
         if isinstance(x, pd.DataFrame):
             pd.testing.assert_frame_equal(x, y)
-        elif f.name == "directions":
+        elif f.name in ("directions", "candidate_directions"):
             assert x.keys() == y.keys()
             for key in x:
                 assert torch.equal(x[key].vectors, y[key].vectors) and x[key].info == y[key].info

@@ -32,7 +32,11 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
     assert len(at.dataframe) == 3  # headline, selected directions, example generations
-    assert len(at.get("download_button")) == 9  # headline, six tables, two direction files
+    result = at.session_state["refusal_stored"].result
+    n_candidates = 2 * len(result.positions)  # a direction file per model and post-instruction position
+    assert len(result.candidate_directions) == n_candidates
+    # headline, six tables, the two selected directions and every candidate position's
+    assert len(at.get("download_button")) == 1 + 6 + 2 + n_candidates
     assert "selected_layer/post" in headline_cells(at)
     assert len(at.caption) >= 5
     at.selectbox(key="rf_live_source").set_value("post")

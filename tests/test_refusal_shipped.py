@@ -4,7 +4,7 @@ post-trained model on the test split's first batch."""
 import pytest
 import torch
 
-from analyses.refusal import STUDY, builtin_data, steering_of
+from analyses.refusal import STUDY, builtin_data, candidate_norms, steering_of
 from analyses.refusal.evaluate import intervention_for
 from analyses.refusal.scores import generate_scored, kl_divergence, last_logits, refusal_log_odds, refusal_token_ids
 from analyses.refusal.selection import ablation_for, addition_vector
@@ -28,7 +28,8 @@ def test_the_selected_cell_scores_as_shipped(demo):
     data, ids = builtin_data(), refusal_token_ids(tok)
     row = result.selected.set_index("model").loc["post"]
     layer, p = int(row.layer), result.positions.index(int(row.position))
-    vector, norm = result.candidate_vectors["post"][layer, p], float(result.candidate_norms["post"][layer, p])
+    vector = result.candidate_directions[f"post@{int(row.position)}"].vectors[layer]
+    norm = float(candidate_norms(result, "post")[layer, p])
     harmful, harmless = (format_prompts(tok, data.get(side, "val", config.n_val)) for side in ("harmful", "harmless"))
     reference = last_logits(model, tok, harmless)
     ablated = last_logits(model, tok, harmful + harmless, intervention=ablation_for(

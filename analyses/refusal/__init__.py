@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..study import Study
 from .charts import charts
-from .compute import Result, data_hash, default_data, run, selected_direction, steering_of
+from .compute import Result, candidate_norms, data_hash, default_data, run, selected_direction, steering_of
 from .config import ABLATION_HELP, ABLATIONS, Config, phrases_setting
 from .data import RefusalData, builtin_data, split_lists
 from .evaluate import SelectedDirection, live_generation
@@ -13,7 +13,7 @@ from .headline import headline
 
 __all__ = ["ABLATIONS", "ABLATION_HELP", "STUDY", "Config", "RefusalData", "Result", "SelectedDirection",
            "builtin_data", "charts", "data_hash", "default_data", "headline", "live_generation", "phrases_setting",
-           "run", "selected_direction", "split_lists", "steering_of"]
+           "run", "selected_direction", "candidate_norms", "split_lists", "steering_of"]
 
 STUDY = Study(
     name="refusal",
@@ -24,7 +24,7 @@ STUDY = Study(
            "prompts' next-token distribution and while its addition induces refusal, is selected. On held-out "
            "prompts each model is then steered with its own and with the other model's direction, which measures "
            "forward (base to post-trained) and backward (post-trained to base) transfer."),
-    version="refusal@4",  # 4: Directions, harmless means and candidates as tensors; stored as Parquet and safetensors
+    version="refusal@5",  # 5: every candidate as a Direction (per model and position); 4: the store, no pickle
     Config=Config,
     Result=Result,
     run=run,

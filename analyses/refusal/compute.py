@@ -40,8 +40,8 @@ class Result:
     # position, with that position's residual norms (its layer is in `selected`)
     directions: dict[str, Direction] = field(default_factory=dict)
     harmless_means: dict[str, torch.Tensor] = field(default_factory=dict)  # role -> [n_layers, d]: affine reference
-    candidate_vectors: dict[str, torch.Tensor] = field(default_factory=dict)  # role -> [n_layers, n_positions, d]
-    candidate_norms: dict[str, torch.Tensor] = field(default_factory=dict)  # role -> [n_layers, n_positions]
+    # "<role>@<position>" -> every layer's candidate at that position, with the position's residual norms
+    candidate_directions: dict[str, Direction] = field(default_factory=dict)
     refusal_tokens: list = field(default_factory=list)
     positions: list = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
@@ -80,23 +80,29 @@ def _select_for(role: str, candidates: pd.DataFrame, n_layers: int, config: Conf
     return filtered.assign(model=role), chosen
 
 
-def selected_direction(diffs: torch.Tensor, norms: torch.Tensor, positions: tuple[int, ...], layer: int,
+def selected_direction(diffs: torch.Tensor, norms: torch.Tensor, positions: tuple[int, ...], layer: int | None,
                        position: int, model_id: str, data: RefusalData) -> Direction:
-    """One model's refusal direction as a direction file for the playground (Direction.save): the candidate of
-    every layer at the selected position, with that position's residual norms, so "add at layer L" with alpha in
+    """One model's candidates at one position as a direction file for the playground (Direction.save): the
+    candidate of every layer there, with that position's residual norms, so "add at layer L" with alpha in
     residual-norm units is the study's addition, and "ablate with layer L's vector" is Arditi's projection
-    ablation (the playground's; the study's default is the affine variant)."""
+    ablation (the playground's; the study's default is the affine variant). `layer`: the selected one, if any."""
     p = positions.index(position)
+    chosen = f"; selected layer {layer}" if layer is not None else f"; candidates at position {position}"
     info = DirectionInfo(model=model_id, dataset=f"refusal:{data.name}", dataset_hash=data.hash(),
-                         method=f"diff_in_means (refusal; selected layer {layer})", position=int(position))
+                         method=f"diff_in_means (refusal{chosen})", position=int(position))
     return Direction(diffs[:, p].float().clone(), info, norms[:, p].float().clone())
+
+
+def candidate_norms(result: Result, role: str) -> torch.Tensor:
+    """[n_layers, n_positions]: the residual norm of every candidate cell of one model."""
+    return torch.stack([result.candidate_directions[f"{role}@{p}"].resid_norms for p in result.positions], dim=1)
 
 
 def steering_of(result: Result) -> dict[str, SelectedDirection]:
     """Each model's selected direction with its layer and the model's own residual statistics, as the
     interventions (and the page's "try a prompt") use them."""
     layers = dict(zip(result.selected.model, result.selected.layer))
-    return {role: SelectedDirection(direction, int(layers[role]), result.candidate_norms[role],
+    return {role: SelectedDirection(direction, int(layers[role]), candidate_norms(result, role),
                                     result.harmless_means[role]) for role, direction in result.directions.items()}
 
 
@@ -154,11 +160,13 @@ def run(pair: ModelPair, config: Config, *, data: RefusalData | None = None,
         models, tok, {side: fmt[side, "test"] for side in ("harmful", "harmless")},
         {side: data.get(side, "test", config.n_test) for side in ("harmful", "harmless")},
         steering, ids, positions, config, steps))
+    every = {f"{role}@{p}": selected_direction(diffs[role], norms[role], positions, None, p, pair.model_id(role), data)
+             for role in models for p in positions}
     selected = pd.DataFrame(chosen).assign(
         resid_norm=[float(norms[c["model"]][c["layer"], positions.index(c["position"])]) for c in chosen])
     steps.done()
     return Result(pd.concat(candidates, ignore_index=True), selected, scores, gens, _cosines(diffs, positions),
-                  pd.DataFrame(timings), directions, means, diffs, norms, token_names(tok, ids), list(positions),
+                  pd.DataFrame(timings), directions, means, every, token_names(tok, ids), list(positions),
                   data.sizes(), config.ablation)
 
 
