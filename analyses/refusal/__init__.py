@@ -24,7 +24,7 @@ STUDY = Study(
            "prompts' next-token distribution and while its addition induces refusal, is selected. On held-out "
            "prompts each model is then steered with its own and with the other model's direction, which measures "
            "forward (base to post-trained) and backward (post-trained to base) transfer."),
-    version="refusal@5",  # 5: every candidate as a Direction (per model and position); 4: the store, no pickle
+    version="refusal@5",  # 5: every candidate as a Direction (per model and position); 4: Parquet and safetensors in the store
     Config=Config,
     Result=Result,
     run=run,
