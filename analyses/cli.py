@@ -25,7 +25,7 @@ from typing import Any
 from steering import SteeringError
 
 from .common import PrintProgress, write_charts, write_tables
-from .study import Study, choices_of, config_fields, help_of
+from .study import Study, choices_of, config_fields, element_type, help_of
 
 
 def study_parser(study: Study, prog: str | None = None,
@@ -63,7 +63,7 @@ def add_config_options(parser: argparse._ActionsContainer, config_cls: type) -> 
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
-            kwargs.update(nargs="*", type=_list_of(_element_type(hint)))
+            kwargs.update(nargs="*", type=_list_of(element_type(hint)))
         elif _is_optional(hint):
             kwargs["type"] = _int_or_all
         else:
@@ -178,11 +178,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
-
-
-def _element_type(hint: Any) -> type:
-    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-    return args[0] if args else str
 
 
 def _list_of(kind: type) -> Callable[[str], list]:

@@ -298,7 +298,7 @@ def run_cached(study: Study, pair, config: Any, *, data: Any = None, progress: P
 class Shipped:
     """A study's shipped result and whether it is current for this pair and the default settings."""
 
-    stored: StoredResult | None  # None when it could not be read (see reason)
+    stored: StoredResult | None  # read only when current; None otherwise (see reason)
     manifest: dict
     reason: str | None  # why it is out of date; None when current
 
@@ -320,10 +320,10 @@ def shipped(study: Study, pair, root: Path = SHIPPED_ROOT) -> Shipped | None:
         reason = "it was computed with other settings than the study's defaults"
     elif manifest.get("key") != result_key(study, pair, config, study.data_hash(study.resolve_data(pair, config))):
         reason = "the built-in data changed since it was computed"
-    if reason is not None and manifest.get("version") != study.version:
+    if reason is not None:  # never shown, so not read
         return Shipped(None, manifest, reason)
     try:
-        return Shipped(read_result(folder, study), manifest, reason)
+        return Shipped(read_result(folder, study), manifest, None)
     except StoredResultError as e:
         return Shipped(None, manifest, str(e))
 

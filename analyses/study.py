@@ -15,6 +15,7 @@ widgets and the CLI's options (and their help) come from one place."""
 from __future__ import annotations
 
 import argparse
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -44,6 +45,12 @@ def choices_of(f: Field) -> list[Any] | None:
 
 def label_of(f: Field) -> str:
     return f.metadata.get("label") or f.name.replace("_", " ").capitalize()
+
+
+def element_type(hint: Any) -> type:
+    """The element type of a `tuple[X, ...]` field's annotation (str when it names none)."""
+    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+    return args[0] if args else str
 
 
 def config_fields(config_cls: type) -> list[Field]:

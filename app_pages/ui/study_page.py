@@ -21,7 +21,7 @@ import streamlit as st
 
 from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, result_key, run_cached,
                             shipped)
-from analyses.study import Study, choices_of, config_fields, help_of, label_of
+from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
 from steering import InvalidInputError, SteeringError
 
 from .progress import run_with_progress
@@ -67,7 +67,7 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
             continue
         value = values[f.name]
         if isinstance(f.default, tuple) and isinstance(value, str):
-            kind = _element_type(hints[f.name])
+            kind = element_type(hints[f.name])
             try:
                 value = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
             except ValueError:
@@ -77,11 +77,6 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
             value = int(value)
         parsed[f.name] = value
     return replace(study.Config(), **parsed)
-
-
-def _element_type(hint) -> type:
-    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-    return args[0] if args else str
 
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
