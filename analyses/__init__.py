@@ -1,8 +1,8 @@
 """The paper's studies, one package each, listed in `STUDIES` (each exports a `Study` record: see analyses/study.py).
 
-    from analyses import STUDIES, study
+    from analyses import STUDIES, find_study
     for s in STUDIES: print(s.name, s.title)
-    result = study("refusal").run(pair, study("refusal").Config())
+    refusal = find_study("refusal"); result = refusal.run(pair, refusal.Config())
 
 No Streamlit here. The packages are imported when STUDIES is first read, so `import analyses.statements` stays
 light."""
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import importlib
 
-# Imported here, before `def study` below, on purpose: the first import of the submodule analyses.study sets the
-# package attribute `study`, which would otherwise replace the function study() with the module.
-from .study import Study  # noqa: F401
+from .study import Study
 
 # The registry: a fifth study is one more name here (and its package).
 STUDY_NAMES = ("truthfulness", "refusal", "knowledge", "confidence")
 
 
-def study(name: str) -> "Study":
+def find_study(name: str) -> Study:
     """The study record of that name; an unknown name gets the list of known ones."""
     if name not in STUDY_NAMES:
         from steering.errors import InvalidInputError
@@ -29,5 +27,5 @@ def study(name: str) -> "Study":
 
 def __getattr__(attr: str):
     if attr == "STUDIES":
-        return [study(name) for name in STUDY_NAMES]
+        return [find_study(name) for name in STUDY_NAMES]
     raise AttributeError(f"module 'analyses' has no attribute {attr!r}")

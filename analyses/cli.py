@@ -153,10 +153,10 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
 
 def study_main(name: str, argv: list[str] | None = None) -> int:
     """`python -m analyses.<name>`: the same command as `python -m analyses <name>`."""
-    from . import study
+    from . import find_study
 
     argv = sys.argv[1:] if argv is None else argv
-    record = study(name)
+    record = find_study(name)
     args = study_parser(record, f"python -m analyses.{name}").parse_args(argv)
     return run_from_args(record, args, shlex.join(["python", "-m", "analyses", name, *argv]))
 

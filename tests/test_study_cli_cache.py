@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tiny import save_tiny_pair
 
-from analyses import STUDY_NAMES, study
+from analyses import STUDY_NAMES, find_study
 from analyses.cli import config_from_args, study_parser
 from analyses.store import run_cached
 from steering import load_pair
@@ -56,7 +56,7 @@ def test_the_cli_result_is_found_by_the_page(name, tiny_sources, tmp_path, monke
     assert (tmp_path / "out" / "headline.json").exists()
 
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    record = study(name)
+    record = find_study(name)
     args = study_parser(record).parse_args(argv)
     data = record.cli.data(args) if record.cli.data is not None else None
 
