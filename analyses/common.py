@@ -2,10 +2,15 @@
 
 A study's `run()` reports progress as `progress(fraction, message)` with fraction in [0, 1]; the page hands it
 st.progress, the CLI a line printer. `Steps` splits that range over a study's stages so each stage reports 0..1
-of its own share."""
+of its own share, with the stage's count and an estimate of the time left in the message.
+
+Partial results: a study hands what it has so far to `steps.partial(key, value)` (for example the candidates
+scored so far, as a DataFrame shaped like the final table). A progress callback that has a `partial(key, value)`
+method receives them (the page's draws them with the study's `partial_chart`); plain callbacks ignore them."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +34,7 @@ class Steps:
 
     def __init__(self, progress: Progress | None, weights: dict[str, float]):
         self.progress = progress or no_progress
+        self.started = time.perf_counter()
         total = sum(weights.values())
         self.start: dict[str, float] = {}
         self.share: dict[str, float] = {}
@@ -39,14 +45,36 @@ class Steps:
 
     def stage(self, name: str, message: str | None = None) -> Callable[[int, int], None]:
         def report(done: int, total: int) -> None:
-            fraction = self.start[name] + self.share[name] * (done / max(total, 1))
-            self.progress(min(fraction, 1.0), message or name)
+            fraction = min(self.start[name] + self.share[name] * (done / max(total, 1)), 1.0)
+            text = message or name
+            if done and total > 1:
+                text += f" · {done}/{total}{self._time_left(fraction)}"
+            self.progress(fraction, text)
 
         report(0, 1)
         return report
 
+    def _time_left(self, fraction: float) -> str:
+        """' · about 40 s left', from the time so far and the share of the work done (weights are costs)."""
+        elapsed = time.perf_counter() - self.started
+        if fraction <= 0.02 or fraction >= 1.0 or elapsed < 2.0:
+            return ""
+        left = elapsed * (1.0 - fraction) / fraction
+        return f" · about {left:.0f} s left" if left < 90 else f" · about {left / 60:.0f} min left"
+
+    def partial(self, key: str, value: Any) -> None:
+        """Hand a partial result to the progress callback, if it takes them (see the module's docstring)."""
+        show_partial(self.progress, key, value)
+
     def done(self, message: str = "done") -> None:
         self.progress(1.0, message)
+
+
+def show_partial(progress: Any, key: str, value: Any) -> None:
+    """`progress.partial(key, value)` where the callback has that method; nothing otherwise."""
+    take = getattr(progress, "partial", None)
+    if callable(take):
+        take(key, value)
 
 
 def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> list[Path]:

@@ -86,6 +86,8 @@ class Study:
     headline  headline(result) -> {name: scalar}: the few numbers the paper reports, per model ("…/base") or pair
     default_data(pair, config) -> the study's built-in data for this config; data_hash(data) -> str
     page      the Streamlit page that shows it (relative to the app), icon its emoji, summary its one-line link text
+    partial_chart(key, value) -> altair chart or None: draws a partial result a run hands to `Steps.partial` while
+              it works (the page shows it under the progress bar); None = partial results are not drawn
     """
 
     name: str
@@ -103,6 +105,7 @@ class Study:
     icon: str = ""
     cli: CliExtras = CliExtras()
     summary: str = ""  # one line for the landing page's link; the first sentence of `about` when empty
+    partial_chart: Callable[[str, Any], Any] | None = None
 
     def one_line(self) -> str:
         return self.summary or self.about.split(". ")[0].rstrip(".")

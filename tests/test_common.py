@@ -13,7 +13,34 @@ def test_steps_split_one_bar_over_weighted_stages() -> None:
     report = steps.stage("read")
     report(1, 2)
     steps.stage("probe", "probing")(3, 3)
-    assert seen == [(0.0, "read"), (0.125, "read"), (0.25, "probing"), (1.0, "probing")]
+    assert seen == [(0.0, "read"), (0.125, "read · 1/2"), (0.25, "probing"), (1.0, "probing · 3/3")]
+
+
+def test_steps_estimate_the_time_left_from_the_share_done(monkeypatch) -> None:
+    clock = iter([100.0, 110.0])  # the run starts at 100 s; a quarter is done 10 s later
+    monkeypatch.setattr("analyses.common.time.perf_counter", lambda: next(clock))
+    seen = []
+    steps = Steps(lambda fraction, message: seen.append(message), {"score": 1})
+    report = steps.stage("score", "scoring")
+    report(1, 4)
+    assert seen[-1] == "scoring · 1/4 · about 30 s left"
+
+
+def test_partial_results_reach_a_callback_that_takes_them_and_no_other() -> None:
+    class Drawing:
+        def __init__(self):
+            self.partials = []
+
+        def __call__(self, fraction, message):
+            pass
+
+        def partial(self, key, value):
+            self.partials.append((key, value))
+
+    drawing = Drawing()
+    Steps(drawing, {"a": 1}).partial("candidates", [1, 2])
+    Steps(lambda fraction, message: None, {"a": 1}).partial("candidates", [1, 2])  # a plain callback: ignored
+    assert drawing.partials == [("candidates", [1, 2])]
 
 
 @dataclass

@@ -28,3 +28,33 @@ def test_a_result_is_kept_and_an_error_clears_it():
     assert at.error and "out of range" in at.error[0].value
     assert "result" not in at.session_state
     assert "returned: None" in [m.value for m in at.markdown]
+
+
+def _page_with_partials() -> None:
+    import altair as alt
+    import pandas as pd
+    import streamlit as st
+
+    from analyses.common import Steps
+    from app_pages.ui.progress import run_with_progress
+
+    drawn = st.session_state.setdefault("drawn", [])
+
+    def chart(key, table):
+        drawn.append((key, len(table)))
+        return alt.Chart(table).mark_bar().encode(x="layer:O", y="score:Q")
+
+    def compute(progress):
+        steps = Steps(progress, {"score": 1})
+        for n in (1, 2):
+            steps.partial("candidates", pd.DataFrame({"layer": range(n), "score": range(n)}))
+        return "done"
+
+    run_with_progress("result", compute, partial_chart=chart)
+
+
+def test_partial_results_are_drawn_while_a_study_runs():
+    at = AppTest.from_function(_page_with_partials, default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert at.session_state["drawn"] == [("candidates", 1), ("candidates", 2)]
+    assert at.session_state["result"] == "done"

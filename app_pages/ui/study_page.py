@@ -100,7 +100,7 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     if run:
         return run_with_progress(state, lambda progress: run_cached(
             study, pair, config, data=data, progress=progress, refresh=True,
-            notice=lambda message: st.warning(message)))
+            notice=lambda message: st.warning(message)), partial_chart=study.partial_chart)
     return _found(study, pair, config, data, state)
 
 
