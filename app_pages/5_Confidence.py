@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analyses.confidence import STUDY
+from analyses.confidence.config import check_layer_setting
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 
@@ -16,7 +17,7 @@ pair = current_pair()
 if pair is None:
     st.stop()
 
-stored = study_result(STUDY, pair)
+stored = study_result(STUDY, pair, check=lambda config: check_layer_setting(config, pair.n_layers))
 if stored is None:
     st.stop()
 result = stored.result

@@ -15,6 +15,7 @@ from .extraction import Progress
 from .generation import DecodingSettings, SteeringSpec, format_prompts
 from .pairs import ModelPair
 from .registry import pair_names
+from .tokens import encode
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,21 @@ class ContrastPrompts:
             raise InvalidInputError("The token position is an offset from the end of the prompt: -1 is the last token.")
 
 
+def check_position_fits(tokenizer, texts: Sequence[str], position: int) -> None:
+    """Refuse, before any work, a token offset that reaches past the start of the shortest prompt."""
+    shortest = int(encode(tokenizer, texts).attention_mask.sum(dim=1).min())
+    if -position > shortest:
+        raise InvalidInputError(f"Token position {position} is before the start of the shortest prompt "
+                                f"({shortest} tokens): choose a position from -1 to -{shortest}.")
+
+
 def directions_for_pair(pair: ModelPair, prompts: ContrastPrompts, *, cache: DirectionCache | None = None,
                         progress: Progress | None = None) -> dict[str, Direction]:
     """The difference-in-means direction of every model of the pair (from the on-disk cache when computed before)."""
     prompts.validate()
     positive, negative = (format_prompts(pair.tokenizer, side, prompts.chat) if prompts.chat else list(side)
                           for side in (prompts.positive, prompts.negative))
+    check_position_fits(pair.tokenizer, positive + negative, prompts.position)
     roles = list(pair.models())
     out = {}
     for i, role in enumerate(roles):

@@ -42,3 +42,12 @@ def test_a_layer_out_of_range_is_an_error_not_an_exception(page):
     at = page.button[0].click().run()
     assert not at.exception
     assert at.error and "out of range" in at.error[0].value
+
+
+@pytest.mark.parametrize("layer", [-99, 9])
+def test_a_layer_out_of_range_is_named_as_typed(page, layer):
+    page.number_input(key="confidence_layer").set_value(layer)
+    at = page.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"MLP layer {layer} is out of range: this model has 3 layers, 0..2 "
+                                           "(or -1..-3 from the end)."]

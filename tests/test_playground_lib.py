@@ -38,6 +38,14 @@ def test_one_sided_lists_and_positive_positions_are_refused(pair):
         directions_for_pair(pair, ContrastPrompts("x", ("a",), ("b",), position=0))
 
 
+def test_a_position_before_the_shortest_prompt_is_refused_before_any_work(pair, monkeypatch):
+    import steering.playground as playground
+
+    monkeypatch.setattr(playground, "pair_direction", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(InvalidInputError, match=r"Token position -10000 .* shortest prompt \(\d+ tokens\)"):
+        directions_for_pair(pair, ContrastPrompts("x", ("the cat is true",), ("w1",), position=-10000))
+
+
 def test_the_reproduce_snippet_gives_the_same_generations(pair, tmp_path):
     direction = directions_for_pair(pair, CONTRAST)["base"]
     spec = SteeringSpec(direction, "add", (1,), 8.0)

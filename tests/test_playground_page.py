@@ -78,6 +78,14 @@ def test_bad_input_is_an_error_element_and_keeps_what_was_typed(page, setup, mes
     assert at.text_area(key="pg_prompts").value == typed
 
 
+def test_a_token_position_before_the_prompt_start_is_one_sentence_not_a_traceback(page):
+    page.number_input(key="pg_position").set_value(-10000)
+    at = _generate(page)
+    assert not at.exception
+    assert [e.value for e in at.error] == [at.error[0].value] and "before the start" in at.error[0].value
+    assert not at.text  # nothing was generated
+
+
 def test_a_bad_csv_list_is_the_only_error(page):
     page.text_area(key="pg_pos").input("prompt,label\nthe cat,1,extra")
     at = _generate(page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analyses.study import setting
+from steering.errors import InvalidInputError
 
 NORM_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)  # overlap sweep: top fractions by norm...
 CANDIDATE_COUNTS = (5, 10, 20, 50, 100)  # ...times numbers of lowest-variance neurons
@@ -31,3 +32,12 @@ class Config:
                           label="Confidence bins")
     batch_size: int = setting(4, "texts per forward pass in the ablations (4x as many questions per pass)")
     seed: int = setting(0, "seed for the random control neurons and the drawn questions")
+
+
+def check_layer_setting(config: Config, n_layers: int) -> int:
+    """The absolute MLP layer of the setting; a layer out of range is named as the user typed it."""
+    layer = config.layer + n_layers if config.layer < 0 else config.layer
+    if not 0 <= layer < n_layers:
+        raise InvalidInputError(f"MLP layer {config.layer} is out of range: this model has {n_layers} layers, "
+                                f"0..{n_layers - 1} (or -1..-{n_layers} from the end).")
+    return layer

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -80,19 +80,23 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
 
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
-                 data: Any = None, columns: int = 4) -> StoredResult | None:
+                 data: Any = None, columns: int = 4,
+                 check: Callable[[Any], Any] | None = None) -> StoredResult | None:
     """The settings form and the result for its settings.
 
     Run computes it live with a progress bar (and stores it). Without a click the page shows, at once, the result
     for the current settings when one exists: from this session, from the user's store (a CLI run finds its way
     here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
-    set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost."""
+    set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost.
+    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work."""
     with st.form(f"{study.name}_form"):
         with st.expander("Settings", expanded=False):
             values = settings(study, skip=skip, columns=columns)
         run = st.form_submit_button("Run", type="primary", help="compute it live with these settings")
     try:
         config = config_from(study, {**values, **(extra or {})})
+        if check is not None:
+            check(config)
     except (SteeringError, TypeError, ValueError) as e:
         st.error(str(e))
         return None
