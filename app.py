@@ -3,8 +3,9 @@ of the registry (`analyses.STUDIES`), and picks and loads a pair for every page.
 import streamlit as st
 
 from analyses import STUDIES
+from app_pages.ui.icons import HOME, PLAYGROUND as PLAYGROUND_ICON, study_icon
 
-PLAYGROUND = st.Page("app_pages/1_Playground.py", title="Playground", icon="🎛️")
-pages = [st.Page("home.py", title="Home", icon="🔬", default=True), PLAYGROUND,
-         *[st.Page(study.page, title=study.title, icon=study.icon) for study in STUDIES]]
+PLAYGROUND = st.Page("app_pages/1_Playground.py", title="Playground", icon=PLAYGROUND_ICON)
+pages = [st.Page("home.py", title="Home", icon=HOME, default=True), PLAYGROUND,
+         *[st.Page(study.page, title=study.title, icon=study_icon(study)) for study in STUDIES]]
 st.navigation(pages).run()

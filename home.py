@@ -2,11 +2,12 @@
 import streamlit as st
 
 from analyses import STUDIES
+from app_pages.ui.icons import HOME, PLAYGROUND, study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import SteeringError
 from steering.generation import DecodingSettings, format_prompts, generate
 
-st.set_page_config(page_title="Post-training playground", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="Post-training playground", page_icon=HOME, layout="wide")
 sidebar()
 
 st.title("How post-training reshapes a language model")
@@ -23,9 +24,9 @@ st.caption(
 
 st.subheader("What you can look at")
 st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
-             "transfer it; four generations side by side", icon="🎛️")
+             "transfer it; four generations side by side", icon=PLAYGROUND)
 for study in STUDIES:
-    st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study.icon)
+    st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study_icon(study))
 
 pair = current_pair()
 if pair is not None:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
 from analyses.study_directions import directions_for
+from app_pages.ui.icons import PLAYGROUND
 from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
@@ -15,7 +16,7 @@ from steering.generation import MAX_ALPHA, DecodingSettings, SteeringSpec, compa
 from steering.playground import ContrastPrompts, cosine_table, directions_for_pair, reproduce_snippet
 from steering.sweep import alignment_per_layer, alpha_sweep
 
-st.set_page_config(page_title="Playground", page_icon="🎛️", layout="wide")
+st.set_page_config(page_title="Playground", page_icon=PLAYGROUND, layout="wide")
 sidebar()
 st.title("Playground: steer, ablate, transfer")
 pair = current_pair()

@@ -5,6 +5,7 @@ from analyses.statements import describe, statement_set_names
 from analyses.truthfulness import STUDY, score_curve, uploaded_statements
 from analyses.truthfulness import charts
 from analyses.truthfulness.general import GeneralConfig, generalisation
+from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -12,7 +13,7 @@ from steering import SteeringError
 
 UPLOAD = "your own CSV (statement,label)"
 
-st.set_page_config(page_title="Truthfulness", page_icon=STUDY.icon, layout="wide")
+st.set_page_config(page_title="Truthfulness", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
 st.title("Truthfulness: one direction in both models?")
 st.caption("Du et al. 2025 (after Marks & Tegmark's Geometry of Truth): true and false statements separate along "

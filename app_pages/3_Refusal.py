@@ -5,12 +5,13 @@ from analyses.contrast_sets import decode_upload, parse_prompt_list
 from analyses.refusal import (ABLATION_HELP, ABLATIONS, STUDY, builtin_data, live_generation, phrases_setting,
                               split_lists, steering_of)
 from analyses.refusal.charts import candidate_heatmap, cosine_chart, score_bars
+from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
 from steering.judging import refusal_phrases
 
-st.set_page_config(page_title="Refusal", page_icon=STUDY.icon, layout="wide")
+st.set_page_config(page_title="Refusal", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
 st.title("Refusal: one direction, and how it transfers")
 st.markdown(

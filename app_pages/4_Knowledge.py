@@ -6,6 +6,7 @@ import streamlit as st
 from analyses.knowledge import COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, trace_fact
 from analyses.knowledge import charts
 from analyses.knowledge.data import dataset_names
+from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress
 from app_pages.ui.study_page import config_from, downloads, headline, study_result
@@ -14,7 +15,7 @@ from steering import SteeringError
 DEFAULT = Config()
 HELP = {f.name: f.metadata["help"] for f in fields(Config)}
 
-st.set_page_config(page_title="Knowledge", page_icon=STUDY.icon, layout="wide")
+st.set_page_config(page_title="Knowledge", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
 st.title("Knowledge storage: causal tracing")
 st.caption("Put the clean run's hidden state back into a corrupted run, one (token, layer) cell at a time, and see "

@@ -3,10 +3,11 @@ import streamlit as st
 
 from analyses.confidence import STUDY
 from analyses.confidence.config import check_layer_setting
+from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 
-st.set_page_config(page_title="Confidence", page_icon=STUDY.icon, layout="wide")
+st.set_page_config(page_title="Confidence", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
 st.title("Confidence: entropy neurons and calibration")
 st.caption("Entropy neurons (Stolfo et al. 2024) sit in the last MLP layer with a large output weight that the "

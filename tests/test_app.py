@@ -50,8 +50,52 @@ def test_pressing_load_with_an_unknown_source_keeps_the_session(tiny_dirs):
     assert at.sidebar.text_input[0].value == "/no/such/model.gguf"  # what the user typed is kept
 
 
+def test_a_pair_that_fails_to_load_keeps_the_loaded_one(tiny_dirs):
+    at = _app(PairRequest(None, base=tiny_dirs[0], post=tiny_dirs[1]))
+    loaded = at.session_state["pair"]
+    at.sidebar.selectbox[0].select(at.sidebar.selectbox[0].options[-1]).run()  # custom sources
+    at.sidebar.text_input[0].input("nobody/not-a-model")
+    at.sidebar.text_input[1].input("nobody/not-a-model-it")
+    next(b for b in at.sidebar.button if b.label == "Load pair").click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.sidebar.error]
+    assert "hf download nobody/not-a-model" in error and "stays in use" in error
+    assert at.session_state["pair"] is loaded
+    assert not any("No model pair is loaded" in i.value for i in at.info)
+    assert any("layers" in m.value for m in at.sidebar.markdown)  # the loaded pair is still described
+    at.run()  # another page or rerun: still the loaded pair, still the note
+    assert at.session_state["pair"] is loaded and len(at.sidebar.error) == 1
+
+
 @pytest.mark.demo
 def test_the_app_starts_on_the_demo_pair():
     at = _app(timeout=COLD_DEMO_TIMEOUT)
     assert not at.exception
     assert any("**demo**" in m.value for m in at.sidebar.markdown)
+
+
+def test_the_landing_page_icons_are_material_icons_not_emoji(tiny_dirs):
+    at = _app(PairRequest(None, base=tiny_dirs[0], post=tiny_dirs[1]))
+    icons = [link.proto.icon for link in at.get("page_link")]
+    assert len(icons) == 5 and all(icon.startswith(":material/") for icon in icons), icons
+    from analyses import STUDIES
+    from app_pages.ui.icons import study_icon
+
+    assert all(study_icon(study).startswith(":material/") for study in STUDIES)  # the navigation's icons too
+
+
+def test_make_app_runs_without_the_file_watcher_and_make_dev_with_it():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    root = Path(__file__).resolve().parent.parent
+
+    def planned(target: str) -> str:  # -n: print the commands, run nothing; -o: the venv counts as installed
+        return subprocess.run(["make", "-n", "-o", ".venv/.installed", target], cwd=root, capture_output=True,
+                              text=True, check=True).stdout
+
+    assert "streamlit run app.py --server.fileWatcherType none" in planned("app")
+    assert "--server.fileWatcherType auto" in planned("dev")

@@ -35,7 +35,7 @@ def _load(request: PairRequest) -> tuple[ModelPair, float]:
 
 
 def _load_with_status(request: PairRequest) -> ModelPair:
-    label = request.name or f"{request.base} | {request.post}"
+    label = _label(request)
     with st.status(f"Loading {label}…", expanded=False) as status:
         try:  # conversions that happen once (GGUF, adapter merge) report their progress here, outside the cache
             prepare_sources(request.name, base=request.base, post=request.post, base_only=request.base_only,
@@ -78,21 +78,35 @@ def _pick() -> PairRequest:
 
 
 def sidebar() -> None:
-    """The pair picker. The demo pair loads on first visit; another pair loads when 'Load pair' is pressed."""
+    """The pair picker. The demo pair loads on first visit; another pair loads when 'Load pair' is pressed. A pair
+    that fails to load leaves the one already loaded in place (with the error above it)."""
     with st.sidebar:
         st.subheader("Model pair")
         request = _pick()
         if st.button("Load pair", type="primary", width="stretch"):
             st.session_state["pair_request"] = request
+            st.session_state.pop("pair_load_error", None)
         active = st.session_state.setdefault("pair_request", PairRequest("demo"))
         try:
             pair = _load_or_base_alone(active)
         except SteeringError as e:
-            st.error(str(e))
-            st.session_state["pair"] = None
-            return
+            kept = st.session_state.get("pair_loaded_request")
+            if kept is None or kept == active:
+                st.error(str(e))
+                st.session_state["pair"] = None
+                return
+            st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
+            st.session_state["pair_request"] = active = kept
+            pair = _load_or_base_alone(kept)
+        if st.session_state.get("pair_load_error"):
+            st.error(st.session_state["pair_load_error"])
+        st.session_state["pair_loaded_request"] = active
         st.session_state["pair"] = pair
         _describe(pair)
+
+
+def _label(request: PairRequest) -> str:
+    return request.name or f"{request.base} | {request.post}"
 
 
 def _describe(pair: ModelPair) -> None:
