@@ -45,7 +45,8 @@ def resume_at(model: nn.Module, layer: int, resid_pre: torch.Tensor) -> Iterator
     try:
         for module in skipped:
             module.forward = _hand_on
-        with hooks(model, [(f"resid_pre.{layer}", stored)]):
+        # the hook ignores token offsets, so any prompt length will do (also for a pass that starts with a cache)
+        with hooks(model, [(f"resid_pre.{layer}", stored)], prompt_length=0):
             yield
     finally:
         for module, forward in zip(skipped, originals):

@@ -16,6 +16,7 @@ from analyses.truth_score import statement_offsets, truth_prompts, truth_scores
 from analyses.truthfulness import STUDY, Config, balanced, probed_layers, run, score_curve, steering_vectors
 from analyses.truthfulness import probes as tp
 from analyses.truthfulness import steer as ts
+from analyses.truthfulness.transfer import transfer_table
 from analyses.truthfulness.general import GeneralConfig, generalisation
 from steering import Direction, InvalidInputError, load_pair
 from steering.interventions import hooks, position_mask
@@ -111,11 +112,34 @@ def test_intervention_moves_the_score_in_the_sign_the_direction_says():
     assert up > base > down
     # in the study's convention false statements get +alpha, true ones -alpha: both move "as pushed"
     frame = pd.DataFrame({"statement": [statement, statement], "label": [0, 1]})
-    table, steered = ts.transfer_table({"base": model}, tok, frame, {"base": vector}, {"base": np.array([base] * 2)},
+    table, steered = ts.transfer_table_reference({"base": model}, tok, frame, {"base": vector}, {"base": np.array([base] * 2)},
                                        {"base": base}, [1.0], prefix=prefix, answers=ANSWERS)
     row = table.iloc[0]
     assert row["mean_change_false"] > 0 > row["mean_change_true"] and row["mean_change"] > 0
     assert len(steered) == 2
+
+
+@pytest.mark.parametrize("model_type", ["gemma3_text", "llama"])
+def test_the_batched_transfer_table_equals_one_full_pass_per_job(model_type):
+    """The study's table (prefix cached, every source and alpha in one suffix pass, resumed at the first steered
+    layer) against the reference that runs each job on the whole prompt and model."""
+    models = {"base": tiny_model(model_type, seed=5), "post": tiny_model(model_type, seed=6)}
+    tok, prefix = tiny_tokenizer(), "w1 is a w2 . This statement is: true\n"
+    frame = pd.DataFrame({"statement": ["the cat is a dog .", "w3 is w4 .", "the w5 w6 w7 is a w8 .", "dog is ."],
+                          "label": [0, 1, 1, 0]})
+    g = torch.Generator().manual_seed(0)
+    d = ModelView.of(models["base"]).d_model
+    vectors = {role: ts.layer_vectors(torch.randn(d, generator=g), [1, 2]) for role in models}
+    thresholds = {"base": 0.01, "post": -0.02}
+    kw = dict(prefix=prefix, answers=ANSWERS, batch_size=3)
+    baselines = {role: ts.steered_scores(m, tok, list(frame["statement"]), [], None, **kw) for role, m in models.items()}
+    expected = ts.transfer_table_reference(models, tok, frame, vectors, baselines, thresholds, [1.0, 4.0], **kw)
+    table, steered, fast_baselines = transfer_table(models, tok, frame, vectors, thresholds, [1.0, 4.0], **kw)
+    for role in models:
+        np.testing.assert_allclose(fast_baselines[role], baselines[role], atol=1e-6)
+    pd.testing.assert_frame_equal(table, expected[0], atol=1e-6)
+    pd.testing.assert_frame_equal(steered, expected[1], atol=1e-6)
+    assert steered["score_after"].sub(steered["score_before"]).abs().max() > 1e-3  # the steering did something
 
 
 def test_effect_row_counts_flips_against_the_threshold():
@@ -336,3 +360,22 @@ def test_cli_generalisation_writes_its_table(tiny_pair, tmp_path, monkeypatch, c
     assert set(table["model"]) == {"base", "post"} and len(set(table["held_out"])) == 6
     assert (tmp_path / "out" / "generalisation.html").exists()
     assert "generalisation (best layer per held-out set)" in capsys.readouterr().out
+
+
+def test_the_probe_table_is_handed_on_while_the_run_works_and_drawn(tiny_pair, tiny_result):
+    seen = []
+
+    class Drawing:
+        def __call__(self, fraction, message):
+            seen.append(message)
+
+        def partial(self, key, value):
+            seen.append((key, value))
+
+    run(tiny_pair, TINY, data=_tiny_frame(), progress=Drawing())
+    (key, table), = [item for item in seen if isinstance(item, tuple)]
+    assert key == "probes"
+    pd.testing.assert_frame_equal(table, tiny_result.probes)
+    assert seen.index((key, table)) < max(i for i, m in enumerate(seen) if m == "scoring statements" or
+                                          str(m).startswith("scoring statements"))  # before the interventions
+    assert STUDY.partial_chart("probes", table) is not None and STUDY.partial_chart("other", table) is None

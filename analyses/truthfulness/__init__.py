@@ -12,6 +12,7 @@ from .cli import EXTRAS
 from .compute import Result, balanced, probed_layers, read_activations, run, score_curve, steering_vectors
 from .config import Config
 from .data import data_hash, default_data, uploaded_statements
+from .partial import partial_chart
 from .summary import headline
 
 STUDY = Study(
@@ -37,6 +38,7 @@ STUDY = Study(
     summary="probes and a truth direction per layer, their cosine across the pair, steering P(TRUE) − P(FALSE), "
             "transfer",
     cli=EXTRAS,
+    partial_chart=partial_chart,
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "study_charts", "headline", "default_data", "data_hash", "score_curve",

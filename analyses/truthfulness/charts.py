@@ -11,7 +11,7 @@ def probe_accuracy(probes: pd.DataFrame) -> alt.Chart:
     return alt.Chart(own, title="Probe accuracy on the test split, per layer").mark_line(point=True).encode(
         x=alt.X("layer:Q", title="layer (residual stream entering it)"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
-        color=alt.Color("model:N"), strokeDash=alt.StrokeDash("method:N"),
+        color=alt.Color("model:N"), strokeDash=alt.StrokeDash("method:N"), shape=alt.Shape("method:N"),
         tooltip=["model", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")])
 
 
@@ -20,7 +20,7 @@ def probe_transfer(probes: pd.DataFrame) -> alt.Chart:
     data = probes.assign(pairing=probes["source"] + " probe → " + probes["model"] + " acts")
     return alt.Chart(data, title="Probe transfer: fit on one model, tested on each").mark_line(point=True).encode(
         x="layer:Q", y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
-        color=alt.Color("pairing:N"), strokeDash=alt.StrokeDash("method:N"),
+        color=alt.Color("pairing:N"), strokeDash=alt.StrokeDash("method:N"), shape=alt.Shape("method:N"),
         tooltip=["pairing", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")])
 
 
@@ -36,22 +36,34 @@ def cosine(directions: pd.DataFrame) -> alt.Chart:
 def pca_scatter(pca: pd.DataFrame, layer: int) -> alt.Chart:
     """The first two principal components of one layer's activations, one panel per model, coloured by label."""
     data = pca[pca["layer"] == layer].assign(truth=lambda d: d["label"].map({1: "true", 0: "false"}))
-    return alt.Chart(data, title=f"Activations at layer {layer}: first two principal components").mark_circle(
-        size=30, opacity=0.7).encode(
+    return alt.Chart(data).mark_circle(size=30, opacity=0.7).encode(
         x="pc1:Q", y="pc2:Q", color=alt.Color("truth:N", scale=alt.Scale(domain=["true", "false"])),
         shape="split:N", tooltip=["statement", "truth", "split"]).properties(width=320, height=280).facet(
-        column=alt.Column("model:N"))
+        column=alt.Column("model:N", title=None)).properties(
+        title=f"Activations at layer {layer}: first two principal components")
 
 
 def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "mean_change") -> alt.Chart:
     """The 2 x 2 direction source x steered model at one alpha, coloured by the measure."""
     data = transfer[transfer["alpha"] == alpha]
-    base = alt.Chart(data, title=f"Intervention transfer at alpha = {alpha:g}: {measure}").encode(
-        x=alt.X("model:N", title="model steered"), y=alt.Y("direction:N", title="direction taken from"))
-    rect = base.mark_rect().encode(color=alt.Color(f"{measure}:Q", scale=alt.Scale(scheme="blues")),
+    base = alt.Chart(data, title=alt.Title(f"{MEASURES.get(measure, measure)} at alpha {alpha:g}",
+                                           subtitle="rows: direction taken from · columns: model steered")).encode(
+        x=alt.X("model:N", title="model steered", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("direction:N", title="direction from"))
+    rect = base.mark_rect().encode(color=alt.Color(f"{measure}:Q", scale=alt.Scale(scheme="blues"), legend=None),
                                    tooltip=["direction", "model", "mean_change", "flip_rate", "accuracy_after"])
-    text = base.mark_text(fontSize=16).encode(text=alt.Text(f"{measure}:Q", format=".2f"))
-    return (rect + text).properties(width=220, height=160)
+    text = base.mark_text(fontSize=18).encode(
+        text=alt.Text(f"{measure}:Q", format=".2f"),
+        color=alt.condition(f"datum.{measure} > {_midpoint(data[measure])}", alt.value("white"), alt.value("black")))
+    return (rect + text).properties(width=alt.Step(120), height=alt.Step(70))
+
+
+MEASURES = {"mean_change": "Mean change of the score", "flip_rate": "Flip rate"}
+
+
+def _midpoint(values: pd.Series) -> float:
+    """Halfway along the colour scale: darker cells than this get white numbers."""
+    return float((values.min() + values.max()) / 2) if len(values) else 0.0
 
 
 def alpha_curve(curve: pd.DataFrame) -> alt.Chart:
@@ -64,11 +76,13 @@ def alpha_curve(curve: pd.DataFrame) -> alt.Chart:
 
 def generalisation(table: pd.DataFrame) -> alt.Chart:
     """Accuracy on each held-out set of probes fit on the others, per layer, one panel per model."""
-    return alt.Chart(table, title="Generalisation: probes fit on the other sets, tested on the held-out one").mark_line(
-        point=True).encode(x="layer:Q", y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
-                           color="held_out:N", strokeDash="method:N",
+    return alt.Chart(table).mark_line(point=True).encode(x="layer:Q", y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0.3, 1.0])),
+                           color=alt.Color("held_out:N", legend=alt.Legend(orient="bottom", columns=4)),
+                           strokeDash=alt.StrokeDash("method:N", legend=alt.Legend(orient="bottom")),
+                           shape=alt.Shape("method:N", legend=alt.Legend(orient="bottom")),
                            tooltip=["held_out", "method", "layer", alt.Tooltip("accuracy:Q", format=".3f")]
-                           ).properties(width=320).facet(column="model:N")
+                           ).properties(width=330, height=260).facet(column=alt.Column("model:N", title=None)).properties(
+        title="Generalisation: probes fit on the other sets, tested on the held-out one")
 
 
 def charts(result, layer: int | None = None) -> dict[str, alt.Chart]:

@@ -26,6 +26,7 @@ from . import probes as tp
 from . import steer as ts
 from .config import Config
 from .data import balanced, check_frame, data_hash, data_name, default_data
+from .transfer import transfer_table
 
 
 @dataclass
@@ -140,10 +141,7 @@ def run(pair, config: Config, *, data: pd.DataFrame | None = None, progress: Pro
     check_frame(frame)
     timings, start = {}, time.perf_counter()
     models = pair.models()
-    train = balanced(frame[frame["split"] == "train"], config.n_train, config.seed)
-    test = balanced(frame[frame["split"] == "test"], config.n_test, config.seed)
-    if train.empty or test.empty:
-        raise InvalidInputError("The statement set needs statements in both the train and the test split.")
+    train, test = used_statements(frame, config)
     used = pd.concat([train, test])
     steps = Steps(progress, {f"acts {r}": 4 for r in models} | {"probes": 1} | {
         "scoring": 2 * len(models) + len(models) ** 2 * len(config.alphas)})
@@ -151,6 +149,7 @@ def run(pair, config: Config, *, data: pd.DataFrame | None = None, progress: Pro
     timings["activations"] = time.perf_counter() - start
     steps.stage("probes", "fitting probes")
     probes, stats, pca, diffs, train_acc = _probe_stage(config, layers, train, test, acts, list(used["split"]), used)
+    steps.partial("probes", probes)
     probe, steer_layers = choose_layers(config, layers, train_acc, pair.n_layers)
     name = data_name(frame, config)
     directions = truth_directions(pair, diffs, {r: a[:len(train)] for r, a in acts.items()}, layers, name,
@@ -167,25 +166,40 @@ def run(pair, config: Config, *, data: pd.DataFrame | None = None, progress: Pro
         prefix=prefix, answers=list(config.answers), timings={k: round(v, 2) for k, v in timings.items()})
 
 
-def _intervene(pair, config: Config, frame: pd.DataFrame, vectors: dict, steps: Steps):
-    """Thresholds from unsteered train scores, unsteered test scores, then the 2 x 2 (x alphas) table."""
-    models, tok = pair.models(), pair.tokenizer
+def judged_sets(frame: pd.DataFrame, config: Config) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The few-shot judging prefix, the test statements steered and the train statements that calibrate each
+    model's threshold (none of them from a fact in the prefix)."""
     prefix = few_shot_prefix(frame, config.n_shots, config.seed, config.answers)
     pool = frame[~frame["fact"].isin(shot_facts(prefix, frame))]
     scored = balanced(pool[pool["split"] == "test"], config.n_steer, config.seed)
     calib = balanced(pool[pool["split"] == "train"], config.n_calib, config.seed + 1)
+    return prefix, scored, calib
+
+
+def used_statements(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The balanced train and test samples whose activations are read."""
+    train = balanced(frame[frame["split"] == "train"], config.n_train, config.seed)
+    test = balanced(frame[frame["split"] == "test"], config.n_test, config.seed)
+    if train.empty or test.empty:
+        raise InvalidInputError("The statement set needs statements in both the train and the test split.")
+    return train, test
+
+
+def _intervene(pair, config: Config, frame: pd.DataFrame, vectors: dict, steps: Steps):
+    """Thresholds from unsteered train scores, unsteered test scores, then the 2 x 2 (x alphas) table."""
+    models, tok = pair.models(), pair.tokenizer
+    prefix, scored, calib = judged_sets(frame, config)
     report = steps.stage("scoring", "scoring statements")
-    n_jobs, done = 2 * len(models) + len(models) ** 2 * len(config.alphas), 0
-    baselines, thresholds = {}, {}
+    n_jobs, done = 2 * len(models), 0
+    thresholds = {}
     kw = dict(prefix=prefix, answers=tuple(config.answers), batch_size=config.batch_size)
     for role, model in models.items():
         calib_scores = ts.steered_scores(model, tok, list(calib["statement"]), [], None, **kw)
         thresholds[role] = ts.threshold(calib_scores, calib["label"].to_numpy())
-        baselines[role] = ts.steered_scores(model, tok, list(scored["statement"]), [], None, **kw)
-        done += 2
+        done += 1
         report(done, n_jobs)
-    transfer, steered = ts.transfer_table(models, tok, scored, vectors, baselines, thresholds, config.alphas,
-                                          report=lambda d, _: report(done + d, n_jobs), **kw)
+    transfer, steered, _ = transfer_table(models, tok, scored, vectors, thresholds, config.alphas,
+                                          report=lambda d, n: report(done + d, done + n), **kw)
     return transfer, steered, thresholds, prefix
 
 

@@ -82,7 +82,7 @@ def effect_row(before: np.ndarray, after: np.ndarray, labels: np.ndarray, tau: f
     }
 
 
-def transfer_table(
+def transfer_table_reference(
     models: dict[str, nn.Module],
     tokenizer: PreTrainedTokenizerBase,
     frame: pd.DataFrame,
@@ -96,7 +96,9 @@ def transfer_table(
     batch_size: int = 16,
     report: Report | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every (direction source, steered model, alpha): the effect row, and every statement's score.
+    """Every (direction source, steered model, alpha): the effect row, and every statement's score; one full
+    forward pass per job and batch. The slow, obvious reference of analyses.truthfulness.transfer.transfer_table,
+    which the study uses.
 
     frame: the statements scored (statement, label); vectors[source]: {layer: vector}; baselines[model]: the
     unsteered scores of frame's statements."""
