@@ -13,6 +13,11 @@ from steering import SteeringError
 
 UPLOAD = "your own CSV (statement,label)"
 
+
+def thresholds_text(thresholds: dict) -> str:
+    """{'base': 0.0123456789..., ...} as 'base 0.012, post −0.034' (three decimals are what the scores carry)."""
+    return ", ".join(f"{role} {value:.3f}" for role, value in thresholds.items())
+
 st.set_page_config(page_title="Truthfulness", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
 st.title("Truthfulness: one direction in both models?")
@@ -83,12 +88,12 @@ st.caption(f"Direction of layer {result.probe_layer} (mean true − mean false) 
 alpha_values = sorted(result.transfer["alpha"].unique())
 alpha = st.select_slider("alpha", alpha_values, value=alpha_values[0], key="tr_alpha")
 h1, h2 = st.columns(2)
-h1.altair_chart(charts.transfer_heatmap(result.transfer, alpha))
-h2.altair_chart(charts.transfer_heatmap(result.transfer, alpha, "flip_rate"))
+h1.altair_chart(charts.transfer_heatmap(result.transfer, alpha), width="content")
+h2.altair_chart(charts.transfer_heatmap(result.transfer, alpha, "flip_rate"), width="content")
 st.caption("Compare the rows: if the base direction moves the post-trained model as much as the post direction "
            "does, the direction transfers. Mean change > 0 means the score moved the way it was pushed.")
 st.dataframe(result.transfer[result.transfer["alpha"] == alpha], hide_index=True)
-st.caption(f"Thresholds per model: {result.thresholds}. The 270M demo model judges statements weakly in a few-shot "
+st.caption(f"Thresholds per model: {thresholds_text(result.thresholds)}. The 270M demo model judges statements weakly in a few-shot "
            "prompt (its unsteered accuracy is in the table), so read changes of the score, not only flips.")
 
 st.subheader("Your statement")

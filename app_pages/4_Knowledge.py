@@ -55,18 +55,17 @@ def _show_dataset(result: Result) -> None:
     cols = st.columns(len(result.n_kept))
     for col, (role, n) in zip(cols, result.n_kept.items()):
         col.metric(f"Kept ({role})", f"{n} / {result.n_candidates}")
-    for component in result.averages["component"].unique():
-        cols = st.columns([2, 1]) if not result.comparison.empty else [st.container()]
-        cols[0].altair_chart(charts.average_maps(result.averages, component))
-        if len(cols) == 2:
-            cols[1].altair_chart(charts.average_difference(result.averages, component))
+    for component in result.averages["component"].unique():  # one map per row: side by side they were cut
+        st.altair_chart(charts.average_maps(result.averages, component), width="content")
+        if not result.comparison.empty:
+            st.altair_chart(charts.average_difference(result.averages, component), width="content")
     st.caption("Rows are ROME's token roles, averaged over the traced items. Alike maps and a pale difference "
                "mean post-training left the storage of facts where it was.")
     if not result.comparison.empty:
         st.dataframe(result.comparison, hide_index=True)
         st.caption("Correlation of the base and post-trained maps per component (role averages; every cell).")
     if not result.cross_averages.empty:
-        st.altair_chart(charts.cross_maps(result.cross_averages))
+        st.altair_chart(charts.cross_maps(result.cross_averages), width="content")
         st.altair_chart(charts.recovery_bars(result.recovery))
         st.caption("The paper: base states patched into the post-trained model mostly work, the reverse often "
                    "does not. Compare each cross bar with the target's own self-patching.")
@@ -102,10 +101,9 @@ def _show_fact(result: Result) -> None:
                "(it is traced either way here).")
     item = int(result.grids["item"].iloc[0])
     for component in result.grids["component"].unique():
-        cols = st.columns([2, 1]) if result.grids["model"].nunique() == 2 else [st.container()]
-        cols[0].altair_chart(charts.fact_map(result.grids, item, component))
-        if len(cols) == 2:
-            cols[1].altair_chart(charts.fact_difference(result.grids, item, component))
+        st.altair_chart(charts.fact_map(result.grids, item, component), width="content")
+        if result.grids["model"].nunique() == 2:
+            st.altair_chart(charts.fact_difference(result.grids, item, component), width="content")
     st.caption("Look for dark cells at the last subject token in early-middle layers (MLP) and at the last token "
                "in late layers (attention); red/blue on the right is where post-training changed the map.")
 

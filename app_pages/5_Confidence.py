@@ -39,7 +39,7 @@ if result.iou is None:
     st.info("This pair has no post-trained model: nothing to compare.")
 else:
     st.metric("IoU of the candidate sets at these thresholds", f"{result.iou:.2f}")
-    st.altair_chart(charts["overlap"])
+    st.altair_chart(charts["overlap"], width="content")
     st.caption("High IoU across the grid means the same neurons are candidates in both models.")
     st.dataframe(result.correlations, hide_index=True)
     st.caption("Correlation across all neurons of each score, base vs post-trained (log logit variance).")
@@ -55,6 +55,7 @@ st.altair_chart(charts["reliability"])
 st.caption("Points on the dashed diagonal are calibrated; below it the model is over-confident. Compare the two "
            "panels and the ECE below.")
 st.dataframe(result.calibration, hide_index=True)
-st.caption(f"Timings when computed (s): {result.timings}")
+st.caption("Timings when computed: " + ", ".join(f"{stage.replace('_', ' ')} {seconds:.0f} s"
+                                                 for stage, seconds in result.timings.items()))
 
 downloads(STUDY, result)

@@ -51,11 +51,14 @@ def null_fraction(neurons: pd.DataFrame) -> alt.Chart:
 
 def overlap(table: pd.DataFrame) -> alt.Chart:
     """IoU of the base and post-trained candidate sets over the thresholds."""
-    base = alt.Chart(table).encode(x=alt.X("n_candidates:O", title="N lowest logit variance"),
+    base = alt.Chart(table).encode(x=alt.X("n_candidates:O", title="N lowest logit variance",
+                                           axis=alt.Axis(labelAngle=0)),
                                    y=alt.Y("top_norm_fraction:O", title="top fraction by norm"))
     cells = base.mark_rect().encode(color=alt.Color("iou:Q", scale=alt.Scale(domain=[0, 1]), title="IoU"))
-    text = base.mark_text().encode(text=alt.Text("iou:Q", format=".2f"))
-    return (cells + text).properties(width=300, height=200, title="Candidate overlap, base vs post-trained (IoU)")
+    text = base.mark_text(fontSize=13).encode(text=alt.Text("iou:Q", format=".2f"), color=alt.condition(
+        "datum.iou > 0.5", alt.value("white"), alt.value("black")))
+    return (cells + text).properties(width=alt.Step(90), height=alt.Step(36),
+                                     title="Candidate overlap, base vs post-trained (IoU)")
 
 
 def ablation(table: pd.DataFrame) -> alt.Chart:
@@ -73,7 +76,7 @@ def ablation(table: pd.DataFrame) -> alt.Chart:
         color=alt.Color("effect:N", title="effect"),
         opacity=alt.condition("datum.group == 'candidate'", alt.value(1.0), alt.value(0.5)),
         tooltip=["model", "group", "neuron", "metric", "effect", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(width=420, height=160).facet(
+    ).properties(width=340, height=160).facet(
         row=alt.Row("model:N", title=None), column=alt.Column("metric:N", title=None)
     ).resolve_scale(y="independent").properties(title="Mean ablation: total vs direct effect, candidates vs random")
 

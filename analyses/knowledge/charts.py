@@ -17,12 +17,14 @@ def _token_labels(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(token_label=label)
 
 
-def _rect(frame: pd.DataFrame, y: str, y_sort, color_scale: alt.Scale, title: str, facet: str | None) -> alt.Chart:
+def _rect(frame: pd.DataFrame, y: str, y_sort, color_scale: alt.Scale, title: str, facet: str | None,
+          color_title: str = "recovered") -> alt.Chart:
     base = alt.Chart(frame).mark_rect().encode(
-        x=alt.X("layer:O", title="layer"), y=alt.Y(f"{y}:N", sort=y_sort, title=None),
-        color=alt.Color("norm:Q", scale=color_scale, title="recovered"),
+        x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0, labelOverlap=False)),
+        y=alt.Y(f"{y}:N", sort=y_sort, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=160)),
+        color=alt.Color("norm:Q", scale=color_scale, title=color_title),
         tooltip=[y, "layer", alt.Tooltip("norm:Q", format=".3f")] + (["score"] if "score" in frame else []),
-    ).properties(width=260, height=alt.Step(16))
+    ).properties(width=alt.Step(16), height=alt.Step(18))
     if facet:
         return base.facet(column=alt.Column(f"{facet}:N", title=None)).properties(title=title)
     return base.properties(title=title)
@@ -33,7 +35,7 @@ def fact_map(grids: pd.DataFrame, item: int, component: str) -> alt.Chart:
     frame = _token_labels(grids[(grids["item"] == item) & (grids["component"] == component)])
     order = list(frame.sort_values("token_index")["token_label"].unique())
     return _rect(frame, "token_label", order, alt.Scale(scheme="purples", domain=[0, 1], clamp=True),
-                 f"Restoring the {NAMES[component]}: share of the clean output recovered (* = subject)", "model")
+                 f"Restoring the {NAMES[component]} (* = subject token)", "model")
 
 
 def fact_difference(grids: pd.DataFrame, item: int, component: str) -> alt.Chart:
@@ -43,7 +45,7 @@ def fact_difference(grids: pd.DataFrame, item: int, component: str) -> alt.Chart
     wide = _token_labels(wide.assign(norm=wide["post"] - wide["base"]))
     order = list(wide.sort_values("token_index")["token_label"].unique())
     return _rect(wide, "token_label", order, alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True, clamp=True),
-                 f"Post-trained minus base, {NAMES[component]}", None)
+                 f"Post-trained − base, {NAMES[component]}", None, "post − base")
 
 
 def average_maps(averages: pd.DataFrame, component: str) -> alt.Chart:
@@ -57,12 +59,12 @@ def average_difference(averages: pd.DataFrame, component: str) -> alt.Chart:
     frame = ks.difference(averages)
     frame = frame[frame["component"] == component]
     return _rect(frame, "role", ROLES, alt.Scale(scheme="redblue", domain=[-0.5, 0.5], reverse=True, clamp=True),
-                 f"Average map, post-trained minus base, {NAMES[component]}", None)
+                 f"Post-trained − base, {NAMES[component]}", None, "post − base")
 
 
 def cross_maps(cross_averages: pd.DataFrame) -> alt.Chart:
     return _rect(cross_averages, "role", ROLES, alt.Scale(scheme="greens", domain=[0, 1], clamp=True),
-                 "Cross-model patching of the residual stream: source's clean state into target's corrupted run",
+                 "Cross-model patching, residual stream: source's clean state into target's corrupted run",
                  "direction")
 
 
