@@ -224,9 +224,12 @@ with st.expander("Reproduce in Python"):
 
 with st.expander("Alpha sweep: where behaviour changes before the text falls apart"):
     scols = st.columns(3)
-    alphas_text = scols[0].text_input("Alphas", "0, 0.5, 1, 2, 4", key="pg_sweep_alphas")
+    # 0.05-0.2 x the residual norm is where the demo pair's text changes before it breaks; the post-trained model
+    # is where the direction shows (it starts refusing)
+    alphas_text = scols[0].text_input("Alphas", "0, 0.05, 0.1, 0.15, 0.2", key="pg_sweep_alphas")
     sweep_layers = scols[1].multiselect("Layers", list(range(n)), default=[spec.layers[0]], key="pg_sweep_layers")
-    sweep_role = scols[2].radio("Model", roles, format_func=ROLE_NAMES.get, key="pg_sweep_role")
+    sweep_role = scols[2].radio("Model", roles, index=roles.index("post") if "post" in roles else 0,
+                                format_func=ROLE_NAMES.get, key="pg_sweep_role")
     if st.button("Run the sweep", key="pg_sweep"):
         try:
             alphas = [float(a) for a in alphas_text.replace(";", ",").split(",") if a.strip()]
@@ -244,11 +247,18 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
             st.error(str(e))
     sweep = st.session_state.get("pg_sweep_result")
     if sweep is not None:
-        st.altair_chart(alt.Chart(sweep).mark_line(point=True).encode(
-            x="alpha:Q", y=alt.Y("perplexity:Q", scale=alt.Scale(type="log")), color="layer:N",
-            tooltip=["alpha", "layer", "perplexity", "text"]), width="stretch")
-        st.caption("Perplexity of the steered text under the unsteered model: a jump means the text stopped being "
-                   "language. The useful strength is where the text changes while perplexity is still low.")
+        sweep_chart = alt.Chart(sweep).mark_line(point=True).encode(
+            x="alpha:Q", color="layer:N", tooltip=["alpha", "layer", "perplexity", "distinct_2", "text"])
+        left_chart, right_chart = st.columns(2)
+        left_chart.altair_chart(sweep_chart.encode(y=alt.Y("perplexity:Q", scale=alt.Scale(type="log"))).properties(
+            title="Perplexity under the unsteered model"), width="stretch")
+        right_chart.altair_chart(sweep_chart.encode(y=alt.Y("distinct_2:Q", title="distinct word pairs",
+                                                            scale=alt.Scale(domain=[0, 1]))).properties(
+            title="Share of distinct word pairs"), width="stretch")
+        st.caption("Perplexity of the steered text under the unsteered model rises when the text stops being "
+                   "language, but a loop ('siti siti siti…') has a low perplexity: the share of distinct word pairs "
+                   "falls towards 0 there. The useful strength is where the text changes while perplexity is low "
+                   "and the distinct share high.")
         st.dataframe(sweep, width="stretch")
 
 st.subheader("Downloads")

@@ -44,12 +44,21 @@ def continuation_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
     return out
 
 
+def distinct_ngrams(text: str, n: int = 2) -> float:
+    """Share of the text's word n-grams that are distinct (1 = no repeats; "siti siti siti" -> near 0): a coherence
+    check repetition cannot fool, unlike perplexity, which a loop drives down. nan for fewer than n words."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
 @torch.no_grad()
 def alpha_sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str, direction: Direction,
                 alphas: Sequence[float], layers: Sequence[int], *, positions: Positions = "all",
                 decoding: DecodingSettings = DecodingSettings()) -> pd.DataFrame:
     """Steered continuations of one formatted prompt for every (layer, alpha), in one batched generate call,
-    each with the unsteered model's perplexity of it (how coherent the text stayed)."""
+    each with the unsteered model's perplexity of it and its share of distinct word pairs (how coherent the text
+    stayed: a loop has a low perplexity but few distinct pairs)."""
     view = ModelView.of(model)
     direction.check_fits(view.n_layers, view.d_model)
     grid = [(layer, float(alpha)) for layer in layers for alpha in alphas]
@@ -64,4 +73,4 @@ def alpha_sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
     texts = tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
     perplexity = continuation_perplexity(model, tokenizer, [text] * len(grid), texts)
     return pd.DataFrame({"layer": [g[0] for g in grid], "alpha": [g[1] for g in grid], "text": texts,
-                         "perplexity": perplexity})
+                         "perplexity": perplexity, "distinct_2": [distinct_ngrams(t) for t in texts]})

@@ -86,6 +86,18 @@ def test_a_token_position_before_the_prompt_start_is_one_sentence_not_a_tracebac
     assert not at.text  # nothing was generated
 
 
+def test_the_alpha_sweep_defaults_to_the_useful_range_on_the_post_trained_model(page):
+    at = _generate(page)
+    assert at.text_input(key="pg_sweep_alphas").value == "0, 0.05, 0.1, 0.15, 0.2"
+    assert at.radio(key="pg_sweep_role").value == "post"
+    at = at.button(key="pg_sweep").click().run()
+    assert not at.exception and not at.error
+    sweep = at.session_state["pg_sweep_result"]
+    assert sorted(sweep.alpha.unique()) == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert (sweep.distinct_2.between(0, 1) | sweep.distinct_2.isna()).all() and "distinct_2" in at.dataframe[-1].value
+    assert any("distinct word pairs" in c.value for c in at.caption)
+
+
 def test_a_bad_csv_list_is_the_only_error(page):
     page.text_area(key="pg_pos").input("prompt,label\nthe cat,1,extra")
     at = _generate(page)

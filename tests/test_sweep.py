@@ -7,7 +7,7 @@ from tiny import tiny_model, tiny_tokenizer
 from steering.directions import Direction, DirectionInfo
 from steering.errors import IncompatibleDirectionError
 from steering.generation import DecodingSettings, SteeringSpec, generate
-from steering.sweep import alignment_per_layer, alpha_sweep, continuation_perplexity
+from steering.sweep import alignment_per_layer, alpha_sweep, continuation_perplexity, distinct_ngrams
 
 
 def _direction(n_layers=3):
@@ -25,6 +25,14 @@ def test_sweep_rows_equal_single_steered_generations():
         spec = SteeringSpec(_direction(), "add", layers=(row.layer,), alpha=row.alpha)
         assert generate(model, tok, ["the cat is"], steering=spec, decoding=decoding)[0] == row.text
     assert table.perplexity.notna().all()
+    assert table.distinct_2.tolist() == [distinct_ngrams(t) for t in table.text]
+
+
+def test_distinct_ngrams_sees_the_loop_that_perplexity_misses():
+    assert distinct_ngrams("siti siti siti siti siti siti") == pytest.approx(1 / 5)
+    assert distinct_ngrams("Mix the flour with water and knead the dough") == 1.0
+    assert distinct_ngrams("a b a b a b", n=2) == pytest.approx(2 / 5)
+    assert math.isnan(distinct_ngrams("word"))
 
 
 def test_continuation_perplexity_matches_a_hand_computation():
