@@ -205,6 +205,16 @@ class _Cast:
         return self._cache[key]
 
 
+def _rows_of(vector: torch.Tensor, hidden: torch.Tensor, what: str) -> torch.Tensor:
+    """A per-row vector [rows, d] (one per batch row) as [rows, 1, d]; a plain vector [d] as it is."""
+    if vector.dim() == 1:
+        return vector
+    if vector.shape[0] != hidden.shape[0]:
+        raise InvalidInputError(f"{what}: {vector.shape[0]} per-row vectors for a batch of {hidden.shape[0]} rows; "
+                                "give one vector per batch row.")
+    return vector[:, None, :]
+
+
 @contextmanager
 def add(
     model: nn.Module,
@@ -216,7 +226,8 @@ def add(
     prompt_length: int | None = None,
 ) -> Iterator[None]:
     """Add `alpha * vectors[layer]` to the residual stream entering each given layer. A sequence of alphas gives
-    each batch row its own strength (a sweep in one batch)."""
+    each batch row its own strength (a sweep in one batch); a vector of shape [rows, d] gives each batch row its
+    own vector (many candidates in one batch; a zero row leaves that row exactly as it is)."""
     view = ModelView.of(model)
     per_row = not isinstance(alpha, (int, float))
     scale = _Cast(torch.as_tensor(alpha, dtype=torch.float32).reshape(-1, 1, 1)) if per_row else None
@@ -225,7 +236,7 @@ def add(
         cast = _Cast(vector if per_row else vector * alpha)
 
         def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-            delta = _mask(hidden, offsets, positions, rows) * cast.like(hidden)
+            delta = _mask(hidden, offsets, positions, rows) * _rows_of(cast.like(hidden), hidden, "add")
             return hidden + (delta * scale.like(hidden) if per_row else delta)
 
         return fn
@@ -307,7 +318,7 @@ def _affine_mask(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positio
 def affine_ablate(
     model: nn.Module,
     direction: torch.Tensor,
-    reference: Mapping[int, float],
+    reference: Mapping[int, float | torch.Tensor],
     *,
     layers: Sequence[int] | None = None,
     positions: Positions = "all",
@@ -320,9 +331,12 @@ def affine_ablate(
     the mean projection of the residual stream entering layer l on the "negative" (e.g. harmless) prompts, so the
     stream looks as it does there along u and nothing else changes. Layers default to every layer in `reference`
     (or all layers); a layer without a reference raises. Positions as elsewhere; a `range` of offsets such as
-    range(-5, 10_000) selects every token from the 5th-last prompt token on, generated tokens included."""
+    range(-5, 10_000) selects every token from the 5th-last prompt token on, generated tokens included.
+    Per row: `direction` [rows, d] and `reference[l]` [rows] give each batch row its own direction and c_l (many
+    candidates in one batch)."""
     view = ModelView.of(model)
-    unit = _Cast(direction / direction.norm())
+    per_row = direction.dim() == 2
+    unit = _Cast(direction / direction.norm(dim=-1, keepdim=True) if per_row else direction / direction.norm())
     chosen = (sorted(int(k) for k in reference) if layers is None else list(layers)) or range(view.n_layers)
     chosen = [view.check_layer(int(layer)) for layer in chosen]
     missing = [layer for layer in chosen if layer not in reference]
@@ -338,6 +352,17 @@ def affine_ablate(
 
         return fn
 
-    fns = [(f"resid_pre.{layer}", at(float(reference[layer]))) for layer in chosen]
+    def at_rows(c: torch.Tensor) -> HookFn:
+        values = _Cast(torch.as_tensor(c, dtype=torch.float32).reshape(-1, 1))
+
+        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+            u = _rows_of(unit.like(hidden), hidden, "affine_ablate")  # [rows, 1, d]
+            shift = (torch.bmm(hidden, u.transpose(1, 2)) - values.like(hidden)[:, :, None]) * u
+            return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+
+        return fn
+
+    fns = [(f"resid_pre.{layer}", at_rows(reference[layer]) if per_row else at(float(reference[layer])))
+           for layer in chosen]
     with hooks(model, fns, prompt_length=prompt_length):
         yield
