@@ -219,8 +219,11 @@ with right:
                "high, adding more moves the model least.")
 
 with st.expander("Reproduce in Python"):
+    builtin = result["contrast"] is not None and result["contrast"].name in builtin_sets()
+    st.caption("Save it as a .py file and run it with this project's Python (`.venv/bin/python file.py`) from "
+               "any folder: its first lines put the project on the import path.")
     st.code(reproduce_snippet(pair, result["prompts"], result["chat"], result["contrast"], result["source_role"],
-                              spec, result["decoding"]), language="python")
+                              spec, result["decoding"], builtin_set=builtin), language="python")
 
 with st.expander("Alpha sweep: where behaviour changes before the text falls apart"):
     scols = st.columns(3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -68,10 +69,15 @@ def cosine_table(directions: dict[str, Direction]) -> pd.DataFrame:
     return pd.DataFrame({"layer": range(len(cos)), "cosine": cos.tolist()})
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contrast: ContrastPrompts | None,
                       source_role: str, spec: SteeringSpec, decoding: DecodingSettings,
-                      direction_file: str | None = None) -> str:
-    """Python that gives the same four generations from a script."""
+                      direction_file: str | None = None, builtin_set: bool = False) -> str:
+    """Python that gives the same four generations from a script, run from any folder (it puts this project on
+    the import path). `builtin_set`: the contrast lists are the built-in set named `contrast.name`
+    (analyses.contrast_sets), referred to by name rather than spelt out."""
     s = pair.settings
     if pair.spec.name.partition("@")[0] in pair_names():
         load = f"load_pair({pair.spec.name!r}, dtype={s.dtype!r}, quantization={s.quantization!r}, device={s.device!r})"
@@ -79,16 +85,24 @@ def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contr
         load = (f"load_pair(base={str(pair.spec.base)!r}, post={str(pair.spec.post)!r}, dtype={s.dtype!r}, "
                 f"quantization={s.quantization!r}, device={s.device!r})")
     lines = [
+        "# Runs from any folder: the first lines put this project on the import path.",
+        "import sys",
+        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})",
+        "",
         "from steering import load_pair, diff_in_means, Direction",
         "from steering.generation import SteeringSpec, DecodingSettings, compare, format_prompts",
         "",
         f"pair = {load}",
     ]
     if contrast is not None:
-        lines += [
+        lines += ([
+            "from analyses.contrast_sets import builtin_sets",
+            f"chosen = builtin_sets()[{contrast.name!r}]",
+            "positive, negative = list(chosen.positive), list(chosen.negative)",
+        ] if builtin_set else [
             f"positive = {json.dumps(list(contrast.positive))}",
             f"negative = {json.dumps(list(contrast.negative))}",
-        ]
+        ])
         if contrast.chat:
             lines.append("positive, negative = format_prompts(pair.tokenizer, positive), format_prompts(pair.tokenizer, negative)")
         lines.append(f"direction = diff_in_means(pair.{source_role}, pair.tokenizer, positive, negative, "

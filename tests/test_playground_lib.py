@@ -56,3 +56,24 @@ def test_the_reproduce_snippet_gives_the_same_generations(pair, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(code, "snippet", "exec"), namespace)
     assert namespace["table"].text.tolist() == expected.text.tolist()
+
+
+def test_the_snippet_names_a_built_in_set_and_runs_from_another_folder(pair, tmp_path, monkeypatch):
+    from analyses.contrast_sets import builtin_sets
+
+    chosen = builtin_sets()["positive vs negative tone"]
+    contrast = ContrastPrompts(chosen.name, tuple(chosen.positive), tuple(chosen.negative), chosen.chat)
+    direction = directions_for_pair(pair, contrast)["post"]
+    spec = SteeringSpec(direction, "add", (1,), 8.0)
+    decoding = DecodingSettings(max_new_tokens=4)
+    expected = compare(pair.models(), pair.tokenizer, ["the cat is"], spec, decoding=decoding, chat=False).table
+    code = reproduce_snippet(pair, ["the cat is"], False, contrast, "post", spec, decoding, builtin_set=True)
+    assert "builtin_sets()['positive vs negative tone']" in code and chosen.positive[0] not in code
+    assert len(code) < 2000
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__main__"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, str(script), "exec"), namespace)
+    assert namespace["table"].text.tolist() == expected.text.tolist()
