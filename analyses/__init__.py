@@ -13,7 +13,7 @@ import importlib
 from .study import Study
 
 # The registry: a fifth study is one more name here (and its package).
-STUDY_NAMES = ("truthfulness", "refusal", "knowledge", "confidence")
+STUDY_NAMES = ("truthfulness", "refusal", "knowledge", "confidence", "diffing")
 
 
 def find_study(name: str) -> Study:

@@ -1,0 +1,110 @@
+"""Where, on one text, the post-trained model parts from the base: per-token divergence, and the logit lens and the
+tokens that rose and fell at one position.
+
+One decoder-stack pass per model over the text gives both: its output is unembedded in position chunks (so no
+[positions x vocab] float32 tensor over CHUNK_BYTES is held), and the stream recorded at every lens point in the
+same pass gives the lens at the chosen position, found once the divergence is known (no second pass).
+
+At position i both models predict token i + 1 from tokens 0..i:
+    kl_post_base = KL(post || base) = sum_v p_post(v) (log p_post(v) - log p_base(v)),  kl_base_post the reverse,
+    tv = 1/2 sum_v |p_post(v) - p_base(v)|,   rank_<model> = 1 + #tokens with a larger logit than token i + 1
+(the last position has no next token: its ranks are missing)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from steering.lens import check_position, first_layer_in_top, lens_log_probs, stack_pass, top_rows
+from steering.model_view import ModelView
+
+CHUNK_BYTES = 64 * 2**20  # the largest [positions x vocab] float32 tensor held at once
+
+
+@dataclass
+class TextDiff:
+    """One text's per-token table, and its lens and changes at `position`."""
+
+    tokens: pd.DataFrame  # position, token, next_token, kl_post_base, kl_base_post, tv, rank_base, rank_post
+    lens: pd.DataFrame  # layer, model, rank, token, token_id, prob
+    changes: pd.DataFrame  # change (rose / fell), rank, token, token_id, p_base, p_post, delta
+    answer_layers: pd.DataFrame  # model, answer, first_top5_layer
+    position: int
+
+
+def chunk_size(vocab: int) -> int:
+    return max(1, CHUNK_BYTES // (4 * vocab))
+
+
+@torch.no_grad()
+def divergence(models: dict, hidden: dict[str, torch.Tensor], ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per position: KL both ways, TV, and the next token's rank under each model, unembedding chunk by chunk."""
+    views = {role: ModelView.of(m) for role, m in models.items()}
+    seq, targets = ids.shape[-1], ids[0, 1:]
+    step = chunk_size(views["base"].unembedding.weight.shape[0])
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("kl_post_base", "kl_base_post", "tv", "rank_base",
+                                                            "rank_post")}
+    for start in range(0, seq, step):
+        end = min(start + step, seq)
+        logits = {role: views[role].logits(hidden[role][start:end].to(views[role].unembedding.weight.dtype)).float()
+                  for role in views}
+        logp = {role: torch.log_softmax(x, dim=-1) for role, x in logits.items()}
+        gap = logp["post"] - logp["base"]
+        parts["kl_post_base"].append((logp["post"].exp() * gap).sum(-1).cpu())
+        parts["kl_base_post"].append((logp["base"].exp() * -gap).sum(-1).cpu())
+        parts["tv"].append(0.5 * (logp["post"].exp() - logp["base"].exp()).abs().sum(-1).cpu())
+        known = targets[start:end].to(gap.device)  # positions with a next token: start .. min(end, seq - 1)
+        for role, x in logits.items():
+            mine = x[:len(known)].gather(-1, known[:, None])
+            parts[f"rank_{role}"].append((1 + (x[:len(known)] > mine).sum(-1)).cpu())
+        del logits, logp, gap
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def token_table(tokenizer, ids: torch.Tensor, measures: dict[str, torch.Tensor]) -> pd.DataFrame:
+    seq = ids.shape[-1]
+    words = [tokenizer.decode([int(i)]) for i in ids[0]]
+    table = pd.DataFrame({"position": range(seq), "token": words, "next_token": words[1:] + [None]})
+    for name in ("kl_post_base", "kl_base_post", "tv"):
+        table[name] = measures[name].numpy().astype(float)
+    for name in ("rank_base", "rank_post"):
+        table[name] = pd.array(measures[name].tolist() + [None], dtype="Int64")
+    return table
+
+
+def changes_at(tokenizer, logp: dict[str, torch.Tensor], top_n: int) -> pd.DataFrame:
+    """The tokens whose next-token probability rose most and fell most from base to post, at one position."""
+    p_base, p_post = logp["base"].exp(), logp["post"].exp()
+    delta = p_post - p_base
+    rows = []
+    for change, largest in (("rose", True), ("fell", False)):
+        values, ids = delta.topk(top_n, largest=largest)
+        rows += [{"change": change, "rank": r + 1, "token": tokenizer.decode([int(i)]), "token_id": int(i),
+                  "p_base": float(p_base[i]), "p_post": float(p_post[i]), "delta": float(v)}
+                 for r, (v, i) in enumerate(zip(values, ids))]
+    return pd.DataFrame(rows)
+
+
+def at_position(tokenizer, models: dict, resid: dict[str, torch.Tensor], position: int, top_n: int):
+    """The lens (both models), the answer layers and the changes at one position, from each model's stream there
+    ([layers + 1, d]); the last lens layer is the model's own output, so the changes need no other unembedding."""
+    logp = {role: lens_log_probs(model, resid[role]) for role, model in models.items()}
+    lens = pd.concat([pd.DataFrame(top_rows(lp, tokenizer, top_n)).assign(model=role) for role, lp in logp.items()],
+                     ignore_index=True)[["layer", "model", "rank", "token", "token_id", "prob"]]
+    answers = pd.DataFrame([{"model": role, "answer": tokenizer.decode([int(lp[-1].argmax())]),
+                             "first_top5_layer": first_layer_in_top(lp, 5)} for role, lp in logp.items()])
+    changes = changes_at(tokenizer, {role: lp[-1] for role, lp in logp.items()}, top_n)
+    return lens, changes, answers
+
+
+def diff_text(tokenizer, models: dict, ids: torch.Tensor, position: int, top_n: int) -> TextDiff:
+    """The whole per-token view of one text [1, seq]: one pass per model. position -1 = the peak of KL(post||base)."""
+    hidden, resid = {}, {}
+    for role, model in models.items():
+        hidden[role], resid[role] = stack_pass(model, ids, "all")
+    table = token_table(tokenizer, ids, divergence(models, hidden, ids))
+    chosen = int(table["kl_post_base"].idxmax()) if position == -1 else check_position(position, ids.shape[-1])
+    lens, changes, answers = at_position(tokenizer, models, {r: x[:, chosen] for r, x in resid.items()}, chosen,
+                                         top_n)
+    return TextDiff(table, lens, changes, answers, chosen)
