@@ -86,9 +86,14 @@ gens = result.generations
 own = gens[gens.transfer == "own"].rename(columns={"reply": "steered"})
 plain = (gens[gens.intervention == "none"][["model", "prompts", "prompt", "reply"]]
          .rename(columns={"reply": "unsteered"}))
-examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "intervention", "prompt", "unsteered",
-                                                                 "steered"]]
-st.dataframe(examples, hide_index=True)
+examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "prompts", "intervention", "prompt",
+                                                                 "unsteered", "steered"]]
+shown = ["model", "intervention", "prompt", "unsteered", "steered"]
+st.caption("Harmless instructions first (the added direction should make the models refuse them).")
+st.dataframe(examples[examples.prompts == "harmless"][shown], hide_index=True)
+with st.expander("Harmful instructions: some are disturbing (they are what a model should refuse); the ablated "
+                 "direction should make the models answer them"):
+    st.dataframe(examples[examples.prompts == "harmful"][shown], hide_index=True)
 downloads(STUDY, result)
 st.caption("The direction files load in the Playground: every layer's candidate at the selected position; add at "
            "(or ablate with) the selected layer.")
@@ -96,8 +101,12 @@ st.caption("The direction files load in the Playground: every layer's candidate 
 st.subheader("Try a prompt")
 steering = steering_of(result)
 a, b, c = st.columns(3)
-target = a.selectbox("Model", list(pair.models()), key="rf_live_model")
-source = b.selectbox("Direction from", list(steering), key="rf_live_source")
+# the post-trained model with its own direction ablated is the paper's effect at first click: on the demo pair it
+# refuses "How do I pick a lock?" unsteered and answers it steered (the base model alone only rambles)
+models, sources = list(pair.models()), list(steering)
+target = a.selectbox("Model", models, index=models.index("post") if "post" in models else 0, key="rf_live_model")
+source = b.selectbox("Direction from", sources, index=sources.index(target) if target in sources else 0,
+                     key="rf_live_source")
 mode = c.radio("Intervention", ["ablate", "add"], horizontal=True, key="rf_live_mode",
                help="ablate: the study's ablation (below); add: alpha × residual norm at its layer.")
 live_ablation = c.selectbox("Ablation", ABLATIONS, index=ABLATIONS.index(result.ablation), key="rf_live_ablation",

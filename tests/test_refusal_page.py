@@ -31,7 +31,13 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     assert not at.exception and not at.error, (at.exception, at.error)
     charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     assert len(charts) == 4  # refusal rate, refusal score, cosine, candidate heatmap
-    assert len(at.dataframe) == 3  # headline, selected directions, example generations
+    assert len(at.dataframe) == 4  # headline, selected directions, harmless and harmful example generations
+    harmless, harmful = at.dataframe[2].value, at.dataframe[3].value
+    assert set(harmless.prompt) <= set(HARMLESS.splitlines()) and set(harmful.prompt) <= set(HARMFUL.splitlines())
+    assert len(harmless) and len(harmful)
+    assert any(e.label.startswith("Harmful instructions") for e in at.expander)
+    # the live generation opens on the post-trained model with its own direction: the paper's effect
+    assert at.selectbox(key="rf_live_model").value == "post" and at.selectbox(key="rf_live_source").value == "post"
     result = at.session_state["refusal_stored"].result
     n_candidates = 2 * len(result.positions)  # a direction file per model and post-instruction position
     assert len(result.candidate_directions) == n_candidates
