@@ -9,12 +9,18 @@ another model of the same shape (cross-model patching).
 
     inp = noise_corruption(model, ids, subject_positions, std=0.1, n_samples=3, seed=0)
     states = clean_states(model, inp, "resid", range(view.n_layers))
-    grid = trace_grid(model, inp, states, cells, "resid", readout)      # [n_samples, n_cells]
+    grid = trace_grid(model, inp, states, cells, "resid", readout)      # [n_samples, n_cells], the reference
+    grid, = trace_grids(model, inp, [Grid(cells, "resid", states)], readout)  # the same, resumed (fast)
 
 Components: "resid" restores the residual stream entering layer l ("resid_pre.l"); "mlp" and "attn" restore that
 sublayer's output at layers l - window//2 .. l + window - window//2 - 1 (ROME's window, clipped at the edges).
 Cells whose token precedes the first corrupted position restore a state that equals the corrupted one (when the
 states are the same model's), so they are not computed: their score is the corrupted score, exactly.
+
+The fast engine (`trace_grids`) uses that a restoration at layer l (the window's first layer for mlp/attn) leaves
+layers before l as the corrupted run's: the corrupted run's residual stream is stored once, and every batch
+resumes at its rows' start layer (steering.resume), several grids (components, cross-model states) sharing the
+passes. `trace_grid` and `trace_cell_loop` stay as the references it is tested against.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from torch import nn
 from .errors import InvalidInputError
 from .interventions import hooks, patch, record, run_until
 from .model_view import ModelView
+from .resume import resume_at
 
 POINTS = {"resid": "resid_pre", "mlp": "mlp_out", "attn": "attn_out"}  # component -> hook point kind
 Cell = tuple[int, int]  # (token position, layer)
@@ -202,3 +209,102 @@ def trace_cell_loop(model: nn.Module, inp: TraceInput, states: dict[str, torch.T
 def full_grid(tokens: Sequence[int], n_layers: int) -> list[Cell]:
     """Every (token, layer) cell, token-major."""
     return [(t, layer) for t in tokens for layer in range(n_layers)]
+
+
+@dataclass
+class Grid:
+    """One grid for `trace_grids`: its cells and component, the clean states it restores, and whether they are
+    this model's own (then cells before the first corrupted token are the corrupted score, not computed)."""
+
+    cells: Sequence[Cell]
+    component: str
+    states: dict[str, torch.Tensor]
+    same_model: bool = True
+
+
+Row = tuple[int, int, int, int]  # (start layer, grid, sample, cell): one batch row of trace_grids
+
+
+@torch.no_grad()
+def clean_states_of(model: nn.Module, inp: TraceInput, components: Sequence[str]) -> dict[str, torch.Tensor]:
+    """clean_states for several components at every layer, from one clean pass."""
+    view = ModelView.of(model)
+    points = [f"{_kind(c)}.{layer}" for c in dict.fromkeys(components) for layer in range(view.n_layers)]
+    with record(model, points, positions="all") as rec:
+        run_until(model, f"resid_post.{view.n_layers - 1}", inputs_embeds=inp.clean[None].to(view.device))
+    return {name: rec.get(name)[0] for name in points}
+
+
+@torch.no_grad()
+def corrupted_stream(model: nn.Module, inp: TraceInput) -> torch.Tensor:
+    """[n_layers, n_samples, seq, d_model]: the residual stream entering each layer of the corrupted run(s)."""
+    view = ModelView.of(model)
+    points = [f"resid_pre.{layer}" for layer in range(view.n_layers)]
+    with record(model, points, positions="all") as rec:
+        run_until(model, points[-1], inputs_embeds=inp.corrupted.to(view.device))
+    return torch.stack([rec.get(p) for p in points])
+
+
+def plan_rows(grids: Sequence[Grid], n_layers: int, n_samples: int, first_corrupted: int, window: int,
+              batch_size: int) -> list[list[Row]]:
+    """The batches of trace_grids: the rows to compute grouped by start layer (the first layer a row restores),
+    at most batch_size a batch."""
+    by_start: dict[int, list[Row]] = {}
+    for g, grid in enumerate(grids):
+        for s in range(n_samples):
+            for c, (token, layer) in enumerate(grid.cells):
+                if grid.same_model and token < first_corrupted:
+                    continue
+                start = window_layers(layer, n_layers, grid.component, window)[0]
+                by_start.setdefault(start, []).append((start, g, s, c))
+    return [rows[i:i + batch_size] for _, rows in sorted(by_start.items()) for i in range(0, len(rows), batch_size)]
+
+
+def _resumed_batch(model: nn.Module, inp: TraceInput, stream: torch.Tensor, grids: Sequence[Grid],
+                   batch: list[Row], readout: Readout, window: int) -> torch.Tensor:
+    """One batch resumed at its start layer: the corrupted stream there, restored states written into it (the
+    start layer's resid_pre) or by hooks (later points), read out at the last position."""
+    n_layers, start = stream.shape[0], batch[0][0]
+    samples = torch.tensor([s for _, _, s, _ in batch])
+    resid = stream[start][samples].clone()
+    where: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    for row, (_, g, _, c) in enumerate(batch):
+        token, layer = grids[g].cells[c]
+        for point in cell_points((token, layer), n_layers, grids[g].component, window):
+            if point == f"resid_pre.{start}":
+                resid[row, token] = grids[g].states[point][token].to(resid.dtype)
+            else:
+                rows, positions = where.setdefault((point, g), ([], []))
+                rows.append(row)
+                positions.append(token)
+    missing = [p for p, g in where if p not in grids[g].states]
+    if missing:
+        raise InvalidInputError(f"No clean states cached for {', '.join(missing[:3])}.")
+    fns = [(p, restorer(grids[g].states[p], rows, pos)) for (p, g), (rows, pos) in where.items()]
+    with resume_at(model, start, resid):
+        return run_embeds(model, inp.corrupted[samples], readout, fns)
+
+
+@torch.no_grad()
+def trace_grids(model: nn.Module, inp: TraceInput, grids: Sequence[Grid], readout: Readout, *, window: int = 10,
+                batch_size: int = 64, corrupted_scores: torch.Tensor | None = None,
+                stream: torch.Tensor | None = None,
+                progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
+    """trace_grid for several grids on one model and corrupted input, resumed: [n_samples, n_cells] per grid.
+    Rows of every grid are grouped by start layer and each batch runs only the layers from there on, from the
+    corrupted run's stored residual stream (`stream`, corrupted_stream's, computed here if not given)."""
+    n_layers, n_samples = ModelView.of(model).n_layers, inp.corrupted.shape[0]
+    if corrupted_scores is None:
+        corrupted_scores = run_embeds(model, inp.corrupted, readout)
+    stream = corrupted_stream(model, inp) if stream is None else stream
+    outs = [corrupted_scores[:, None].repeat(1, len(g.cells)) for g in grids]
+    batches = plan_rows(grids, n_layers, n_samples, inp.first_corrupted, window, batch_size)
+    total, done = sum(len(b) for b in batches), 0
+    for batch in batches:
+        scores = _resumed_batch(model, inp, stream, grids, batch, readout, window)
+        for (_, g, s, c), score in zip(batch, scores):
+            outs[g][s, c] = score
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    return outs

@@ -48,9 +48,10 @@ class Result:
 
 
 def trace_items(pair, frame: pd.DataFrame, config: Config, progress: Progress | None = None,
-                require_kept: bool = True) -> Result:
+                require_kept: bool = True, reference: bool = False) -> Result:
     """Screen up to n_screen items, trace the first n_items that every model gets right (or the first n_items
-    whatever the screening says, with require_kept=False), then summarise."""
+    whatever the screening says, with require_kept=False), then summarise. reference=True traces with today's
+    slow engine (for tests and the benchmark)."""
     check(config)
     models, comps, timings = pair.models(), components(config), {}
     frame = frame.head(config.n_screen)
@@ -72,7 +73,9 @@ def trace_items(pair, frame: pd.DataFrame, config: Config, progress: Progress | 
                                 f"{counts}); screen more items or lower min_gap / raise top_k.")
     traced = pool[: config.n_items]
     start = time.perf_counter()
-    grids, cross = _trace(models, traced, inputs, screens, comps, config, steps.stage("trace", "tracing"))
+    report = steps.stage("trace", "tracing")
+    grids, cross = (_trace_reference(models, traced, inputs, screens, comps, config, report) if reference
+                    else _trace(models, traced, inputs, screens, comps, config, report, steps))
     timings["trace"] = time.perf_counter() - start
     steps.done()
     result = _result(grids, cross, kept, config, std, kept["item"].nunique(), len(pool), len(traced))
@@ -81,8 +84,27 @@ def trace_items(pair, frame: pd.DataFrame, config: Config, progress: Progress | 
 
 
 def _trace(models: dict, traced: list[kt.Item], inputs: dict, screens: dict, comps: list[str], config: Config,
-           report) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every traced item's grids (each model into itself) and, for a pair, its cross-model grids."""
+           report, steps: Steps | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every traced item's grids (each model into itself) and, for a pair, its cross-model grids (trace_all, the
+    fast path); each item's grids go to the page as they come (steps.partial("grids", ...))."""
+    grids, cross = [], []
+    for done, it in enumerate(traced):
+        one = {r: inputs[r][it.item] for r in models}
+        sc = {r: screens[r][it.item] for r in models}
+        item_grids, item_cross = kt.trace_all(models, it, one, sc, comps, config,
+                                              lambda d, t, i=done: report(i * t + d, len(traced) * t))
+        grids.append(item_grids)
+        if item_cross is not None:
+            cross.append(item_cross)
+        if steps is not None:
+            steps.partial("grids", _ordered(pd.concat(grids, ignore_index=True)))
+    cross_frame = pd.concat(cross, ignore_index=True) if cross else pd.DataFrame(columns=CROSS_COLUMNS)
+    return pd.concat(grids, ignore_index=True), cross_frame
+
+
+def _trace_reference(models: dict, traced: list[kt.Item], inputs: dict, screens: dict, comps: list[str],
+                     config: Config, report) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """_trace with today's engine (trace_item, cross_item: one trace_grid per grid, every pass from layer 0)."""
     grids, cross = [], []
     for done, it in enumerate(traced):
         one = {r: inputs[r][it.item] for r in models}
@@ -95,8 +117,13 @@ def _trace(models: dict, traced: list[kt.Item], inputs: dict, screens: dict, com
     return pd.concat(grids, ignore_index=True), cross_frame
 
 
+def _ordered(grids: pd.DataFrame) -> pd.DataFrame:
+    """model and component first, as in Result.grids."""
+    return grids[["model", "component", *[c for c in grids.columns if c not in ("model", "component")]]]
+
+
 def _result(grids, cross, kept, config, std, n_candidates, n_pool, n_traced) -> Result:
-    grids = grids[["model", "component", *[c for c in grids.columns if c not in ("model", "component")]]]
+    grids = _ordered(grids)
     avg = ks.averages(grids, ["model", "component"])
     cross_avg = ks.averages(cross, ["direction"]) if not cross.empty else pd.DataFrame(
         columns=["direction", "role", "layer", "norm", "n_items"])

@@ -12,8 +12,8 @@ from transformers import PreTrainedTokenizerBase
 from analyses.truth_score import SUFFIX, answer_token_ids
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
-from steering.tracing import (Readout, TraceInput, clean_states, embed, full_grid, noise_corruption,
-                              paired_corruption, run_embeds, trace_grid)
+from steering.tracing import (Grid, Readout, TraceInput, clean_states, clean_states_of, embed, full_grid,
+                              noise_corruption, paired_corruption, run_embeds, trace_grid, trace_grids)
 
 from .data import subject_span, token_roles
 
@@ -127,7 +127,8 @@ def grid_frame(item: Item, cells: list, scores: torch.Tensor, clean: float, corr
 
 def trace_item(models: dict, item: Item, inputs: dict[str, TraceInput], screens: dict[str, dict],
                components: list[str], config, report: Callable[[int, int], None]) -> pd.DataFrame:
-    """Every component's (token x layer) grid for each model, its own clean states into its own corrupted run."""
+    """Every component's (token x layer) grid for each model, its own clean states into its own corrupted run.
+    The reference (one trace_grid per grid, every pass from layer 0); trace_all is the fast path."""
     frames = []
     jobs = [(role, c) for role in models for c in components]
     for done, (role, component) in enumerate(jobs):
@@ -145,7 +146,8 @@ def trace_item(models: dict, item: Item, inputs: dict[str, TraceInput], screens:
 
 def cross_item(models: dict, item: Item, inputs: dict[str, TraceInput], screens: dict[str, dict],
                config) -> pd.DataFrame:
-    """Residual patching from one model's clean run into the other's corrupted run (subject onwards)."""
+    """Residual patching from one model's clean run into the other's corrupted run (subject onwards). The
+    reference of trace_all's cross-model grids."""
     frames = []
     for src, dst in (("base", "post"), ("post", "base")):
         n_layers = ModelView.of(models[dst]).n_layers
@@ -157,3 +159,38 @@ def cross_item(models: dict, item: Item, inputs: dict[str, TraceInput], screens:
         frames.append(grid_frame(item, cells, scores, screens[dst]["clean"], screens[dst]["corrupted"])
                       .assign(direction=f"{src}→{dst}"))
     return pd.concat(frames, ignore_index=True)
+
+
+def _cross_cells(item: Item, n_layers: int) -> list:
+    return full_grid([p for p in item.grid_positions() if p >= item.subject[0]], n_layers)
+
+
+def trace_all(models: dict, item: Item, inputs: dict[str, TraceInput], screens: dict[str, dict],
+              components: list[str], config, report: Callable[[int, int], None]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trace_item's grids and (for a pair with cross_model) cross_item's, equal to them: per model one clean
+    pass, one corrupted pass, and every grid into that model (its components, the other model's residual stream)
+    in one resumed batched run (steering.tracing.trace_grids)."""
+    cross = config.cross_model and set(models) == {"base", "post"}
+    needed = list(dict.fromkeys([*components, *(["resid"] if cross else [])]))
+    states = {role: clean_states_of(models[role], inputs[role], needed) for role in models}
+    grids, crossed, roles = {}, {}, list(models)
+    for done, role in enumerate(roles):
+        n_layers = ModelView.of(models[role]).n_layers
+        cells = full_grid(item.grid_positions(), n_layers)
+        jobs = [Grid(cells, c, states[role]) for c in components]
+        if cross:
+            src = "post" if role == "base" else "base"
+            jobs.append(Grid(_cross_cells(item, n_layers), "resid", states[src], same_model=False))
+        sc = screens[role]
+        scores = trace_grids(models[role], inputs[role], jobs, item.readout, window=config.window,
+                             batch_size=config.batch_size, corrupted_scores=sc["corrupted_samples"],
+                             progress=lambda d, t, i=done: report(i * t + d, len(roles) * t))
+        for job, score in zip(jobs, scores):
+            frame = grid_frame(item, list(job.cells), score, sc["clean"], sc["corrupted"])
+            if job.same_model:
+                grids[(role, job.component)] = frame.assign(model=role, component=job.component)
+            else:
+                crossed[role] = frame.assign(direction=f"{src}→{role}")
+    frames = pd.concat([grids[(role, c)] for role in roles for c in components], ignore_index=True)
+    cross_frame = pd.concat([crossed["post"], crossed["base"]], ignore_index=True) if cross else None
+    return frames, cross_frame
