@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from steering.lens import check_position, first_layer_in_top, lens_log_probs, stack_pass, top_rows
+from steering.lens import check_position, first_layer_in_top, lens_log_probs, stack_pass, token_ids, top_rows
 from steering.model_view import ModelView
 
 CHUNK_BYTES = 64 * 2**20  # the largest [positions x vocab] float32 tensor held at once
@@ -86,7 +86,7 @@ def changes_at(tokenizer, logp: dict[str, torch.Tensor], top_n: int) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def at_position(tokenizer, models: dict, resid: dict[str, torch.Tensor], position: int, top_n: int):
+def at_position(tokenizer, models: dict, resid: dict[str, torch.Tensor], top_n: int) -> tuple:
     """The lens (both models), the answer layers and the changes at one position, from each model's stream there
     ([layers + 1, d]); the last lens layer is the model's own output, so the changes need no other unembedding."""
     logp = {role: lens_log_probs(model, resid[role]) for role, model in models.items()}
@@ -105,6 +105,15 @@ def diff_text(tokenizer, models: dict, ids: torch.Tensor, position: int, top_n: 
         hidden[role], resid[role] = stack_pass(model, ids, "all")
     table = token_table(tokenizer, ids, divergence(models, hidden, ids))
     chosen = int(table["kl_post_base"].idxmax()) if position == -1 else check_position(position, ids.shape[-1])
-    lens, changes, answers = at_position(tokenizer, models, {r: x[:, chosen] for r, x in resid.items()}, chosen,
-                                         top_n)
+    lens, changes, answers = at_position(tokenizer, models, {r: x[:, chosen] for r, x in resid.items()}, top_n)
     return TextDiff(table, lens, changes, answers, chosen)
+
+
+def position_view(pair, text: str, position: int, top_n: int):
+    """The lens, changes and answer layers at another position of a text, live for the page's slider: one
+    decoder-stack pass per model, one position unembedded per layer (no per-token table)."""
+    models = pair.models()
+    ids = token_ids(pair.tokenizer, text, list(models.values()))
+    position = check_position(position, ids.shape[-1])
+    resid = {role: stack_pass(model, ids, [position])[1][:, 0] for role, model in models.items()}
+    return at_position(pair.tokenizer, models, resid, top_n)
