@@ -37,8 +37,13 @@ if pair is not None:
         try:
             texts = format_prompts(pair.tokenizer, [prompt], chat)
             for col, (role, model) in zip(st.columns(len(pair.models())), pair.models().items()):
-                with col, st.spinner(f"The {role} model is writing…"):
+                with col:
                     st.markdown(f"**{'Base' if role == 'base' else 'Post-trained'}**")
-                    st.write(generate(model, pair.tokenizer, texts, decoding=DecodingSettings(max_new_tokens=40))[0])
+                    bar = st.progress(0.0, text=f"The {role} model is writing…")
+                    reply = generate(model, pair.tokenizer, texts, decoding=DecodingSettings(max_new_tokens=40),
+                                     progress=lambda done, total, bar=bar, role=role: bar.progress(
+                                         done / total, text=f"The {role} model is writing… {done}/{total} tokens"))
+                    bar.empty()
+                    st.write(reply[0])
         except SteeringError as e:
             st.error(str(e))

@@ -166,8 +166,13 @@ if st.button("Generate", type="primary", key="pg_generate") and source_error is 
         directions = get_directions()
         direction = directions.get(read_from, next(iter(directions.values())))
         spec = SteeringSpec(direction, mode, layers, float(alpha), positions)
-        with st.spinner("Generating: base and post-trained, each with and without steering…"):
-            table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat).table
+        gen_bar = st.progress(0.0, text="Generating: base and post-trained, each with and without steering…")
+        table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
+                        progress=lambda done, total: gen_bar.progress(done / total, text=(
+                            f"Generating: base and post-trained, each with and without steering… "
+                            f"{done}/{total} tokens"))).table
+        gen_bar.empty()
+        with st.spinner("Reading how far each prompt already points along the direction…"):
             texts = format_prompts(pair.tokenizer, prompts, chat)
             alignment = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, direction).assign(model=ROLE_NAMES[r])
                                    for r, m in pair.models().items()])
@@ -194,8 +199,11 @@ norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[sp
 st.caption(f"{spec.mode} · layers {spec.layers[0]}–{spec.layers[-1]} · alpha {spec.alpha:g} · direction"
            f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
            f"{norm_note}")
+ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for
 for prompt in result["prompts"]:
-    st.markdown(f"**Prompt:** {prompt}")
+    shown_prompt = prompt if len(prompt) <= ECHO_CHARS else (f"{prompt[:ECHO_CHARS]}… ({len(prompt):,} characters "
+                                                              "in all)")
+    st.markdown(f"**Prompt:** {shown_prompt}")
     shown = table[table.prompt == prompt]
     for col, (_, row) in zip(st.columns(len(shown)), shown.iterrows()):
         col.markdown(f"**{ROLE_NAMES[row.model]}{' · steered' if row.steered else ''}**")

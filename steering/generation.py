@@ -9,7 +9,7 @@ from typing import Literal
 
 import pandas as pd
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from .directions import Direction
 from .errors import InvalidInputError
@@ -87,6 +87,18 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], c
     return [chat_prompt(tokenizer, p) for p in prompts] if chat else list(prompts)
 
 
+class _TokenProgress(StoppingCriteria):
+    """Reports (tokens generated, max new tokens) after every decoding step; never stops anything."""
+
+    def __init__(self, report: Callable[[int, int], None], total: int):
+        self.report, self.total, self.done = report, total, 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.done += 1
+        self.report(min(self.done, self.total), self.total)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -96,19 +108,30 @@ def generate(
     steering: SteeringSpec | None = None,
     steered_rows: Rows = None,
     decoding: DecodingSettings = DecodingSettings(),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """Continue already formatted texts; steering applies to `steered_rows` (all rows when None)."""
+    """Continue already formatted texts; steering applies to `steered_rows` (all rows when None); `progress(done,
+    total)` hears of every new token (a prompt too long for the context is refused before any work)."""
     view = ModelView.of(model)
     batch = encode(tokenizer, texts, view.device)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and batch.input_ids.shape[1] + decoding.max_new_tokens > limit:
-        raise InvalidInputError(f"The prompt ({batch.input_ids.shape[1]} tokens) plus {decoding.max_new_tokens} new "
-                                f"tokens exceeds this model's context of {limit} tokens.")
+    check_fits_context(model, tokenizer, texts, decoding.max_new_tokens, batch.input_ids.shape[1])
     torch.manual_seed(decoding.seed)
     context = steering.applied(model, steered_rows) if steering is not None else nullcontext()
+    extra = ({"stopping_criteria": StoppingCriteriaList([_TokenProgress(progress, decoding.max_new_tokens)])}
+             if progress else {})
     with context:
-        out = model.generate(**batch, **decoding.generate_kwargs())
+        out = model.generate(**batch, **decoding.generate_kwargs(), **extra)
     return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def check_fits_context(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                       max_new_tokens: int, n_tokens: int | None = None) -> None:
+    """Refuse, before any work, prompts that with the new tokens would not fit the model's context."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    n_tokens = encode(tokenizer, texts).input_ids.shape[1] if n_tokens is None else n_tokens
+    if limit and n_tokens + max_new_tokens > limit:
+        raise InvalidInputError(f"The prompt ({n_tokens} tokens) plus {max_new_tokens} new tokens exceeds this "
+                                f"model's context of {limit} tokens: shorten the prompt.")
 
 
 @dataclass
@@ -129,18 +152,20 @@ def compare(
     chat: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> Comparison:
-    """Unsteered and steered texts of every model, each model in one batched generate call."""
+    """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
+    counts new tokens over all models (total = models x max new tokens)."""
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
     for model in models.values():
         steering.validate(model)
+    check_fits_context(next(iter(models.values())), tokenizer, texts, decoding.max_new_tokens)
     rows = []
+    total = len(models) * decoding.max_new_tokens
     for i, (role, model) in enumerate(models.items()):
+        step = (lambda done, _, i=i: progress(i * decoding.max_new_tokens + done, total)) if progress else None
         outputs = generate(model, tokenizer, texts + texts, steering=steering,
-                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding)
+                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step)
         for j, prompt in enumerate(kept):
             rows.append({"prompt": prompt, "model": role, "steered": False, "text": outputs[j]})
             rows.append({"prompt": prompt, "model": role, "steered": True, "text": outputs[len(texts) + j]})
-        if progress:
-            progress(i + 1, len(models))
     return Comparison(pd.DataFrame(rows), {"chat": chat, **decoding.__dict__})

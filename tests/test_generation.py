@@ -74,3 +74,26 @@ def test_bad_decoding_and_prompts_are_refused(setup):
         compare(models, tok, ["  ", ""], spec)
     with pytest.raises(InvalidInputError, match="context"):
         generate(models["base"], tok, [" ".join(["w1"] * 120)], decoding=DecodingSettings(max_new_tokens=20))
+
+
+def test_compare_reports_progress_by_tokens_and_the_texts_do_not_change(setup):
+    models, tok = setup
+    spec = SteeringSpec(_direction(), "add", layers=(1,), alpha=4.0)
+    decoding = DecodingSettings(max_new_tokens=4)
+    seen = []
+    with_progress = compare(models, tok, PROMPTS, spec, decoding=decoding, chat=False,
+                            progress=lambda done, total: seen.append((done, total))).table
+    assert with_progress.equals(compare(models, tok, PROMPTS, spec, decoding=decoding, chat=False).table)
+    assert {total for _, total in seen} == {2 * 4}
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] <= 8 and 4 < done[-1]  # tokens of both models, in order
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_any_generation(setup, monkeypatch):
+    models, tok = setup
+    for model in models.values():
+        monkeypatch.setattr(model, "generate", lambda *a, **k: pytest.fail("generation started"))
+    limit = models["base"].config.max_position_embeddings
+    spec = SteeringSpec(_direction(), "add", layers=(1,), alpha=1.0)
+    with pytest.raises(InvalidInputError, match=f"exceeds this model's context of {limit} tokens"):
+        compare(models, tok, [" ".join(["w1"] * limit)], spec, chat=False)

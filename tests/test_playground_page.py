@@ -98,6 +98,14 @@ def test_the_alpha_sweep_defaults_to_the_useful_range_on_the_post_trained_model(
     assert any("distinct word pairs" in c.value for c in at.caption)
 
 
+def test_a_long_prompt_is_echoed_cut(page):
+    page.text_area(key="pg_prompts").input(" ".join(["w1 w2"] * 60))  # 359 characters
+    at = _generate(page)
+    assert not at.exception and not at.error
+    [echo] = [m.value for m in at.markdown if m.value.startswith("**Prompt:**")]
+    assert echo.endswith("(359 characters in all)") and len(echo) < 360
+
+
 def test_a_bad_csv_list_is_the_only_error(page):
     page.text_area(key="pg_pos").input("prompt,label\nthe cat,1,extra")
     at = _generate(page)
