@@ -10,10 +10,11 @@ from .data import RefusalData, builtin_data, split_lists
 from .evaluate import SelectedDirection, live_generation
 from .extras import CLI
 from .headline import headline
+from .partial import partial_chart
 
 __all__ = ["ABLATIONS", "ABLATION_HELP", "STUDY", "Config", "RefusalData", "Result", "SelectedDirection",
-           "builtin_data", "charts", "data_hash", "default_data", "headline", "live_generation", "phrases_setting",
-           "run", "selected_direction", "candidate_norms", "split_lists", "steering_of"]
+           "builtin_data", "charts", "data_hash", "default_data", "headline", "live_generation", "partial_chart",
+           "phrases_setting", "run", "selected_direction", "candidate_norms", "split_lists", "steering_of"]
 
 STUDY = Study(
     name="refusal",
@@ -30,6 +31,7 @@ STUDY = Study(
     run=run,
     charts=charts,
     headline=headline,
+    partial_chart=partial_chart,
     default_data=default_data,
     data_hash=data_hash,
     page="app_pages/3_Refusal.py",

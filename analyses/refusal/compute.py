@@ -112,13 +112,28 @@ def _formatted(tok, data: RefusalData, config: Config) -> dict[tuple[str, str], 
             for split, limit in (("train", config.n_train), ("val", config.n_val), ("test", config.n_test))}
 
 
-def _steps(progress: Progress | None, fmt: dict, roles, n_layers: int, n_positions: int) -> Steps:
+def _steps(progress: Progress | None, fmt: dict, roles, n_layers: int, layers: list[int],
+           positions: tuple[int, ...]) -> Steps:
+    """Weights in prompt-passes: a train prompt's pass; per candidate, the harmless val prompts from its layer on
+    and the val prompts' last -min(positions) tokens (about a quarter of a prompt); 1.5 per test reply."""
     n_train = len(fmt["harmful", "train"]) + len(fmt["harmless", "train"])
-    n_val = len(fmt["harmful", "val"]) + 2 * len(fmt["harmless", "val"])
+    n_harmless, n_both = len(fmt["harmless", "val"]), len(fmt["harmful", "val"]) + len(fmt["harmless", "val"])
+    per_layer = [n_harmless * (n_layers - layer) / n_layers + n_both * min(1.0, -min(positions) / 20)
+                 for layer in layers]
     n_test = 3 * (len(fmt["harmful", "test"]) + len(fmt["harmless", "test"]))
     weights = {f"{stage} {role}": weight for role in roles for stage, weight in
-               (("directions", n_train), ("selection", n_val * n_layers * n_positions / 2))}
+               (("directions", n_train), ("selection", len(positions) * sum(per_layer)))}
     return Steps(progress, {**weights, **{f"test {role}": n_test * 1.5 for role in roles}})  # in running order
+
+
+def _partial(steps: Steps, done: list[pd.DataFrame], role: str, n_layers: int, config: Config):
+    """The candidates table so far (the models scored before, then this one's rows), shaped like the final one."""
+    def show(table: pd.DataFrame) -> None:
+        rows = apply_filters(table, n_layers, prune_layer_fraction=config.prune_layer_fraction,
+                             max_kl=config.max_kl, min_addition_score=config.min_addition_score).assign(model=role)
+        steps.partial("candidates", pd.concat([*done, rows], ignore_index=True))
+
+    return show
 
 
 def _timed(timings: list[dict], step: str, compute):
@@ -138,7 +153,7 @@ def run(pair: ModelPair, config: Config, *, data: RefusalData | None = None,
     ids = refusal_token_ids(tok, config.refusal_tokens, config.phrases or None)
     fmt = _formatted(tok, data, config)
     layers = kept_layers(pair.n_layers, config.prune_layer_fraction)[::max(1, config.layer_step)]
-    steps = _steps(progress, fmt, models, len(layers), len(positions))
+    steps = _steps(progress, fmt, models, pair.n_layers, layers, positions)
     diffs, norms, means, candidates, chosen, timings = {}, {}, {}, [], [], []
     for role, model in models.items():
         diffs[role], norms[role], means[role] = _timed(timings, f"directions {role}", lambda: candidate_directions(
@@ -147,7 +162,7 @@ def run(pair: ModelPair, config: Config, *, data: RefusalData | None = None,
         table = _timed(timings, f"selection {role}", lambda: score_candidates(
             model, tok, diffs[role], norms[role], positions, layers, fmt["harmful", "val"], fmt["harmless", "val"],
             ids, alpha=config.alpha, batch_size=config.batch_size, ablation=config.ablation,
-            harmless_mean=means[role],
+            harmless_mean=means[role], partial=_partial(steps, candidates, role, pair.n_layers, config),
             progress=steps.stage(f"selection {role}", f"{role}: scoring candidates (val split)")))
         filtered, best = _select_for(role, table, pair.n_layers, config, _position_tokens(tok, positions), positions)
         candidates.append(filtered)

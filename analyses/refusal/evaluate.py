@@ -21,7 +21,7 @@ from steering.generation import format_prompts
 from steering.interventions import add
 
 from ..common import Steps
-from .scores import Intervention, generate_scored, refusal_flags
+from .scores import Intervention, generate_conditions, generate_scored, refusal_flags
 from .selection import ablation_for, addition_vector
 
 ROLE_ORDER = ("base", "post")
@@ -56,18 +56,18 @@ def transfer_label(source: str | None, target: str) -> str:
 
 def intervention_for(model: PreTrainedModel, mode: str, source: SelectedDirection | None,
                      target: SelectedDirection, positions: Sequence[int], alpha: float,
-                     ablation: str = "affine") -> Intervention | None:
+                     ablation: str = "affine", rows: Sequence[int] | None = None) -> Intervention | None:
     """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'.
     `target` is the steered model's own entry (its norms for the addition scale, its harmless mean for the affine
-    ablation's reference c_l = its harmless mean . source's unit)."""
+    ablation's reference c_l = its harmless mean . source's unit). `rows`: only those batch rows (None: all)."""
     if mode == "none":
         return None
     vector = source.vector
     if mode == "ablate":
-        return ablation_for(model, vector, target.harmless_mean, positions, ablation)
+        return ablation_for(model, vector, target.harmless_mean, positions, ablation, rows)
     layer = source.layer
     norm = float(target.norms[layer, list(positions).index(source.position)])
-    return lambda: add(model, {layer: addition_vector(vector, norm, alpha)})
+    return lambda: add(model, {layer: addition_vector(vector, norm, alpha)}, rows=rows)
 
 
 def conditions(sources: Sequence[str]) -> list[tuple[str, str | None, str]]:
@@ -79,13 +79,64 @@ def conditions(sources: Sequence[str]) -> list[tuple[str, str | None, str]]:
     return out
 
 
+def _row(role: str, mode: str, source: str | None, side: str, prompt: str, reply: str, refused: bool,
+         score: float) -> dict:
+    return {"model": role, "direction_from": source or "none", "transfer": transfer_label(source, role),
+            "intervention": mode, "prompts": side, "prompt": prompt, "reply": reply, "refusal": refused,
+            "refusal_score": score}
+
+
+def _tabulate(gen_rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    gens = pd.DataFrame(gen_rows)
+    keys = ["model", "direction_from", "transfer", "intervention", "prompts"]
+    scores = (gens.groupby(keys, sort=False)
+              .agg(n=("refusal", "size"), refusal_score=("refusal_score", "mean"), refusal_rate=("refusal", "mean"))
+              .reset_index())
+    return scores, gens
+
+
 def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBase, texts: dict[str, list[str]],
                   raw: dict[str, list[str]], directions: dict[str, SelectedDirection], token_ids: Sequence[int],
                   positions: Sequence[int], config, steps: Steps) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores: one row per model x source x intervention, generations: one row per reply). `texts` are the
-    formatted test prompts per side, `raw` the same instructions as typed."""
-    phrases = config.phrases or None
-    gen_rows = []
+    formatted test prompts per side, `raw` the same instructions as typed. Every condition on one prompt set
+    (none, then each source's ablation or addition) shares a generate call, a block of batch rows each; the
+    table is evaluate_test_reference's (one call per condition)."""
+    phrases, gen_rows = config.phrases or None, []
+    todo = conditions([s for s in ROLE_ORDER if s in directions])
+    for role, model in models.items():
+        report = steps.stage(f"test {role}", f"{role}: interventions on the test split")
+        found, done, total = {}, 0, sum(len(texts[side]) for _, _, side in todo)
+        for side in ("harmful", "harmless"):
+            here = [(mode, source) for mode, source, s in todo if s == side]
+            hooks = [_rows_hook(model, mode, directions.get(source), directions[role], positions, config)
+                     for mode, source in here]
+            outs = generate_conditions(model, tok, texts[side], token_ids, hooks, max_new_tokens=config.max_new_tokens,
+                                       batch_size=config.batch_size, progress=lambda d, t, at=done, n=len(here):
+                                       report(at + d * n, total))
+            done += len(here) * len(texts[side])
+            found.update({(mode, source, side): out for (mode, source), out in zip(here, outs)})
+        for mode, source, side in todo:
+            replies, scores = found[mode, source, side]
+            gen_rows += [_row(role, mode, source, side, *row) for row in
+                         zip(raw[side], replies, refusal_flags(replies, phrases), scores)]
+    return _tabulate(gen_rows)
+
+
+def _rows_hook(model, mode: str, source: SelectedDirection | None, target: SelectedDirection, positions, config):
+    """rows -> a context manager applying the condition to those batch rows only (None for 'none')."""
+    if mode == "none":
+        return None
+    return lambda rows: intervention_for(model, mode, source, target, positions, config.alpha, config.ablation,
+                                         rows)()
+
+
+def evaluate_test_reference(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBase,
+                            texts: dict[str, list[str]], raw: dict[str, list[str]],
+                            directions: dict[str, SelectedDirection], token_ids: Sequence[int],
+                            positions: Sequence[int], config, steps: Steps) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """evaluate_test, one generate call per condition and batch (the slow reference it is tested against)."""
+    phrases, gen_rows = config.phrases or None, []
     for role, model in models.items():
         report = steps.stage(f"test {role}", f"{role}: interventions on the test split")
         todo = conditions([s for s in ROLE_ORDER if s in directions])
@@ -96,16 +147,9 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
             replies, scores = generate_scored(model, tok, prompts, token_ids, intervention=hook,
                                               max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                               progress=lambda d, t, i=i: report(i * t + d, len(todo) * t))
-            for prompt, reply, refused, score in zip(raw[side], replies, refusal_flags(replies, phrases), scores):
-                gen_rows.append({"model": role, "direction_from": source or "none",
-                                 "transfer": transfer_label(source, role), "intervention": mode, "prompts": side,
-                                 "prompt": prompt, "reply": reply, "refusal": refused, "refusal_score": score})
-    gens = pd.DataFrame(gen_rows)
-    keys = ["model", "direction_from", "transfer", "intervention", "prompts"]
-    scores = (gens.groupby(keys, sort=False)
-              .agg(n=("refusal", "size"), refusal_score=("refusal_score", "mean"), refusal_rate=("refusal", "mean"))
-              .reset_index())
-    return scores, gens
+            gen_rows += [_row(role, mode, source, side, *row) for row in
+                         zip(raw[side], replies, refusal_flags(replies, phrases), scores)]
+    return _tabulate(gen_rows)
 
 
 def live_generation(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str, mode: str,

@@ -14,7 +14,7 @@ Refusal rate (slow, what the paper reports): the share of greedy generations tha
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -118,3 +118,74 @@ def generate_scored(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 def refusal_flags(texts: Sequence[str], phrases: Sequence[str] | None = None) -> list[bool]:
     return [is_refusal(t, phrases) for t in texts]
+
+
+def log_probs_of(model: PreTrainedModel, final_hidden: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """[n, vocab] float32 log-probabilities of the rows' final hidden states [n, d], unembedded `chunk` rows at a
+    time (the demo's 262k-token unembedding: never more logits at once than one chunk's)."""
+    view = ModelView.of(model)
+    return torch.cat([torch.log_softmax(view.logits(final_hidden[i:i + chunk]).float(), dim=-1).cpu()
+                      for i in range(0, final_hidden.shape[0], chunk)])
+
+
+@torch.no_grad()
+def clean_prefix(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, suffix: int):
+    """The KV cache of a clean pass over every column before the last `suffix` ones (None when nothing precedes
+    them). With left padding the last `suffix` columns are the same offsets from every prompt's end."""
+    if input_ids.shape[1] <= suffix:
+        return None
+    view = ModelView.of(model)
+    return view.decoder_stack(input_ids=input_ids[:, :-suffix], attention_mask=attention_mask[:, :-suffix],
+                              use_cache=True).cache
+
+
+@torch.no_grad()
+def suffix_final_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache,
+                        suffix: int, repeats: int) -> torch.Tensor:
+    """[repeats * batch, d]: the last position's final hidden state of the batch repeated `repeats` times
+    (row k * batch + b is prompt b), running only the last `suffix` tokens on top of the clean prefix's cache
+    (a copy; the stored one stays clean). Hooks around the call see the suffix's offsets when given the full
+    prompt length (`prompt_length=input_ids.shape[1]`)."""
+    import copy
+
+    view = ModelView.of(model)
+    ids, mask = input_ids.repeat(repeats, 1), attention_mask.repeat(repeats, 1)
+    if cache is None:  # no prefix: the whole prompt
+        return view.decoder_stack(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, -1]
+    past = copy.deepcopy(cache)
+    past.batch_select_indices(torch.arange(input_ids.shape[0], device=input_ids.device).repeat(repeats))
+    return view.decoder_stack(input_ids=ids[:, -suffix:], attention_mask=mask, cache=past,
+                              use_cache=True).last_hidden_state[:, -1]
+
+
+RowsIntervention = Callable[[Sequence[int]], AbstractContextManager]  # rows -> a context manager on those rows
+
+
+@torch.no_grad()
+def generate_conditions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                        token_ids: Sequence[int], interventions: Sequence[RowsIntervention | None], *,
+                        max_new_tokens: int = 8, batch_size: int = 16,
+                        progress: BatchProgress | None = None) -> list[tuple[list[str], list[float]]]:
+    """generate_scored under each intervention (None: none), every condition in one generate call per batch of
+    prompts: condition i gets batch rows i * b .. (i + 1) * b - 1, the same prompts with the same padding."""
+    view = ModelView.of(model)
+    kwargs = DecodingSettings(max_new_tokens=max_new_tokens).generate_kwargs()
+    found: list[tuple[list[str], list[float]]] = [([], []) for _ in interventions]
+    for start in range(0, len(texts), batch_size):
+        batch = encode(tokenizer, texts[start:start + batch_size], view.device)
+        b, n = batch.input_ids.shape[0], len(interventions)
+        with ExitStack() as stack:
+            for i, make in enumerate(interventions):
+                if make is not None:
+                    stack.enter_context(make(list(range(i * b, (i + 1) * b))))
+            out = model.generate(input_ids=batch.input_ids.repeat(n, 1),
+                                 attention_mask=batch.attention_mask.repeat(n, 1), **kwargs,
+                                 return_dict_in_generate=True, output_logits=True)
+        scores = refusal_log_odds(torch.log_softmax(out.logits[0].float(), dim=-1).cpu(), token_ids).tolist()
+        replies = tokenizer.batch_decode(out.sequences[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+        for i, (texts_i, scores_i) in enumerate(found):
+            texts_i += replies[i * b:(i + 1) * b]
+            scores_i += scores[i * b:(i + 1) * b]
+        if progress:
+            progress(min(start + batch_size, len(texts)), len(texts))
+    return found

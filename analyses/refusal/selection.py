@@ -24,29 +24,33 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from steering.extraction import collect_residuals
 from steering.errors import InvalidInputError
-from steering.interventions import ablate, add, affine_ablate
+from steering.interventions import ablate, add, affine_ablate, record
+from steering.model_view import ModelView
+from steering.resume import resume_at
+from steering.tokens import encode
 
 from .config import ABLATIONS
-from .scores import BatchProgress, Intervention, kl_divergence, last_logits, refusal_log_odds
+from .scores import (BatchProgress, Intervention, clean_prefix, kl_divergence, last_logits, log_probs_of,
+                     refusal_log_odds, suffix_final_hidden)
 
 Ablation = Literal["affine", "project"]
 
 
 def ablation_for(model: PreTrainedModel, vector: torch.Tensor, harmless_mean: torch.Tensor,
-                 positions: Sequence[int], method: str) -> Intervention:
+                 positions: Sequence[int], method: str, rows: Sequence[int] | None = None) -> Intervention:
     """A context-manager factory ablating `vector` on `model`. "project": Arditi's projection at every layer,
     component and position. "affine": ACE at resid_pre of every layer, at offsets >= min(positions) (the
     post-instruction tokens and every generated token), with c_l = harmless_mean[l] . u; `harmless_mean` is the
     STEERED model's own mean harmless residual [n_layers, d] over the post-instruction positions (for transfer:
-    the steered model's mean projected on the other model's direction)."""
+    the steered model's mean projected on the other model's direction). `rows`: only those batch rows (None: all)."""
     if method == "project":
-        return lambda: ablate(model, vector)
+        return lambda: ablate(model, vector, rows=rows)
     if method != "affine":
         raise InvalidInputError(f"Unknown ablation '{method}': use one of {', '.join(ABLATIONS)}.")
     unit = vector / vector.norm()
     reference = {layer: float(harmless_mean[layer] @ unit) for layer in range(harmless_mean.shape[0])}
     where = range(min(positions), 10_000)
-    return lambda: affine_ablate(model, vector, reference, positions=where)
+    return lambda: affine_ablate(model, vector, reference, positions=where, rows=rows)
 
 
 def candidate_directions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, harmful: Sequence[str],
@@ -76,13 +80,124 @@ def addition_vector(unit: torch.Tensor, norm: float, alpha: float) -> torch.Tens
     return alpha * norm * torch.nn.functional.normalize(unit, dim=0)
 
 
+def _no_direction(vector: torch.Tensor, norm: torch.Tensor) -> bool:
+    """Same tokens on both sides (layer 0 at the template's tokens): the difference in means is zero."""
+    return float(vector.norm()) < 1e-6 * max(float(norm), 1e-12)
+
+
+def _nan_row(layer: int, position: int) -> dict:
+    return {"layer": layer, "position": position, "ablation_score": float("nan"), "addition_score": float("nan"),
+            "kl": float("nan")}
+
+
+@torch.no_grad()
+def _clean_harmless(model, tokenizer, harmless: Sequence[str], layers: Sequence[int], batch_size: int):
+    """(reference log-probs [n, vocab] of the clean harmless pass, per batch: (encoding, {layer: resid_pre [b, seq,
+    d]})): the stream each addition resumes from, from the same batches and padding as the reference's passes."""
+    view, reference, batches = ModelView.of(model), [], []
+    for start in range(0, len(harmless), batch_size):
+        batch = encode(tokenizer, harmless[start:start + batch_size], view.device)
+        points = [f"resid_pre.{layer}" for layer in layers]
+        with record(model, points, positions="all") as rec:
+            hidden = view.decoder_stack(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                        use_cache=False).last_hidden_state[:, -1]
+        reference.append(log_probs_of(model, hidden))
+        batches.append((batch, {layer: rec.get(f"resid_pre.{layer}") for layer in layers}))
+    return torch.cat(reference), batches
+
+
+@torch.no_grad()
+def _added(model, batches, layer: int, vectors: torch.Tensor) -> torch.Tensor:
+    """[K, n, vocab]: the harmless prompts with each of the K vectors [K, d] added at `layer`, resumed there."""
+    view, out = ModelView.of(model), []
+    for batch, streams in batches:
+        k, b = vectors.shape[0], batch.input_ids.shape[0]
+        with resume_at(model, layer, streams[layer].repeat(k, 1, 1)), add(
+                model, {layer: vectors.repeat_interleave(b, dim=0)}):
+            hidden = view.decoder_stack(input_ids=batch.input_ids.repeat(k, 1),
+                                        attention_mask=batch.attention_mask.repeat(k, 1),
+                                        use_cache=False).last_hidden_state[:, -1]
+        out.append(log_probs_of(model, hidden).reshape(k, b, -1))
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def _ablated_affine(model, prefixes, vectors: torch.Tensor, references: dict, where: range) -> torch.Tensor:
+    """[K, n, vocab]: the val prompts with each of the K directions [K, d] ablated (ACE at offsets in `where`), only the
+    tokens from min(where) on run, on the clean prefix's cache (nothing before them can change)."""
+    out, suffix = [], -where.start
+    for batch, cache in prefixes:
+        k, b, seq = vectors.shape[0], batch.input_ids.shape[0], batch.input_ids.shape[1]
+        rows = {layer: c.repeat_interleave(b) for layer, c in references.items()}
+        with affine_ablate(model, vectors.repeat_interleave(b, dim=0), rows, positions=where, prompt_length=seq):
+            hidden = suffix_final_hidden(model, batch.input_ids, batch.attention_mask, cache, suffix, k)
+        out.append(log_probs_of(model, hidden).reshape(k, b, -1))
+    return torch.cat(out, dim=1)
+
+
 def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, diffs: torch.Tensor,
+                     norms: torch.Tensor, positions: Sequence[int], layers: Sequence[int], harmful: Sequence[str],
+                     harmless: Sequence[str], token_ids: Sequence[int], *, alpha: float, batch_size: int = 16,
+                     ablation: str = "affine", harmless_mean: torch.Tensor | None = None,
+                     progress: Callable[[int, int], None] | None = None,
+                     partial: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """score_candidates_reference's table (within float rounding), a layer's candidates in one batch: the addition
+    resumes at its layer from the clean harmless pass; the affine ablation runs only the tokens from
+    min(positions) on, on the clean prefix's KV cache ("project" changes every token: one full pass per
+    candidate, as the reference). `partial(table)` gets the rows scored so far after each layer."""
+    if ablation == "affine" and harmless_mean is None:
+        raise InvalidInputError("The affine ablation needs the harmless mean residual (harmless_mean).")
+    if ablation not in ABLATIONS:
+        raise InvalidInputError(f"Unknown ablation '{ablation}': use one of {', '.join(ABLATIONS)}.")
+    reference, harmless_batches = _clean_harmless(model, tokenizer, list(harmless), layers, batch_size)
+    both, n_h = list(harmful) + list(harmless), len(harmful)
+    where = range(min(positions), 10_000)
+    prefixes = [] if ablation != "affine" else [
+        (batch, clean_prefix(model, batch.input_ids, batch.attention_mask, -where.start)) for batch in
+        (encode(tokenizer, both[i:i + batch_size], ModelView.of(model).device) for i in range(0, len(both), batch_size))]
+    rows, total = [], len(layers) * len(positions)
+    for layer in layers:
+        cells = [p for p in range(len(positions)) if not _no_direction(diffs[layer, p], norms[layer, p])]
+        found = {}
+        if cells:
+            vectors = diffs[layer, cells]
+            added = _added(model, harmless_batches, layer, torch.stack(
+                [addition_vector(diffs[layer, p], float(norms[layer, p]), alpha) for p in cells]))
+            ablated = _ablated(model, tokenizer, prefixes, both, vectors, harmless_mean, positions, ablation,
+                               batch_size)
+            for k, p in enumerate(cells):
+                found[p] = {"layer": layer, "position": positions[p],
+                            "ablation_score": refusal_log_odds(ablated[k, :n_h], token_ids).mean().item(),
+                            "addition_score": refusal_log_odds(added[k], token_ids).mean().item(),
+                            "kl": kl_divergence(reference, ablated[k, n_h:]).mean().item()}
+        rows += [found.get(p, _nan_row(layer, positions[p])) for p in range(len(positions))]
+        if progress:
+            progress(len(rows), total)
+        if partial:
+            partial(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def _ablated(model, tokenizer, prefixes, both, vectors: torch.Tensor, harmless_mean, positions, method: str,
+             batch_size: int) -> torch.Tensor:
+    """[K, n_val, vocab]: the val prompts (harmful then harmless) with each candidate [K, d] ablated."""
+    if method != "affine":
+        return torch.stack([last_logits(model, tokenizer, both, batch_size=batch_size, intervention=ablation_for(
+            model, v, harmless_mean, positions, method)) for v in vectors])
+    units = torch.stack([v / v.norm() for v in vectors])
+    references = {layer: torch.stack([harmless_mean[layer] @ u for u in units]) for layer in
+                  range(harmless_mean.shape[0])}
+    return _ablated_affine(model, prefixes, vectors, references, range(min(positions), 10_000))
+
+
+def score_candidates_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, diffs: torch.Tensor,
                      norms: torch.Tensor, positions: Sequence[int], layers: Sequence[int], harmful: Sequence[str],
                      harmless: Sequence[str], token_ids: Sequence[int], *, alpha: float, batch_size: int = 16,
                      ablation: str = "affine", harmless_mean: torch.Tensor | None = None,
                      progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per (layer, position): ablation_score, addition_score, kl (see the module's docstring).
-    `harmless_mean` (from candidate_directions) is needed for the affine ablation."""
+    `harmless_mean` (from candidate_directions) is needed for the affine ablation. The slow reference: three full
+    passes per candidate, one candidate at a time (score_candidates is tested against it)."""
     if ablation == "affine" and harmless_mean is None:
         raise InvalidInputError("The affine ablation needs the harmless mean residual (harmless_mean).")
     reference = last_logits(model, tokenizer, harmless, batch_size=batch_size)
