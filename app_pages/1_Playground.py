@@ -127,9 +127,16 @@ mode = cols[0].radio("Mode", ["add", "ablate"], key="pg_mode",
                      help="add: alpha × unit direction × typical residual norm. ablate: project the direction out "
                           "of the residual stream at every layer (Arditi et al.).")
 n = pair.n_layers
-first, last = cols[1].select_slider("Layers (add: where; ablate: which layer's vector)", options=list(range(n)),
-                                    value=(n // 2, n // 2), key="pg_layers")
-all_layers = cols[1].checkbox("All layers", key="pg_all_layers")
+# one layer by default (a range slider with equal ends reads "9 9"); a range or all layers on request
+span = cols[1].radio("Layers", ["one", "a range", "all"], horizontal=True, key="pg_layer_span",
+                     help="add: where the vector is added; ablate: which layer's vector is projected out everywhere.")
+if span == "a range":
+    first, last = cols[1].select_slider("Layers, first to last", options=list(range(n)),
+                                        value=(n // 2, min(n - 1, n // 2 + 2)), key="pg_layers")
+else:
+    first = last = cols[1].select_slider("Layer", options=list(range(n)), value=n // 2, key="pg_layer",
+                                         disabled=span == "all")
+all_layers = span == "all"
 alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=0.1,
                              step=0.05, key="pg_alpha", disabled=mode == "ablate")
 positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",

@@ -106,6 +106,17 @@ def test_a_long_prompt_is_echoed_cut(page):
     assert echo.endswith("(359 characters in all)") and len(echo) < 360
 
 
+def test_one_layer_is_one_slider_value_and_a_range_is_asked_for(page):
+    assert page.select_slider(key="pg_layer").value == 1  # the tiny pair's middle layer, shown once, not "1 1"
+    at = page.radio(key="pg_layer_span").set_value("a range").run()
+    at.select_slider(key="pg_layers").set_range(0, 2)
+    at = _generate(at)
+    assert not at.exception and not at.error
+    assert at.session_state["pg_result"]["spec"].layers == (0, 1, 2)
+    at = _generate(at.radio(key="pg_layer_span").set_value("one").run())
+    assert at.session_state["pg_result"]["spec"].layers == (1,)
+
+
 def test_a_bad_csv_list_is_the_only_error(page):
     page.text_area(key="pg_pos").input("prompt,label\nthe cat,1,extra")
     at = _generate(page)
@@ -151,7 +162,7 @@ def test_an_uploaded_control_vector_steers(page):
 
     data = to_control_vector(_direction(), [2], 1.0, "gemma3_text")
     at = _upload(page, "steer.gguf", data)
-    at.select_slider(key="pg_layers").set_range(2, 2)
+    at.select_slider(key="pg_layer").set_value(2)
     at = _generate(at, alpha=1.0)
     assert not at.exception and not at.error and len(_outputs(at)) == 8
     assert any("direction steer.gguf." in c.value for c in at.caption)
