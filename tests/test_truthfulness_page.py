@@ -71,3 +71,14 @@ def test_pasted_statements_run_the_study_on_them_with_the_settings_kept(page):
     assert stored.result.dataset == "upload:the pasted CSV"
     assert set(stored.result.steered["statement"]) <= {r.rsplit(",", 1)[0] for r in rows}
     assert stored.manifest["config"]["n_steer"] == 4 and stored.manifest["config"]["answers"] == ["true", "false"]
+
+
+def test_a_probe_layer_out_of_range_is_one_sentence_before_any_activation_is_read(page, monkeypatch):
+    import analyses.truthfulness.compute as compute
+
+    monkeypatch.setattr(compute, "collect_residuals", lambda *a, **k: pytest.fail("activations were read"))
+    page.number_input(key="truthfulness_probe_layer").set_value(99)
+    at = _run_button(page).click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [at.error[0].value] and "probe_layer 99" in at.error[0].value
+    assert "truthfulness_stored" not in at.session_state  # no result shown for settings that cannot run
