@@ -6,6 +6,7 @@ from .charts import all_charts
 from .compute import Result, check_config, geometries, random_neurons, run, score_model
 from .config import CANDIDATE_COUNTS, NORM_FRACTIONS, Config
 from .data import data_hash, default_data, heldout_texts
+from .partial import partial_chart
 from .summary import headline, summary_text
 
 STUDY = Study(
@@ -28,9 +29,10 @@ STUDY = Study(
     default_data=default_data,
     data_hash=data_hash,
     page="app_pages/5_Confidence.py",
+    partial_chart=partial_chart,
     icon="🌡️",
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "headline", "all_charts", "check_config", "geometries",
            "random_neurons", "score_model", "heldout_texts", "default_data", "data_hash", "summary_text",
-           "NORM_FRACTIONS", "CANDIDATE_COUNTS"]
+           "NORM_FRACTIONS", "CANDIDATE_COUNTS", "partial_chart"]

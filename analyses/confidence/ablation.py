@@ -16,7 +16,7 @@ from transformers import BatchEncoding
 
 from steering.model_view import ModelView
 from steering.interventions import record
-from steering.neurons import final_norm_input, mean_ablate, mlp_output_from_neurons, norm_scale
+from steering.neurons import LastLayerAblation, final_norm_input, mean_ablate, mlp_output_from_neurons, norm_scale
 from steering.tokens import encode
 
 
@@ -66,11 +66,37 @@ def _forward(model, batch: BatchEncoding) -> tuple[torch.Tensor, torch.Tensor]:
     return out.last_hidden_state, store[-1]
 
 
+def predicted(batch: BatchEncoding, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[b, s] bool: the positions whose next token is read (both it and the next are real tokens, the last
+    position never), and [n] the tokens they predict, in token_stats' order."""
+    mask = batch["attention_mask"].to(device).bool()
+    valid = torch.zeros_like(mask)
+    valid[:, :-1] = mask[:, :-1] & mask[:, 1:]
+    return valid, batch["input_ids"].to(device)[:, 1:][valid[:, :-1]]
+
+
 def _stats(model, batches: list[BatchEncoding], hidden: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """token_stats of the clean run, unembedding only the positions whose prediction is read."""
     view = ModelView.of(model)
-    parts = [token_stats(view.logits(h.to(view.unembedding.weight.dtype)), b["input_ids"].to(h.device),
-                         b["attention_mask"].to(h.device)) for h, b in zip(hidden, batches)]
+    parts = []
+    for h, batch in zip(hidden, batches):
+        valid, targets = predicted(batch, h.device)
+        logits = view.logits(h[valid].to(view.unembedding.weight.dtype))
+        parts.append(row_stats(logits, targets))
     return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
+
+
+def row_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """token_stats for logits [n, vocab] already at the predicted positions, and their targets [n]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return {**entropy_and_loss(logits, targets, logp), "max_prob": logp.max(-1).values.exp()}
+
+
+def entropy_and_loss(logits: torch.Tensor, targets: torch.Tensor, logp: torch.Tensor | None = None):
+    """Entropy and loss of each row of logits [n, vocab] (float32) against targets [n] (as token_stats)."""
+    logp = torch.log_softmax(logits, dim=-1) if logp is None else logp
+    loss = -logp.gather(-1, targets[:, None])[:, 0]
+    return {"entropy": -logp.exp().mul_(logp).sum(-1), "loss": loss}
 
 
 @torch.no_grad()
@@ -132,23 +158,72 @@ def ablate_one(model, batches: list[BatchEncoding], layer: int, neuron: int, cle
             for name, logits in zip(("total", "direct"), _total_and_direct(view, y, x, scale)):
                 parts[name].append(token_stats(logits, ids, mask))
                 del logits
-    row = {}
-    for name, stats in parts.items():
-        for metric in ("entropy", "loss"):
-            ablated = torch.cat([s[metric].cpu() for s in stats])
-            row[f"d_{metric}_{name}"] = float((ablated - clean.stats[metric]).mean())
+    return effects({name: {m: torch.cat([s[m].cpu() for s in stats]) for m in ("entropy", "loss")}
+                    for name, stats in parts.items()}, clean.stats)
+
+
+def ablation_table(model, batches: list[BatchEncoding], layer: int, groups: dict[str, list[int]],
+                   clean: CleanRun, report: Callable[[int, int], None],
+                   rows_done: Callable[[pd.DataFrame], None] | None = None, fast: bool = True) -> pd.DataFrame:
+    """One row per (group, neuron): the effects of ablate_one. `groups` maps a label (candidate, random) to
+    neuron indices. At the last layer (and `fast`) each neuron's logits come from the LastLayerBasis, without an
+    unembedding per neuron; elsewhere, or where its algebra is not exact for the architecture, from ablate_one
+    (the reference). `rows_done` receives the rows so far after each neuron."""
+    fast_path = _last_layer(model, batches, layer, clean) if fast else None
+    jobs = [(group, n) for group, neurons in groups.items() for n in neurons]
+    rows = []
+    for i, (group, neuron) in enumerate(jobs):
+        row = (_ablate_fast(*fast_path, neuron, clean) if fast_path is not None
+               else ablate_one(model, batches, layer, neuron, clean))
+        rows.append({"group": group, "neuron": neuron, **row})
+        report(i + 1, len(jobs))
+        if rows_done is not None:
+            rows_done(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def effects(ablated: dict[str, dict[str, torch.Tensor]], clean: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean change (ablated - clean) in entropy and loss, total and direct, and via the norm (their difference)."""
+    row = {f"d_{metric}_{name}": float((stats[metric] - clean[metric]).mean())
+           for name, stats in ablated.items() for metric in ("entropy", "loss")}
     for metric in ("entropy", "loss"):
         row[f"d_{metric}_via_norm"] = row[f"d_{metric}_total"] - row[f"d_{metric}_direct"]
     return row
 
 
-def ablation_table(model, batches: list[BatchEncoding], layer: int, groups: dict[str, list[int]],
-                   clean: CleanRun, report: Callable[[int, int], None]) -> pd.DataFrame:
-    """One row per (group, neuron): the effects of ablate_one. `groups` maps a label (candidate, random) to
-    neuron indices."""
-    jobs = [(group, n) for group, neurons in groups.items() for n in neurons]
-    rows = []
-    for i, (group, neuron) in enumerate(jobs):
-        rows.append({"group": group, "neuron": neuron, **ablate_one(model, batches, layer, neuron, clean)})
-        report(i + 1, len(jobs))
-    return pd.DataFrame(rows)
+
+def _last_layer(model, batches: list[BatchEncoding], layer: int, clean: CleanRun):
+    """The LastLayerAblation over the predicted positions of all batches and their targets, or None where the
+    layer is not the last or its algebra does not reproduce this architecture's norms."""
+    view = ModelView.of(model)
+    if layer != view.n_layers - 1:
+        return None
+    picked = [predicted(b, x.device) for b, x in zip(batches, clean.final_inputs)]
+    x = torch.cat([x[valid] for x, (valid, _) in zip(clean.final_inputs, picked)])
+    acts = torch.cat([a[valid.to(a.device)] for a, (valid, _) in zip(clean.acts, picked)])
+    basis = LastLayerAblation.build(view, layer, x, acts)
+    return None if basis is None else (basis, torch.cat([t for _, t in picked]))
+
+
+@torch.no_grad()
+def _ablate_fast(basis: LastLayerAblation, targets: torch.Tensor, neuron: int, clean: CleanRun) -> dict[str, float]:
+    """ablate_one's effects from the basis: the same statistics, token chunk by token chunk."""
+    parts: dict[str, list] = {"total": [], "direct": []}
+    if basis.plain:
+        for rows, raw, ratio in basis.raw_chunks(neuron, clean.means[neuron]):
+            for name, stats in zip(parts, _scaled_pair_stats(raw, ratio, targets[rows].to(raw.device))):
+                parts[name].append(stats)
+    else:
+        for rows, total, direct in basis.logit_chunks(neuron, clean.means[neuron]):
+            parts["total"].append(row_stats(total, targets[rows].to(total.device)))
+            parts["direct"].append(row_stats(direct, targets[rows].to(direct.device)))
+    return effects({name: {m: torch.cat([s[m].cpu() for s in stats]) for m in ("entropy", "loss")}
+                    for name, stats in parts.items()}, clean.stats)
+
+
+def _scaled_pair_stats(logits: torch.Tensor, ratio: torch.Tensor, targets: torch.Tensor):
+    """Entropy and loss (as row_stats, with the same kernels and so the same float32 roundings) of the logits
+    [n, vocab] and of ratio * logits (ratio [n, 1]): the second without a second combination. `logits` is
+    overwritten."""
+    first = entropy_and_loss(logits, targets)
+    return first, entropy_and_loss(logits.mul_(ratio), targets)

@@ -27,7 +27,7 @@ from steering.neurons import effective_output_weight, effective_unembedding
 from . import ablation as abl
 from . import calibration as cal
 from . import weights as cw
-from .config import CANDIDATE_COUNTS, NORM_FRACTIONS, Config
+from .config import CANDIDATE_COUNTS, NORM_FRACTIONS, Config, check_layer_setting
 from .data import default_data
 
 
@@ -49,11 +49,14 @@ class Result:
     timings: dict = field(default_factory=dict)  # stage -> seconds, measured when the result was computed
 
 
+# Progress weights, in units of one neuron's ablation (measured on the demo pair, default settings)
+WEIGHTS_COST, CLEAN_COST, QUESTIONS_COST = 1.0, 4.0, 6.0
+
+
 def check_config(config: Config, pair) -> int:
     """The absolute layer; InvalidInputError for any setting out of range (before any expensive work)."""
     view = ModelView.of(pair.base)
-    layer = config.layer + view.n_layers if config.layer < 0 else config.layer
-    view.check_layer(layer)
+    layer = check_layer_setting(config, view.n_layers)  # named as typed: -99, not -81
     if not 1 <= config.null_dims < view.d_model:
         raise InvalidInputError(f"The null space needs 1..{view.d_model - 1} dimensions; got {config.null_dims}.")
     if not 0 < config.top_norm_fraction <= 1:
@@ -113,8 +116,9 @@ def run(pair, config: Config, *, data: Sequence[str] | None = None, progress: Pr
         raise InvalidInputError("The text set for the ablations is empty.")
     layer, models = check_config(config, pair), pair.models()
     n_ablate = config.n_candidates + config.n_random
-    steps = Steps(progress, {f"weights {r}": 1 for r in models} | {
-        f"{stage} {r}": w for r in models for stage, w in (("ablation", 1 + n_ablate), ("questions", 2))})
+    steps = Steps(progress, {f"weights {r}": WEIGHTS_COST for r in models} | {
+        f"{stage} {r}": w for r in models
+        for stage, w in (("ablation", CLEAN_COST + n_ablate), ("questions", QUESTIONS_COST))})
     timings: dict[str, float] = {}
     scores, spectra, chosen = _score_weights(models, layer, config, steps, timings)
     controls = random_neurons(len(scores["base"]), set().union(*chosen.values()), config)
@@ -123,7 +127,9 @@ def run(pair, config: Config, *, data: Sequence[str] | None = None, progress: Pr
     ablations, text_conf, scored = {}, [], {}
     for role, model in models.items():
         start = time.perf_counter()
-        ablations[role], clean_stats = _ablate(model, role, batches, layer, chosen[role], controls, steps)
+        ablations[role], clean_stats = _ablate(model, role, batches, layer, chosen[role], controls, steps,
+                                               lambda rows, role=role: steps.partial(
+                                                   "ablation", _tagged({**ablations, role: rows})))
         text_conf.append({"model": role, "n_tokens": len(clean_stats["loss"]),
                           **{f"mean_{k}" if k != "loss" else k: float(v.mean()) for k, v in clean_stats.items()}})
         timings[f"ablation_{role}"] = time.perf_counter() - start
@@ -143,18 +149,21 @@ def _score_weights(models: dict, layer: int, config: Config, steps: Steps, timin
     for role, model in models.items():
         steps.stage(f"weights {role}", f"scoring neurons of {role}")(0, 1)
         scores[role], spectra[role], chosen[role] = score_model(model, layer, config, geometry[role])
+        steps.partial("neurons", _tagged(scores))
     timings["weights"] = time.perf_counter() - start
     return scores, spectra, chosen
 
 
-def _ablate(model, role: str, batches, layer: int, candidates: list[int], controls: list[int], steps: Steps):
-    """One model's ablation table (candidates and random controls) and its clean run's token statistics."""
+def _ablate(model, role: str, batches, layer: int, candidates: list[int], controls: list[int], steps: Steps,
+            rows_done):
+    """One model's ablation table (candidates and random controls) and its clean run's token statistics;
+    `rows_done` gets the rows so far after each neuron."""
     report = steps.stage(f"ablation {role}", f"mean-ablating neurons of {role}")
     n_ablate = len(candidates) + len(controls)
     clean = abl.clean_run(model, batches, layer)
-    report(1, 1 + n_ablate)
+    report(CLEAN_COST, CLEAN_COST + n_ablate)
     table = abl.ablation_table(model, batches, layer, {"candidate": candidates, "random": controls}, clean,
-                               lambda done, total: report(1 + done, 1 + total))
+                               lambda done, total: report(CLEAN_COST + done, CLEAN_COST + total), rows_done)
     return table, clean.stats
 
 
