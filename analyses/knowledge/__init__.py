@@ -4,7 +4,8 @@
 
 config.py the settings; data.py the facts and pairs; trace.py one item's screening and patching grids; screen.py
 which items are traced; compute.py the method (`run`, and `trace_fact` for one fact of the user's); summary.py the
-averages, comparison, recovery and headline; charts.py the heatmaps."""
+averages, comparison, recovery and headline; charts.py the heatmaps; partial.py
+what the page draws while a run works."""
 from __future__ import annotations
 
 from analyses.study import CliExtras, Study
@@ -13,6 +14,7 @@ from .charts import all_charts
 from .compute import Result, run, summary_text, trace_fact, trace_items
 from .config import COMPONENTS, CORRUPTIONS, Config, check
 from .data import ROLES, data_hash, dataset_names, default_data
+from .partial import partial_chart
 from .screen import SCREEN_CHUNK
 from .summary import headline
 
@@ -42,7 +44,8 @@ STUDY = Study(
     icon="🧠",
     summary="causal tracing: where facts are stored, base vs post-trained, and patching across the pair",
     cli=CliExtras(write=_print_summary),
+    partial_chart=partial_chart,
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "check", "headline", "all_charts",
-           "default_data", "data_hash", "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
+           "default_data", "data_hash", "partial_chart", "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
