@@ -27,35 +27,55 @@ class PairRequest:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _load(request: PairRequest) -> tuple[ModelPair, float]:
-    start = time.perf_counter()
-    pair = load_pair(request.name, base=request.base, post=request.post, dtype=request.dtype,
+def _load(request: PairRequest) -> ModelPair:
+    return load_pair(request.name, base=request.base, post=request.post, dtype=request.dtype,
                      quantization=request.quantization, device=request.device, base_only=request.base_only)
-    return pair, time.perf_counter() - start
 
 
-def _load_with_status(request: PairRequest) -> ModelPair:
+class _FirstStart:
+    """The one-time conversions (GGUF -> safetensors, adapter merge) shown in the page's main area as they happen,
+    with the time so far: on a first visit they take minutes, and a collapsed sidebar note is easy to miss."""
+
+    def __init__(self, slot, label: str):
+        self.slot, self.label, self.box, self.started = slot, label, None, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.box is None:
+            self.box = self.slot.status(f"Preparing {self.label} for its first use: a one-time conversion that "
+                                        "takes a few minutes on a 2-core CPU (later starts take seconds)",
+                                        expanded=True)
+        self.box.write(f"{time.perf_counter() - self.started:.0f} s · {message}")
+
+    def done(self) -> None:
+        self.slot.empty()
+
+
+def _load_with_status(request: PairRequest, main_slot) -> ModelPair:
     label = _label(request)
+    first_start = _FirstStart(main_slot, label)
+    start = time.perf_counter()
     with st.status(f"Loading {label}…", expanded=False) as status:
-        try:  # conversions that happen once (GGUF, adapter merge) report their progress here, outside the cache
+        try:  # conversions that happen once (GGUF, adapter merge) report their progress, outside the cache
             prepare_sources(request.name, base=request.base, post=request.post, base_only=request.base_only,
-                            report=status.write)
-            pair, seconds = _load(request)
+                            report=lambda message: (status.write(message), first_start(message)))
+            pair = _load(request)
         except SteeringError:
             status.update(label=f"Could not load {label}", state="error")
             raise
-        status.update(label=f"{label} loaded in {seconds:.1f} s", state="complete")
+        finally:
+            first_start.done()
+        status.update(label=f"{label} loaded in {time.perf_counter() - start:.1f} s", state="complete")
     return pair
 
 
-def _load_or_base_alone(request: PairRequest) -> ModelPair:
+def _load_or_base_alone(request: PairRequest, main_slot) -> ModelPair:
     try:
-        return _load_with_status(request)
+        return _load_with_status(request, main_slot)
     except AdapterMissingError as e:
         if request.base_only:
             raise
         st.warning(f"{e} Until then the app offers the base model alone.")
-        return _load_with_status(PairRequest(**{**request.__dict__, "base_only": True}))
+        return _load_with_status(PairRequest(**{**request.__dict__, "base_only": True}), main_slot)
 
 
 def _pick() -> PairRequest:
@@ -79,7 +99,9 @@ def _pick() -> PairRequest:
 
 def sidebar() -> None:
     """The pair picker. The demo pair loads on first visit; another pair loads when 'Load pair' is pressed. A pair
-    that fails to load leaves the one already loaded in place (with the error above it)."""
+    that fails to load leaves the one already loaded in place (with the error above it). A first start's one-time
+    conversions show in the main area."""
+    main_slot = st.empty()
     with st.sidebar:
         st.subheader("Model pair")
         request = _pick()
@@ -88,7 +110,7 @@ def sidebar() -> None:
             st.session_state.pop("pair_load_error", None)
         active = st.session_state.setdefault("pair_request", PairRequest("demo"))
         try:
-            pair = _load_or_base_alone(active)
+            pair = _load_or_base_alone(active, main_slot)
         except SteeringError as e:
             kept = st.session_state.get("pair_loaded_request")
             if kept is None or kept == active:
@@ -97,7 +119,7 @@ def sidebar() -> None:
                 return
             st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
             st.session_state["pair_request"] = active = kept
-            pair = _load_or_base_alone(kept)
+            pair = _load_or_base_alone(kept, main_slot)
         if st.session_state.get("pair_load_error"):
             st.error(st.session_state["pair_load_error"])
         st.session_state["pair_loaded_request"] = active
