@@ -48,4 +48,5 @@ STUDY = Study(
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "check", "headline", "all_charts",
-           "default_data", "data_hash", "partial_chart", "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
+           "default_data", "data_hash", "partial_chart",
+           "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
