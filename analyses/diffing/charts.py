@@ -80,7 +80,10 @@ def difference_tokens(tokens: pd.DataFrame, reading: str) -> alt.Chart:
 
 
 def cosines(table: pd.DataFrame) -> alt.Chart:
-    """Cosine of the difference with each stored study direction, per layer."""
+    """Cosine of the difference with each stored study direction, per layer (the refusal study's candidates left
+    out where its chosen directions are there: they are in the table)."""
+    chosen = table[~table["direction"].str.contains("candidate")]
+    table = chosen if len(chosen) else table
     return alt.Chart(table, title="Cosine of the difference with the studies' directions").mark_line(
         point=True).encode(x="layer:Q", y=alt.Y("cosine:Q", scale=alt.Scale(domain=[-1, 1])),
                            color=alt.Color("direction:N", legend=alt.Legend(orient="bottom", columns=2)),

@@ -112,10 +112,18 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def study_directions(pair) -> list[tuple[str, Direction]]:
-    """The other studies' stored and shipped directions for this pair (this study's own left out)."""
+    """The other studies' stored and shipped directions for this pair (this study's own left out), each once: a
+    direction both stored and shipped keeps its shipped label, the same on every machine."""
     from analyses.study_directions import directions_for
 
-    return [(label, d) for label, d in directions_for(pair) if not label.startswith("diffing ")]
+    kept: dict[bytes, tuple[str, Direction]] = {}
+    for label, direction in directions_for(pair):
+        if label.startswith("diffing "):
+            continue
+        key = direction.vectors.numpy().tobytes()
+        if key not in kept or (label.endswith("(shipped)") and not kept[key][0].endswith("(shipped)")):
+            kept[key] = (label, direction)
+    return list(kept.values())
 
 
 def check_same_vocabulary(pair) -> None:

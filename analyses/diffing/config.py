@@ -27,7 +27,7 @@ class Config:
                            choices=READINGS, label="Reading of the difference")
     top_n: int = setting(10, "tokens per list (lens layers, promoted and demoted, rose and fell)",
                          label="Tokens per list")
-    batch_size: int = setting(16, "plain texts per forward pass for the activation difference")
+    batch_size: int = setting(64, "plain texts per forward pass for the activation difference")
 
 
 def check_settings(config: Config) -> None:

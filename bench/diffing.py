@@ -1,0 +1,92 @@
+"""Benchmark: the diffing study's per-token divergence and logit lens for a 512-token text on the demo pair, against
+its floor, measured side by side in one run.
+
+    python -m bench.diffing [--pair demo] [--tokens 512] [--repeats 3]
+
+The floor is two plain forward passes, one per model, over the same text, with logits at every position unembedded
+in the same position chunks (divergence.CHUNK_BYTES) and nothing else: no log-softmax, no KL, no recording, no
+lens. The study's part is `divergence.diff_text` (KL both ways, TV and ranks at every position, then the lens of
+both models at the peak of KL from the stream recorded in the same pass). Each is timed `--repeats` times,
+alternating, and the fastest of each is compared: one line `DIFFING seconds=<s> floor_seconds=<f> ratio=<s/f>`
+(target: ratio <= 1.5)."""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from analyses.diffing.data import DiffingData, plain_texts
+from analyses.diffing.difference import first_tokens
+from analyses.diffing.divergence import chunk_size, diff_text
+from steering import load_pair
+from steering.model_view import ModelView
+from steering.tokens import encode
+
+
+@torch.no_grad()
+def full_pass(model, ids: torch.Tensor) -> None:
+    """One plain forward pass over one text [1, seq], logits at every position in the study's chunks."""
+    view = ModelView.of(model)
+    hidden = view.decoder_stack(input_ids=ids.to(view.device), attention_mask=torch.ones_like(ids).to(view.device),
+                                use_cache=False).last_hidden_state[0]
+    step = chunk_size(view.unembedding.weight.shape[0])
+    for start in range(0, hidden.shape[0], step):
+        view.logits(hidden[start:start + step].to(view.unembedding.weight.dtype))
+
+
+def floor(pair, config, data: DiffingData) -> float:
+    """Seconds of the passes the default run strictly needs: per model, a full pass over each per-token text
+    (logits at every position, same chunks), and a decoder-stack pass over the plain texts' first k tokens (the
+    stream is all the difference reads), batched as the study batches them."""
+    ids, _ = first_tokens(pair.tokenizer, data.plain, config.k)
+    start = time.perf_counter()
+    for model in pair.models().values():
+        view = ModelView.of(model)
+        for _, text in data.texts:
+            full_pass(model, encode(pair.tokenizer, [text])["input_ids"])
+        for i in range(0, len(ids), config.batch_size):
+            batch = ids[i:i + config.batch_size].to(view.device)
+            with torch.no_grad():
+                view.decoder_stack(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False)
+    return time.perf_counter() - start
+
+
+def long_text(tokenizer, n_tokens: int) -> torch.Tensor:
+    """[1, n_tokens] the plain texts one after another, cut at n_tokens (BOS first)."""
+    ids = encode(tokenizer, [" ".join(plain_texts() * 4)])["input_ids"][:, :n_tokens]
+    if ids.shape[-1] < n_tokens:
+        raise SystemExit(f"the plain texts give only {ids.shape[-1]} tokens")
+    return ids
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pair", default="demo")
+    parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    pair = load_pair(args.pair)
+    ids, models = long_text(pair.tokenizer, args.tokens), pair.models()
+    print(f"{args.tokens}-token text; {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.2f}",
+          flush=True)
+    study, base = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for model in models.values():
+            full_pass(model, ids)
+        base.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        diff_text(pair.tokenizer, models, ids, -1, 10)
+        study.append(time.perf_counter() - start)
+    pairs = sorted(s / b for s, b in zip(study, base))
+    print(f"floor runs {[round(s, 2) for s in base]}; study runs {[round(s, 2) for s in study]}; ratio of each "
+          f"pair {[round(r, 2) for r in pairs]} (median {pairs[len(pairs) // 2]:.2f})")
+    print(f"DIFFING seconds={min(study):.2f} floor_seconds={min(base):.2f} ratio={min(study) / min(base):.2f}")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
