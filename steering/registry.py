@@ -15,9 +15,10 @@ REGISTRY_FILE = ASSETS / "pairs.json"
 
 @dataclass(frozen=True)
 class AdapterSource:
-    """A PEFT adapter merged into a base source."""
+    """A PEFT adapter merged into a base source; the base may itself be an AdapterSource (a DPO adapter on top of
+    the merged SFT model)."""
 
-    base: str
+    base: "Source"
     adapter: Path
 
 
@@ -36,6 +37,7 @@ class PairSpec:
     description: str = ""
     license: str = ""
     checkpoints: Path | None = None
+    dpo: Path | None = None  # the DPO stage's folder: adapter/ (final) and checkpoints/stepN/
 
     def chat_template_text(self) -> str | None:
         """The template text when it comes from assets/, None when it comes from the post model's tokenizer."""
@@ -71,27 +73,58 @@ def pair_spec(name: str) -> PairSpec:
     fields.update(name=name, base=_source(raw["base"]), post=_source(raw["post"]))
     if raw.get("checkpoints"):
         fields["checkpoints"] = (ASSETS.parent / raw["checkpoints"]).resolve()
+    if raw.get("dpo"):
+        fields["dpo"] = (ASSETS.parent / raw["dpo"]).resolve()
+    elif isinstance(fields["post"], AdapterSource):  # by convention beside the SFT adapter: assets/demo/dpo
+        fields["dpo"] = fields["post"].adapter.parent / "dpo"
     spec = PairSpec(**fields)
     if checkpoint:
         spec = _at_checkpoint(spec, checkpoint)
     return spec
 
 
+DPO = "dpo"  # the DPO stage's final adapter; its checkpoints are named dpo-stepN
+
+
+def _by_step(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: int("".join(filter(str.isdigit, n)) or 0))
+
+
+def _adapters_in(folder: Path | None) -> list[str]:
+    if folder is None or not folder.is_dir():
+        return []
+    return [p.name for p in folder.iterdir() if (p / "adapter_config.json").is_file()]
+
+
+def _dpo_stages(spec: PairSpec) -> list[str]:
+    """The DPO stages on disk in training order: dpo-stepN..., then dpo."""
+    if spec.dpo is None:
+        return []
+    steps = [f"{DPO}-{n}" for n in _by_step(_adapters_in(spec.dpo / "checkpoints"))]
+    return steps + ([DPO] if (spec.dpo / "adapter" / "adapter_config.json").is_file() else [])
+
+
 def _at_checkpoint(spec: PairSpec, checkpoint: str) -> PairSpec:
+    registered = spec.name.partition("@")[0]
     if spec.checkpoints is None or not isinstance(spec.post, AdapterSource):
-        raise UnknownPairError(f"Pair '{spec.name.partition('@')[0]}' keeps no training checkpoints.")
-    folder = spec.checkpoints / checkpoint
-    if not folder.is_dir():
-        have = sorted(p.name for p in spec.checkpoints.iterdir()) if spec.checkpoints.is_dir() else []
-        raise AdapterMissingError(f"No checkpoint '{checkpoint}' in {spec.checkpoints}; "
-                                  f"available: {', '.join(have) or 'none'}.")
-    return PairSpec(**{**spec.__dict__, "post": AdapterSource(spec.post.base, folder)})
+        raise UnknownPairError(f"Pair '{registered}' keeps no training checkpoints.")
+    sft = sorted(p.name for p in spec.checkpoints.iterdir()) if spec.checkpoints.is_dir() else []
+    if checkpoint == DPO or checkpoint.startswith(f"{DPO}-"):
+        if checkpoint in _dpo_stages(spec):
+            folder = spec.dpo / ("adapter" if checkpoint == DPO else f"checkpoints/{checkpoint[len(DPO) + 1:]}")
+            return PairSpec(**{**spec.__dict__, "post": AdapterSource(spec.post, folder)})
+    elif (spec.checkpoints / checkpoint).is_dir():
+        return PairSpec(**{**spec.__dict__, "post": AdapterSource(spec.post.base, spec.checkpoints / checkpoint)})
+    have = sft + _dpo_stages(spec)
+    hint = "" if _dpo_stages(spec) else " (no DPO stage yet: train it with `python -m steering.posttrain dpo`)"
+    raise AdapterMissingError(f"No stage '{checkpoint}' of pair '{registered}' in {spec.checkpoints}; "
+                              f"available: {', '.join(have) or 'none'}{hint}.")
 
 
 def checkpoint_names(name: str = "demo") -> list[str]:
-    """Checkpoints a registered pair keeps, e.g. ['step60', 'step180', 'step360']."""
+    """The stages a registered pair keeps besides its end points, in training order: the SFT checkpoints, then the
+    DPO checkpoints and the final DPO model, e.g. ['step36', 'step108', 'step216', 'dpo-step60', ..., 'dpo']."""
     spec = pair_spec(name)
     if spec.checkpoints is None or not spec.checkpoints.is_dir():
         return []
-    return sorted((p.name for p in spec.checkpoints.iterdir() if p.is_dir()),
-                  key=lambda n: int("".join(filter(str.isdigit, n)) or 0))
+    return _by_step([p.name for p in spec.checkpoints.iterdir() if p.is_dir()]) + _dpo_stages(spec)

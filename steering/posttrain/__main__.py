@@ -1,5 +1,6 @@
 """python -m steering.posttrain              train the demo pair's post-trained model (LoRA SFT), ~25 min on 2 cores
-python -m steering.posttrain --evaluate   measure both models of the demo pair on the held-out test split"""
+python -m steering.posttrain --evaluate   measure both models of the demo pair on the held-out test split
+python -m steering.posttrain dpo          the second stage: DPO on top of the SFT, ~50 min on 2 cores (dpo --help)"""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dpo"]:
+        from .dpo_cli import main as dpo_main
+
+        return dpo_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m steering.posttrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evaluate", action="store_true", help="evaluate instead of training")
