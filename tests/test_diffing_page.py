@@ -2,6 +2,7 @@
 a bad setting is an error; on the demo pair the default page shows the shipped result's charts without a click."""
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pandas as pd
 
@@ -69,7 +70,7 @@ def test_on_the_demo_pair_the_default_page_shows_its_charts_without_a_click(monk
     from app_pages.ui.pair_picker import PairRequest
 
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
-    at = AppTest.from_file(f"app_pages/{PAGE}", default_timeout=300)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app_pages" / PAGE), default_timeout=300)
     at.session_state["pair_request"] = PairRequest("demo")
     at.run()
     assert not at.exception and not at.error
