@@ -20,8 +20,9 @@ import torch
 from analyses.common import PrintProgress
 from analyses.refusal import ABLATIONS, Config, default_data, run
 from analyses.refusal.compute import _formatted
-from analyses.refusal.scores import (clean_prefix, generate_scored, log_probs_of, post_instruction_positions,
-                                     refusal_token_ids, suffix_final_hidden)
+from analyses.refusal.evaluate import shared_suffix
+from analyses.refusal.scores import (_repeated, clean_prefix, generate_scored, generation_prefix, log_probs_of,
+                                     post_instruction_positions, refusal_token_ids, suffix_final_hidden)
 from analyses.refusal.selection import kept_layers
 from steering import load_pair
 from steering.generation import DecodingSettings, format_prompts
@@ -86,7 +87,9 @@ def floor(pair, config: Config, data) -> float:
        copied prefix cache, all layers (the ablation changes those tokens at every layer and nothing before them;
        "project" changes every token: K full passes of the val batch instead), last position unembedded;
     3. test: per model and prompt set, model.generate of each test batch repeated once per condition (none, then
-       each model's direction: 3 blocks of rows), greedy, config.max_new_tokens, first-step logits kept."""
+       each model's direction: 3 blocks of rows), greedy, config.max_new_tokens, first-step logits kept; on the
+       harmful prompts under the affine ablation (which changes the last k tokens and what follows only) the
+       tokens before the last k run once per batch, clean, and the three blocks generate from that cache."""
     tok = pair.tokenizer
     fmt = _formatted(tok, data, config)
     positions = tuple(config.positions) or post_instruction_positions(tok)
@@ -110,8 +113,11 @@ def floor(pair, config: Config, data) -> float:
             _floor_layer(model, layer, _cells(tok, fmt, positions, layer), harmless, both, prefixes, k)
         for side in ("harmful", "harmless"):
             for batch in _batches(tok, fmt[side, "test"], size, view.device):
+                suffix = shared_suffix(side, positions, config)
+                prefix = generation_prefix(model, batch.input_ids, batch.attention_mask, suffix) if suffix else None
+                cached = {} if prefix is None else {"cache": _repeated(prefix, batch.input_ids.shape[0], 3)}
                 model.generate(input_ids=batch.input_ids.repeat(3, 1), attention_mask=batch.attention_mask.repeat(
-                    3, 1), **kwargs, return_dict_in_generate=True, output_logits=True)
+                    3, 1), **cached, **kwargs, return_dict_in_generate=True, output_logits=True)
     return time.perf_counter() - start
 
 

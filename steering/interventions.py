@@ -344,25 +344,29 @@ def affine_ablate(
         raise InvalidInputError(f"affine_ablate: no reference value for layers {missing}; give reference[l] for "
                                 "every layer you ablate at.")
 
-    def at(c: float) -> HookFn:
-        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-            u = unit.like(hidden)
-            shift = (hidden @ u - c).unsqueeze(-1) * u
-            return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
-
-        return fn
-
-    def at_rows(c: torch.Tensor) -> HookFn:
-        values = _Cast(torch.as_tensor(c, dtype=torch.float32).reshape(-1, 1))
-
-        def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-            u = _rows_of(unit.like(hidden), hidden, "affine_ablate")  # [rows, 1, d]
-            shift = (torch.bmm(hidden, u.transpose(1, 2)) - values.like(hidden)[:, :, None]) * u
-            return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
-
-        return fn
-
-    fns = [(f"resid_pre.{layer}", at_rows(reference[layer]) if per_row else at(float(reference[layer])))
-           for layer in chosen]
+    fns = [(f"resid_pre.{layer}", _affine_rows(unit, reference[layer], positions, rows) if per_row
+            else _affine_one(unit, float(reference[layer]), positions, rows)) for layer in chosen]
     with hooks(model, fns, prompt_length=prompt_length):
         yield
+
+
+def _affine_one(unit: _Cast, c: float, positions: Positions, rows: Rows) -> HookFn:
+    """h - ((h . u) - c) u at the selected tokens, one direction for every row."""
+    def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        u = unit.like(hidden)
+        shift = (hidden @ u - c).unsqueeze(-1) * u
+        return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+
+    return fn
+
+
+def _affine_rows(unit: _Cast, c: torch.Tensor, positions: Positions, rows: Rows) -> HookFn:
+    """_affine_one with row r's own unit [rows, d] and reference c[r]."""
+    values = _Cast(torch.as_tensor(c, dtype=torch.float32).reshape(-1, 1))
+
+    def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        u = _rows_of(unit.like(hidden), hidden, "affine_ablate")  # [rows, 1, d]
+        shift = (torch.bmm(hidden, u.transpose(1, 2)) - values.like(hidden)[:, :, None]) * u
+        return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+
+    return fn

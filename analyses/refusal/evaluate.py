@@ -56,18 +56,20 @@ def transfer_label(source: str | None, target: str) -> str:
 
 def intervention_for(model: PreTrainedModel, mode: str, source: SelectedDirection | None,
                      target: SelectedDirection, positions: Sequence[int], alpha: float,
-                     ablation: str = "affine", rows: Sequence[int] | None = None) -> Intervention | None:
+                     ablation: str = "affine", rows: Sequence[int] | None = None,
+                     prompt_length: int | None = None) -> Intervention | None:
     """A context-manager factory that ablates or adds the source's direction on `model`; None for 'none'.
     `target` is the steered model's own entry (its norms for the addition scale, its harmless mean for the affine
-    ablation's reference c_l = its harmless mean . source's unit). `rows`: only those batch rows (None: all)."""
+    ablation's reference c_l = its harmless mean . source's unit). `rows`: only those batch rows (None: all);
+    `prompt_length` as the interventions take it."""
     if mode == "none":
         return None
     vector = source.vector
     if mode == "ablate":
-        return ablation_for(model, vector, target.harmless_mean, positions, ablation, rows)
+        return ablation_for(model, vector, target.harmless_mean, positions, ablation, rows, prompt_length)
     layer = source.layer
     norm = float(target.norms[layer, list(positions).index(source.position)])
-    return lambda: add(model, {layer: addition_vector(vector, norm, alpha)}, rows=rows)
+    return lambda: add(model, {layer: addition_vector(vector, norm, alpha)}, rows=rows, prompt_length=prompt_length)
 
 
 def conditions(sources: Sequence[str]) -> list[tuple[str, str | None, str]]:
@@ -101,7 +103,8 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
     """(scores: one row per model x source x intervention, generations: one row per reply). `texts` are the
     formatted test prompts per side, `raw` the same instructions as typed. Every condition on one prompt set
     (none, then each source's ablation or addition) shares a generate call, a block of batch rows each; the
-    table is evaluate_test_reference's (one call per condition)."""
+    table is evaluate_test_reference's (one call per condition). On the harmful prompts the affine ablation acts
+    only from min(positions) on, so the prompt before that runs once, clean, for every condition."""
     phrases, gen_rows = config.phrases or None, []
     todo = conditions([s for s in ROLE_ORDER if s in directions])
     for role, model in models.items():
@@ -111,9 +114,10 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
             here = [(mode, source) for mode, source, s in todo if s == side]
             hooks = [_rows_hook(model, mode, directions.get(source), directions[role], positions, config)
                      for mode, source in here]
-            outs = generate_conditions(model, tok, texts[side], token_ids, hooks, max_new_tokens=config.max_new_tokens,
-                                       batch_size=config.batch_size, progress=lambda d, t, at=done, n=len(here):
-                                       report(at + d * n, total))
+            outs = generate_conditions(
+                model, tok, texts[side], token_ids, hooks, max_new_tokens=config.max_new_tokens,
+                batch_size=config.batch_size, shared_suffix=shared_suffix(side, positions, config),
+                progress=lambda d, t, at=done, n=len(here): report(at + d * n, total))
             done += len(here) * len(texts[side])
             found.update({(mode, source, side): out for (mode, source), out in zip(here, outs)})
         for mode, source, side in todo:
@@ -123,12 +127,18 @@ def evaluate_test(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBa
     return _tabulate(gen_rows)
 
 
+def shared_suffix(side: str, positions: Sequence[int], config) -> int:
+    """How many last prompt tokens the conditions on a prompt set can change (0: all, nothing to share): the affine
+    ablation (harmful prompts) acts from min(positions) on; the addition (harmless) and projection everywhere."""
+    return -min(positions) if side == "harmful" and config.ablation == "affine" else 0
+
+
 def _rows_hook(model, mode: str, source: SelectedDirection | None, target: SelectedDirection, positions, config):
-    """rows -> a context manager applying the condition to those batch rows only (None for 'none')."""
+    """(rows, prompt length) -> a context manager applying the condition to those batch rows only (None: none)."""
     if mode == "none":
         return None
-    return lambda rows: intervention_for(model, mode, source, target, positions, config.alpha, config.ablation,
-                                         rows)()
+    return lambda rows, length: intervention_for(model, mode, source, target, positions, config.alpha,
+                                                 config.ablation, rows, length)()
 
 
 def evaluate_test_reference(models: dict[str, PreTrainedModel], tok: PreTrainedTokenizerBase,

@@ -13,6 +13,7 @@ Refusal rate (slow, what the paper reports): the share of greedy generations tha
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 
@@ -146,43 +147,64 @@ def suffix_final_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attenti
     (row k * batch + b is prompt b), running only the last `suffix` tokens on top of the clean prefix's cache
     (a copy; the stored one stays clean). Hooks around the call see the suffix's offsets when given the full
     prompt length (`prompt_length=input_ids.shape[1]`)."""
-    import copy
-
     view = ModelView.of(model)
     ids, mask = input_ids.repeat(repeats, 1), attention_mask.repeat(repeats, 1)
     if cache is None:  # no prefix: the whole prompt
         return view.decoder_stack(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, -1]
-    past = copy.deepcopy(cache)
-    past.batch_select_indices(torch.arange(input_ids.shape[0], device=input_ids.device).repeat(repeats))
+    past = _repeated(cache, input_ids.shape[0], repeats)
     return view.decoder_stack(input_ids=ids[:, -suffix:], attention_mask=mask, cache=past,
                               use_cache=True).last_hidden_state[:, -1]
 
 
-RowsIntervention = Callable[[Sequence[int]], AbstractContextManager]  # rows -> a context manager on those rows
+RowsIntervention = Callable[[Sequence[int], int], AbstractContextManager]  # (rows, prompt length) -> on those rows
+
+
+@torch.no_grad()
+def generation_prefix(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, suffix: int):
+    """clean_prefix as `generate` would have cached it: its position ids count real tokens only (left padding
+    skipped), as generate's do. None when nothing precedes the last `suffix` columns."""
+    if input_ids.shape[1] <= suffix:
+        return None
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions.masked_fill_(attention_mask == 0, 1)
+    stack = ModelView.of(model).decoder_stack
+    return stack(input_ids=input_ids[:, :-suffix], attention_mask=attention_mask[:, :-suffix],
+                 position_ids=positions[:, :-suffix], use_cache=True).cache
+
+
+def _repeated(cache, rows: int, repeats: int):
+    """A copy of `cache` with its `rows` batch rows repeated `repeats` times (row k * rows + b is row b)."""
+    past = copy.deepcopy(cache)
+    past.batch_select_indices(torch.arange(rows).repeat(repeats))
+    return past
 
 
 @torch.no_grad()
 def generate_conditions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
                         token_ids: Sequence[int], interventions: Sequence[RowsIntervention | None], *,
-                        max_new_tokens: int = 8, batch_size: int = 16,
+                        max_new_tokens: int = 8, batch_size: int = 16, shared_suffix: int = 0,
                         progress: BatchProgress | None = None) -> list[tuple[list[str], list[float]]]:
     """generate_scored under each intervention (None: none), every condition in one generate call per batch of
-    prompts: condition i gets batch rows i * b .. (i + 1) * b - 1, the same prompts with the same padding."""
+    prompts: condition i gets batch rows i * b .. (i + 1) * b - 1, the same prompts with the same padding.
+    shared_suffix k > 0: the interventions change only the last k prompt tokens and what follows, so the prompt
+    before them is run once, clean, and every condition generates from that cache."""
     view = ModelView.of(model)
     kwargs = DecodingSettings(max_new_tokens=max_new_tokens).generate_kwargs()
     found: list[tuple[list[str], list[float]]] = [([], []) for _ in interventions]
     for start in range(0, len(texts), batch_size):
         batch = encode(tokenizer, texts[start:start + batch_size], view.device)
-        b, n = batch.input_ids.shape[0], len(interventions)
+        (b, seq), n = batch.input_ids.shape, len(interventions)
+        prefix = generation_prefix(model, batch.input_ids, batch.attention_mask, shared_suffix) if shared_suffix \
+            else None
+        cached = {} if prefix is None else {"cache": _repeated(prefix, b, n)}
         with ExitStack() as stack:
             for i, make in enumerate(interventions):
                 if make is not None:
-                    stack.enter_context(make(list(range(i * b, (i + 1) * b))))
-            out = model.generate(input_ids=batch.input_ids.repeat(n, 1),
-                                 attention_mask=batch.attention_mask.repeat(n, 1), **kwargs,
-                                 return_dict_in_generate=True, output_logits=True)
+                    stack.enter_context(make(list(range(i * b, (i + 1) * b)), seq))
+            out = model.generate(input_ids=batch.input_ids.repeat(n, 1), attention_mask=batch.attention_mask.repeat(
+                n, 1), **cached, **kwargs, return_dict_in_generate=True, output_logits=True)
         scores = refusal_log_odds(torch.log_softmax(out.logits[0].float(), dim=-1).cpu(), token_ids).tolist()
-        replies = tokenizer.batch_decode(out.sequences[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+        replies = tokenizer.batch_decode(out.sequences[:, seq:], skip_special_tokens=True)
         for i, (texts_i, scores_i) in enumerate(found):
             texts_i += replies[i * b:(i + 1) * b]
             scores_i += scores[i * b:(i + 1) * b]

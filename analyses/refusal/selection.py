@@ -12,7 +12,13 @@ post-instruction token position p. Each candidate is scored on validation prompt
   layer l (higher = adding it induces refusal);
 - KL: mean KL divergence of the next-token distribution on harmless prompts under ablation (how much else it breaks).
 Filters (Config fields): drop layers in the last `prune_layer_fraction` of the model, KL above `max_kl`, addition
-score not above `min_addition_score`; then pick the lowest ablation score (fallback: see `select`)."""
+score not above `min_addition_score`; then pick the lowest ablation score (fallback: see `select`).
+
+Cost (score_candidates; score_candidates_reference is the plain loop it is tested against): a layer's candidates
+share one batch (each row its own vector); the addition at l leaves layers < l as the clean pass had them, so it
+resumes at l from the clean harmless pass's stream; the affine ablation changes only the tokens from min(positions)
+on, so only those run, on the clean prefix's KV cache. Scores agree with the reference to float32 rounding (which
+the demo's chaotic ablated candidates amplify to ~1e-4, as a change of the reference's own batch shapes does)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -37,20 +43,23 @@ Ablation = Literal["affine", "project"]
 
 
 def ablation_for(model: PreTrainedModel, vector: torch.Tensor, harmless_mean: torch.Tensor,
-                 positions: Sequence[int], method: str, rows: Sequence[int] | None = None) -> Intervention:
+                 positions: Sequence[int], method: str, rows: Sequence[int] | None = None,
+                 prompt_length: int | None = None) -> Intervention:
     """A context-manager factory ablating `vector` on `model`. "project": Arditi's projection at every layer,
     component and position. "affine": ACE at resid_pre of every layer, at offsets >= min(positions) (the
     post-instruction tokens and every generated token), with c_l = harmless_mean[l] . u; `harmless_mean` is the
     STEERED model's own mean harmless residual [n_layers, d] over the post-instruction positions (for transfer:
-    the steered model's mean projected on the other model's direction). `rows`: only those batch rows (None: all)."""
+    the steered model's mean projected on the other model's direction). `rows`: only those batch rows (None: all);
+    `prompt_length`: as the interventions take it (for a pass that starts on a prompt's cached prefix)."""
     if method == "project":
-        return lambda: ablate(model, vector, rows=rows)
+        return lambda: ablate(model, vector, rows=rows, prompt_length=prompt_length)
     if method != "affine":
         raise InvalidInputError(f"Unknown ablation '{method}': use one of {', '.join(ABLATIONS)}.")
     unit = vector / vector.norm()
     reference = {layer: float(harmless_mean[layer] @ unit) for layer in range(harmless_mean.shape[0])}
     where = range(min(positions), 10_000)
-    return lambda: affine_ablate(model, vector, reference, positions=where, rows=rows)
+    return lambda: affine_ablate(model, vector, reference, positions=where, rows=rows,
+                                 prompt_length=prompt_length)
 
 
 def candidate_directions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, harmful: Sequence[str],
@@ -135,6 +144,14 @@ def _ablated_affine(model, prefixes, vectors: torch.Tensor, references: dict, wh
     return torch.cat(out, dim=1)
 
 
+def _val_prefixes(model, tokenizer, both: list[str], suffix: int, batch_size: int) -> list:
+    """(encoding, KV cache of its clean tokens before the last `suffix`) per batch of the val prompts, batched as
+    the reference batches them (so the padding is the same)."""
+    device = ModelView.of(model).device
+    batches = [encode(tokenizer, both[i:i + batch_size], device) for i in range(0, len(both), batch_size)]
+    return [(batch, clean_prefix(model, batch.input_ids, batch.attention_mask, suffix)) for batch in batches]
+
+
 def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, diffs: torch.Tensor,
                      norms: torch.Tensor, positions: Sequence[int], layers: Sequence[int], harmful: Sequence[str],
                      harmless: Sequence[str], token_ids: Sequence[int], *, alpha: float, batch_size: int = 16,
@@ -151,10 +168,7 @@ def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         raise InvalidInputError(f"Unknown ablation '{ablation}': use one of {', '.join(ABLATIONS)}.")
     reference, harmless_batches = _clean_harmless(model, tokenizer, list(harmless), layers, batch_size)
     both, n_h = list(harmful) + list(harmless), len(harmful)
-    where = range(min(positions), 10_000)
-    prefixes = [] if ablation != "affine" else [
-        (batch, clean_prefix(model, batch.input_ids, batch.attention_mask, -where.start)) for batch in
-        (encode(tokenizer, both[i:i + batch_size], ModelView.of(model).device) for i in range(0, len(both), batch_size))]
+    prefixes = _val_prefixes(model, tokenizer, both, -min(positions), batch_size) if ablation == "affine" else []
     rows, total = [], len(layers) * len(positions)
     for layer in layers:
         cells = [p for p in range(len(positions)) if not _no_direction(diffs[layer, p], norms[layer, p])]
