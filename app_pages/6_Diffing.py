@@ -3,6 +3,7 @@ import html
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from analyses.diffing import STUDY
 from analyses.diffing import charts as ch
@@ -120,7 +121,10 @@ def send_to_playground() -> None:
         return
     st.session_state["pg_source"] = "From a study's result"
     st.session_state["pg_study_direction"] = index
-    st.switch_page("app_pages/1_Playground.py")
+    try:
+        st.switch_page("app_pages/1_Playground.py")
+    except StreamlitPageNotFoundError:  # the page opened on its own, outside app.py's navigation
+        st.info("Chosen: open the Playground page, where this difference is the selected study direction.")
 
 
 if st.button("Steer with this difference in the playground", key="diffing_send"):

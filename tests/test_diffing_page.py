@@ -76,3 +76,33 @@ def test_on_the_demo_pair_the_default_page_shows_its_charts_without_a_click(monk
     assert not at.exception and not at.error
     assert any("shipped with the project" in c.value for c in at.caption)
     assert len(chart_titles(at)) >= 5
+
+
+def test_the_difference_is_listed_for_the_playground_and_one_click_opens_it_there(ran):
+    from analyses.study_directions import directions_for
+
+    result = ran.session_state["diffing_stored"].result
+    pair = ran.session_state["pair"]
+    found = [(label, d) for label, d in directions_for(pair) if label.startswith("diffing · difference")]
+    assert len(found) == 1 and bool((found[0][1].vectors == result.difference.vectors).all())
+    [send] = [b for b in ran.button if b.key == "diffing_send"]
+    at = send.click().run()
+    assert not at.exception and any("open the Playground page" in i.value for i in at.info)  # no app.py here
+    assert at.session_state["pg_source"] == "From a study's result"
+    assert directions_for(pair)[at.session_state["pg_study_direction"]][0] == found[0][0]
+
+
+def test_in_the_app_one_click_opens_the_playground_on_the_difference(tiny_request, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=180)
+    at.session_state["pair_request"] = tiny_request
+    at = at.run().switch_page("app_pages/6_Diffing.py").run()
+    at = [b for b in at.button if b.label == "Run"][0].click().run()
+    assert not at.exception and not at.error
+    at = [b for b in at.button if b.key == "diffing_send"][0].click().run()
+    assert not at.exception
+    assert at.radio(key="pg_source").value == "From a study's result"  # the playground is on screen
+    chosen = at.selectbox(key="pg_study_direction")
+    assert chosen.format_func(chosen.value).startswith("diffing · difference")
