@@ -50,7 +50,7 @@ class Result:
 
 
 # Progress weights, in units of one neuron's ablation (measured on the demo pair, default settings)
-WEIGHTS_COST, CLEAN_COST, QUESTIONS_COST = 1.0, 4.0, 6.0
+WEIGHTS_COST, CLEAN_COST, QUESTIONS_COST = 1.0, 5.0, 6.0
 
 
 def check_config(config: Config, pair) -> int:
