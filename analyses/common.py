@@ -36,6 +36,7 @@ class Steps:
         self.progress = progress or no_progress
         self.started = time.perf_counter()
         total = sum(weights.values())
+        self.total = total  # the run's whole cost in the weights' unit (a study's `work` reads it)
         self.start: dict[str, float] = {}
         self.share: dict[str, float] = {}
         at = 0.0

@@ -88,6 +88,8 @@ class Study:
     page      the Streamlit page that shows it (relative to the app), icon its emoji, summary its one-line link text
     partial_chart(key, value) -> altair chart or None: draws a partial result a run hands to `Steps.partial` while
               it works (the page shows it under the progress bar); None = partial results are not drawn
+    work(pair, config, data) -> float: the run's cost in the study's own unit (its progress weights); with a
+              measured run's seconds the page estimates how long a run with other settings takes; None = no estimate
     """
 
     name: str
@@ -106,6 +108,7 @@ class Study:
     cli: CliExtras = CliExtras()
     summary: str = ""  # one line for the landing page's link; the first sentence of `about` when empty
     partial_chart: Callable[[str, Any], Any] | None = None
+    work: Callable[[Any, Any, Any], float] | None = None
 
     def one_line(self) -> str:
         return self.summary or self.about.split(". ")[0].rstrip(".")

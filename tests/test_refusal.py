@@ -3,7 +3,7 @@ selection filters, the transfer table, the stored result, the headline and the C
 demo pair (small subsets)."""
 import json
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pandas as pd
 import pytest
@@ -302,3 +302,13 @@ def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal()
     refuses = rate(harmful, "none")
     assert refuses >= 0.5 and rate(harmful, "ablate") <= refuses / 2
     assert rate(harmless, "add") > rate(harmless, "none")
+
+
+def test_the_work_measure_counts_the_passes_a_run_makes(tiny_pair):
+    pair, data = tiny_pair[0], split_lists(HARMFUL, HARMLESS)
+    base = STUDY.work(pair, TINY, data)
+    fewer_val = STUDY.work(pair, replace(TINY, n_val=1), data)  # the tiny val split has two prompts a side
+    every_layer = STUDY.work(pair, replace(TINY, layer_step=1), data)
+    assert fewer_val < base < every_layer
+    with pytest.raises(InvalidInputError):
+        STUDY.work(pair, replace(TINY, n_val=0), data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..study import Study
 from .charts import charts
-from .compute import Result, candidate_norms, data_hash, default_data, run, selected_direction, steering_of
+from .compute import Result, candidate_norms, data_hash, default_data, run, selected_direction, steering_of, work
 from .config import ABLATION_HELP, ABLATIONS, Config, phrases_setting
 from .data import RefusalData, builtin_data, split_lists
 from .evaluate import SelectedDirection, live_generation
@@ -32,6 +32,7 @@ STUDY = Study(
     charts=charts,
     headline=headline,
     partial_chart=partial_chart,
+    work=work,
     default_data=default_data,
     data_hash=data_hash,
     page="app_pages/3_Refusal.py",

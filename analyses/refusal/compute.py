@@ -143,6 +143,16 @@ def _timed(timings: list[dict], step: str, compute):
     return value
 
 
+def work(pair: ModelPair, config: Config, data: RefusalData | None = None) -> float:
+    """The run's cost in prompt-passes (its progress bar's weights), for the page's estimate of how long it takes."""
+    check_config(config, pair.n_layers)
+    data = default_data(pair, config) if data is None else data
+    positions = tuple(config.positions) or post_instruction_positions(pair.tokenizer)
+    layers = kept_layers(pair.n_layers, config.prune_layer_fraction)[::max(1, config.layer_step)]
+    fmt = _formatted(pair.tokenizer, data, config)
+    return _steps(None, fmt, pair.models(), pair.n_layers, layers, positions).total
+
+
 def run(pair: ModelPair, config: Config, *, data: RefusalData | None = None,
         progress: Progress | None = None) -> Result:
     """The study on this pair (uncached: analyses.store.run_cached stores it); data None = the built-in sets."""

@@ -101,11 +101,33 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
         st.error(str(e))
         return None
     state = f"{study.name}_stored"
+    estimate = run_estimate(study, pair, config, data)
+    if estimate:
+        st.caption(estimate)
     if run:
         return run_with_progress(state, lambda progress: run_cached(
             study, pair, config, data=data, progress=progress, refresh=True,
             notice=lambda message: st.warning(message)), partial_chart=study.partial_chart)
     return _found(study, pair, config, data, state)
+
+
+def run_estimate(study: Study, pair, config, data: Any = None) -> str | None:
+    """How long a run with these settings takes, from the shipped default run's measured seconds scaled by the
+    study's work (None where the study has no work measure or no shipped run was measured on this pair)."""
+    if study.work is None:
+        return None
+    try:
+        found = shipped(study, pair)
+        if found is None or not found.manifest.get("seconds"):
+            return None
+        measured = float(found.manifest["seconds"])
+        seconds = measured * study.work(pair, config, data) / study.work(pair, study.Config(), None)
+    except (SteeringError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    when = f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+    return (f"A run with these settings takes {when} on a machine like the one that computed the shipped result "
+            f"({measured:.0f} s for the defaults, load average {found.manifest.get('load_average', '?')}), scaled "
+            "by the number of forward passes.")
 
 
 def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
