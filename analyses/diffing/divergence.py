@@ -39,27 +39,35 @@ def chunk_size(vocab: int) -> int:
 
 @torch.no_grad()
 def divergence(models: dict, hidden: dict[str, torch.Tensor], ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per position: KL both ways, TV, and the next token's rank under each model, unembedding chunk by chunk."""
+    """Per position: KL both ways, TV and the next token's rank under each model, unembedding chunk by chunk."""
     views = {role: ModelView.of(m) for role, m in models.items()}
     seq, targets = ids.shape[-1], ids[0, 1:]
     step = chunk_size(views["base"].unembedding.weight.shape[0])
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("kl_post_base", "kl_base_post", "tv", "rank_base",
                                                             "rank_post")}
     for start in range(0, seq, step):
-        end = min(start + step, seq)
-        logits = {role: views[role].logits(hidden[role][start:end].to(views[role].unembedding.weight.dtype)).float()
-                  for role in views}
-        logp = {role: torch.log_softmax(x, dim=-1) for role, x in logits.items()}
-        gap = logp["post"] - logp["base"]
-        parts["kl_post_base"].append((logp["post"].exp() * gap).sum(-1).cpu())
-        parts["kl_base_post"].append((logp["base"].exp() * -gap).sum(-1).cpu())
-        parts["tv"].append(0.5 * (logp["post"].exp() - logp["base"].exp()).abs().sum(-1).cpu())
-        known = targets[start:end].to(gap.device)  # positions with a next token: start .. min(end, seq - 1)
-        for role, x in logits.items():
+        logp = {}
+        for role, view in views.items():
+            known = targets[start:start + step].to(view.device)  # the chunk's positions that have a next token
+            x = view.logits(hidden[role][start:start + step].to(view.unembedding.weight.dtype)).float()
             mine = x[:len(known)].gather(-1, known[:, None])
             parts[f"rank_{role}"].append((1 + (x[:len(known)] > mine).sum(-1)).cpu())
-        del logits, logp, gap
+            logp[role] = x.sub_(x.logsumexp(-1, keepdim=True))  # log-softmax in place: one tensor per model
+        for name, value in _measures(logp["post"], logp["base"]).items():
+            parts[name].append(value.cpu())
+        del logp
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _measures(logp_post: torch.Tensor, logp_base: torch.Tensor) -> dict[str, torch.Tensor]:
+    """KL both ways and TV of [n, vocab] log-probabilities, with as few [n, vocab] temporaries as it takes
+    (the inputs are consumed)."""
+    p_post, p_base = logp_post.exp(), logp_base.exp()
+    gap = logp_post.sub_(logp_base)  # log p_post - log p_base
+    kl_post_base = torch.einsum("pv,pv->p", p_post, gap)
+    kl_base_post = -torch.einsum("pv,pv->p", p_base, gap)
+    tv = 0.5 * p_post.sub_(p_base).abs_().sum(-1)
+    return {"kl_post_base": kl_post_base, "kl_base_post": kl_base_post, "tv": tv}
 
 
 def token_table(tokenizer, ids: torch.Tensor, measures: dict[str, torch.Tensor]) -> pd.DataFrame:
