@@ -38,10 +38,10 @@ def floor(pair, config: Config, data) -> float:
     2. per traced item and model: the clean run (1 row) and the corrupted run (n_samples rows), every layer, no
        logits (their readouts come from screening);
     3. per traced item and model, the batches of steering.tracing.plan_rows for that model's grids (each
-       component; the other model's residual stream, subject onwards, with cross_model): rows grouped by start
-       layer (the layer a cell restores, the window's first for mlp/attn), cells before the first corrupted token
-       left out where the states are the model's own; each batch runs layers start..n_layers-1 only (resume_at,
-       from the corrupted stream), last-position logits.
+       component; the other model's residual stream, subject onwards, with cross_model): rows sorted by start
+       layer (the layer a cell restores, the window's first for mlp/attn), batch_size a batch, cells before the
+       first corrupted token left out where the states are the model's own; each batch runs layers from its
+       rows' smallest start layer to the last only (resume_at, from the corrupted stream), last-position logits.
     The item choice (which screen rounds, which items are traced) is taken from an untimed screening first."""
     torch.set_grad_enabled(False)
     models, comps = pair.models(), components(config)

@@ -18,9 +18,9 @@ Cells whose token precedes the first corrupted position restore a state that equ
 states are the same model's), so they are not computed: their score is the corrupted score, exactly.
 
 The fast engine (`trace_grids`) uses that a restoration at layer l (the window's first layer for mlp/attn) leaves
-layers before l as the corrupted run's: the corrupted run's residual stream is stored once, and every batch
-resumes at its rows' start layer (steering.resume), several grids (components, cross-model states) sharing the
-passes. `trace_grid` and `trace_cell_loop` stay as the references it is tested against.
+layers before l as the corrupted run's: the corrupted run's residual stream is stored once, rows are sorted by
+start layer, and every batch resumes at its rows' smallest (steering.resume), several grids (components,
+cross-model states) sharing the passes. `trace_grid` and `trace_cell_loop` stay as the references it is tested against.
 """
 from __future__ import annotations
 
@@ -247,23 +247,24 @@ def corrupted_stream(model: nn.Module, inp: TraceInput) -> torch.Tensor:
 
 def plan_rows(grids: Sequence[Grid], n_layers: int, n_samples: int, first_corrupted: int, window: int,
               batch_size: int) -> list[list[Row]]:
-    """The batches of trace_grids: the rows to compute grouped by start layer (the first layer a row restores),
-    at most batch_size a batch."""
-    by_start: dict[int, list[Row]] = {}
+    """The batches of trace_grids: the rows to compute sorted by start layer (the first layer a row restores),
+    batch_size a batch; a batch resumes at its first row's start (full batches: on a CPU a pass's cost has a large
+    part that does not shrink with its rows, so many small per-layer batches cost more than the layers saved)."""
+    rows: list[Row] = []
     for g, grid in enumerate(grids):
         for s in range(n_samples):
             for c, (token, layer) in enumerate(grid.cells):
                 if grid.same_model and token < first_corrupted:
                     continue
-                start = window_layers(layer, n_layers, grid.component, window)[0]
-                by_start.setdefault(start, []).append((start, g, s, c))
-    return [rows[i:i + batch_size] for _, rows in sorted(by_start.items()) for i in range(0, len(rows), batch_size)]
+                rows.append((window_layers(layer, n_layers, grid.component, window)[0], g, s, c))
+    rows.sort(key=lambda row: row[0])
+    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
 def _resumed_batch(model: nn.Module, inp: TraceInput, stream: torch.Tensor, grids: Sequence[Grid],
                    batch: list[Row], readout: Readout, window: int) -> torch.Tensor:
-    """One batch resumed at its start layer: the corrupted stream there, restored states written into it (the
-    start layer's resid_pre) or by hooks (later points), read out at the last position."""
+    """One batch resumed at its first (smallest) start layer: the corrupted stream there, restored states written
+    into it (that layer's resid_pre) or by hooks (later points), read out at the last position."""
     n_layers, start = stream.shape[0], batch[0][0]
     samples = torch.tensor([s for _, _, s, _ in batch])
     resid = stream[start][samples].clone()
