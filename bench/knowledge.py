@@ -29,6 +29,7 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+@torch.no_grad()  # not set_grad_enabled(False): the tests call floor(), and grad must stay on for others
 def floor(pair, config: Config, data) -> float:
     """Seconds of the plain forward passes the default run's result needs, run here with no hooks but resume_at's
     own (no recording, no restoring), logits at the last position only (no softmax), the same batch shapes:
@@ -43,7 +44,6 @@ def floor(pair, config: Config, data) -> float:
        first corrupted token left out where the states are the model's own; each batch runs layers from its
        rows' smallest start layer to the last only (resume_at, from the corrupted stream), last-position logits.
     The item choice (which screen rounds, which items are traced) is taken from an untimed screening first."""
-    torch.set_grad_enabled(False)
     models, comps = pair.models(), components(config)
     frame = data.head(config.n_screen)
     if "item" not in frame or frame["item"].duplicated().any():  # as trace_items numbers them

@@ -37,6 +37,8 @@ def small_args(name: str, files: Path) -> list[str]:
     if name == "knowledge":
         return ["--n-items", "1", "--n-screen", "40", "--top-k", "100000", "--min-gap", "1e-9",
                 "--components", "resid", "--window", "2", "--n-samples", "1", "--no-cross-model"]
+    if name == "diffing":
+        return ["--k", "2", "--top-n", "3"]
     return ["--null-dims", "4", "--n-candidates", "3", "--n-random", "1", "--max-tokens", "40", "--n-questions", "4"]
 
 
