@@ -28,10 +28,10 @@ def _inputs(model_type, positions):
     return model, tok, (diffs, norms, positions, [0, 1, 2], h[6:], n[6:], refusal_token_ids(tok, ("w1", "w2"))), means
 
 
-def _same_scores(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
+def _same_scores(fast: pd.DataFrame, slow: pd.DataFrame, atol: float = 1e-5) -> None:
     pd.testing.assert_frame_equal(fast[["layer", "position"]], slow[["layer", "position"]])
     pd.testing.assert_frame_equal(fast[COLUMNS].isna(), slow[COLUMNS].isna())
-    assert (fast[COLUMNS] - slow[COLUMNS]).abs().max().max() < 1e-5
+    assert (fast[COLUMNS] - slow[COLUMNS]).abs().max().max() < atol
 
 
 @pytest.mark.parametrize("model_type", ["gemma3_text", "llama", "gpt2", "gpt_neox"])
@@ -109,7 +109,9 @@ def test_demo_fast_candidate_scores_match_the_reference():
     args = (model, tok, diffs, norms, positions, [0, 6, 12], fmt["harmful", "val"], fmt["harmless", "val"],
             refusal_token_ids(tok))
     kw = dict(alpha=config.alpha, harmless_mean=means, batch_size=config.batch_size)
-    _same_scores(score_candidates(*args, **kw), score_candidates_reference(*args, **kw))
+    # float32 rounding of the 5-token passes and per-row projections, which the ablated Gemma amplifies: up to
+    # 1.7e-4 on scores of size 1-22 (the old path itself moves by 3.9e-4 when only its batch padding changes)
+    _same_scores(score_candidates(*args, **kw), score_candidates_reference(*args, **kw), atol=3e-4)
 
 
 class _Collect:
