@@ -39,7 +39,7 @@ def server():
 
 
 def test_playground_generates_four_texts_per_prompt(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
@@ -54,7 +54,8 @@ def test_playground_generates_four_texts_per_prompt(server):
         page.get_by_role("button", name="Generate").click()
         page.get_by_text("Four generations").wait_for(timeout=600_000)
         outputs = page.locator('[data-testid="stText"]')
-        assert outputs.count() == 8  # two default prompts x (base, base steered, post, post steered)
+        # the page draws the header first and the texts as they come: wait for all of them, not the first few
+        expect(outputs).to_have_count(8, timeout=60_000)  # two default prompts x (base, steered, post, steered)
         labels = page.locator('[data-testid="stMarkdownContainer"] strong').all_inner_texts()
         for label in ("Base", "Base · steered", "Post-trained", "Post-trained · steered"):
             assert label in labels
