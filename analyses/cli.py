@@ -85,13 +85,13 @@ def config_from_args(args: argparse.Namespace, config_cls: type) -> Any:
     return config_cls(**values)
 
 
-def pair_from_args(args: argparse.Namespace):
-    """The pair named by --pair, or the one given by --base (and --post)."""
+def pair_from_args(args: argparse.Namespace, base_only: bool = False):
+    """The pair named by --pair, or the one given by --base (and --post); its base alone with base_only."""
     from steering import load_pair
 
     if args.post and not args.base:
         raise SystemExit("--post needs --base.")
-    return load_pair(None if args.base else args.pair, base=args.base, post=args.post)
+    return load_pair(None if args.base else args.pair, base=args.base, post=args.post, base_only=base_only)
 
 
 def exit_code(body: Callable[[], None]) -> int:
@@ -132,8 +132,8 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
         data = study.cli.data(args) if study.cli.data is not None else None
         if args.ship and (args.base or args.pair != "demo" or data is not None):
             raise SystemExit("--ship is for the demo pair on the built-in data only.")
-        pair = pair_from_args(args)
-        if pair.post is None:
+        pair = pair_from_args(args, base_only=study.base_only)
+        if pair.post is None and not study.base_only:
             print("Note: this pair has no post-trained model; the study runs on the base model alone.")
         start = time.perf_counter()
         stored = run_cached(study, pair, config, data=data, progress=PrintProgress(), refresh=args.no_cache,
@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analyses",
                                      description="Run one study of the paper on a model pair.")
     sub = parser.add_subparsers(dest="study", required=True, metavar="STUDY")
-    records = {s.name: s for s in STUDIES}
+    from .lab import LAB
+
+    records = {s.name: s for s in [*STUDIES, LAB]}
     for s in records.values():
         study_parser(s, parser=sub.add_parser(s.name, help=s.title.replace("%", "%%"), prog=f"python -m analyses {s.name}"))
     args = parser.parse_args(argv)

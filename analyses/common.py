@@ -55,6 +55,16 @@ class Steps:
         report(0, 1)
         return report
 
+    def within(self, name: str, label: str) -> Progress:
+        """A (fraction, message) callback for work that reports its own progress (a study run inside a stage):
+        its fraction fills this stage's share of the bar, its message follows the label."""
+        def report(fraction: float, message: str) -> None:
+            at = min(self.start[name] + self.share[name] * min(max(fraction, 0.0), 1.0), 1.0)
+            self.progress(at, f"{label} · {message}{self._time_left(at)}")
+
+        report(0.0, "starting")
+        return report
+
     def _time_left(self, fraction: float) -> str:
         """' · about 40 s left', from the time so far and the share of the work done (weights are costs)."""
         elapsed = time.perf_counter() - self.started

@@ -267,6 +267,15 @@ def manifest_for(study: Study, pair, config: Any, key: str, data_hash: str, seco
             "project_version": project_version(), "python": sys.version.split()[0], "torch": torch.__version__}
 
 
+def pair_for(study: Study, pair):
+    """The pair as the study reads it: the base alone for a base_only study (its key then names the base only)."""
+    if study.base_only and pair.post is not None:
+        from steering.pairs import with_base_only
+
+        return with_base_only(pair)
+    return pair
+
+
 def run_cached(study: Study, pair, config: Any, *, data: Any = None, progress: Progress | None = None,
                store: ResultStore | None = None, refresh: bool = False, command: str | None = None,
                notice: Callable[[str], None] = print) -> StoredResult:
@@ -274,7 +283,7 @@ def run_cached(study: Study, pair, config: Any, *, data: Any = None, progress: P
 
     refresh computes again and replaces what is stored (the CLI's --no-cache). A stored result that cannot be
     used is reported through `notice` in one line and replaced by the new one."""
-    store = store or ResultStore()
+    store, pair = store or ResultStore(), pair_for(study, pair)
     data = study.resolve_data(pair, config, data)
     data_hash = study.data_hash(data)
     key = result_key(study, pair, config, data_hash)
@@ -306,7 +315,7 @@ class Shipped:
 def shipped(study: Study, pair, root: Path = SHIPPED_ROOT) -> Shipped | None:
     """The result shipped for the demo pair in <root>/<study>/, when this pair is the one it was computed on.
     It is current when its key is the key of the default config on the built-in data for this code."""
-    folder = root / study.name
+    folder, pair = root / study.name, pair_for(study, pair)
     if not (folder / MANIFEST).exists():
         return None
     manifest = read_manifest(folder)

@@ -90,6 +90,8 @@ class Study:
               it works (the page shows it under the progress bar); None = partial results are not drawn
     work(pair, config, data) -> float: the run's cost in the study's own unit (its progress weights); with a
               measured run's seconds the page estimates how long a run with other settings takes; None = no estimate
+    base_only True: the run reads the pair's base model alone (the lab loads the models it compares itself), so
+              its results are keyed by the base and the CLI loads nothing else
     """
 
     name: str
@@ -109,6 +111,7 @@ class Study:
     summary: str = ""  # one line for the landing page's link; the first sentence of `about` when empty
     partial_chart: Callable[[str, Any], Any] | None = None
     work: Callable[[Any, Any, Any], float] | None = None
+    base_only: bool = False
 
     def one_line(self) -> str:
         return self.summary or self.about.split(". ")[0].rstrip(".")

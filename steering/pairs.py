@@ -224,3 +224,30 @@ def _check_same_shape(pair: ModelPair) -> None:
     if (base.n_layers, base.d_model) != (post.n_layers, post.d_model):
         raise InvalidInputError(f"The two models differ in shape ({base.n_layers}x{base.d_model} vs "
                                 f"{post.n_layers}x{post.d_model}): a pair must be a model and its post-trained sibling.")
+
+
+def with_base_only(pair: ModelPair) -> ModelPair:
+    """The same pair holding its base model alone (nothing is loaded or freed)."""
+    return ModelPair(pair.name, pair.spec, pair.base, None, pair.tokenizer, pair.settings, pair.estimate,
+                     {"base": pair.folders["base"]})
+
+
+def load_beside(loaded: ModelPair, name: str, report: Report = _quiet) -> ModelPair:
+    """A registered pair whose base is `loaded`'s base (a stage of the road, e.g. 'demo@step36'), loading only its
+    post-trained model beside the loaded base, with the same settings; the base stage ('demo@base') loads nothing
+    and pairs the base with itself."""
+    spec = pair_spec(name)
+    if spec.base != loaded.spec.base:
+        raise InvalidInputError(f"'{name}' has another base than the loaded pair '{loaded.name}'.")
+    if spec.post == spec.base:
+        post, post_dir = loaded.base, loaded.folders["base"]
+    else:
+        post_dir = resolve(spec.post, report, spec.chat_template_text())
+        memory.check_fits(memory.estimate(post_dir, loaded.settings.dtype, loaded.settings.quantization, n_models=1),
+                          loaded.settings.device)
+        post = load_model(post_dir, loaded.settings)
+        _stop_at_end_of_turn(post, loaded.tokenizer, spec.end_of_turn)
+    pair = ModelPair(spec.name, spec, loaded.base, post, loaded.tokenizer, loaded.settings, loaded.estimate,
+                     {"base": loaded.folders["base"], "post": post_dir})
+    _check_same_shape(pair)
+    return pair

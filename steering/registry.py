@@ -104,21 +104,48 @@ def _dpo_stages(spec: PairSpec) -> list[str]:
     return steps + ([DPO] if (spec.dpo / "adapter" / "adapter_config.json").is_file() else [])
 
 
-def _at_checkpoint(spec: PairSpec, checkpoint: str) -> PairSpec:
+BASE, SFT = "base", "sft"  # the pair's end points as stage names: the base model and the final SFT model
+BETWEEN = ".."  # 'demo@step36..dpo': a pair of two stages, the first one as the base
+
+
+def _sft_checkpoints(spec: PairSpec) -> list[str]:
+    folder = spec.checkpoints
+    return _by_step([p.name for p in folder.iterdir() if p.is_dir()]) if folder and folder.is_dir() else []
+
+
+def stage_names_of(spec: PairSpec) -> list[str]:
+    """Every stage of a pair that keeps checkpoints, in training order: base, the SFT checkpoints, sft (the final
+    SFT model), the DPO checkpoints and dpo; [] for a pair that keeps none."""
+    if spec.checkpoints is None or not isinstance(spec.post, AdapterSource):
+        return []
+    return [BASE, *_sft_checkpoints(spec), SFT, *_dpo_stages(spec)]
+
+
+def stage_source(spec: PairSpec, stage: str) -> Source:
+    """The weights of one stage of a registered pair; an unknown stage gets the list of the stages that exist."""
     registered = spec.name.partition("@")[0]
     if spec.checkpoints is None or not isinstance(spec.post, AdapterSource):
         raise UnknownPairError(f"Pair '{registered}' keeps no training checkpoints.")
-    sft = sorted(p.name for p in spec.checkpoints.iterdir()) if spec.checkpoints.is_dir() else []
-    if checkpoint == DPO or checkpoint.startswith(f"{DPO}-"):
-        if checkpoint in _dpo_stages(spec):
-            folder = spec.dpo / ("adapter" if checkpoint == DPO else f"checkpoints/{checkpoint[len(DPO) + 1:]}")
-            return PairSpec(**{**spec.__dict__, "post": AdapterSource(spec.post, folder)})
-    elif (spec.checkpoints / checkpoint).is_dir():
-        return PairSpec(**{**spec.__dict__, "post": AdapterSource(spec.post.base, spec.checkpoints / checkpoint)})
-    have = sft + _dpo_stages(spec)
-    hint = "" if _dpo_stages(spec) else " (no DPO stage yet: train it with `python -m steering.posttrain dpo`)"
-    raise AdapterMissingError(f"No stage '{checkpoint}' of pair '{registered}' in {spec.checkpoints}; "
-                              f"available: {', '.join(have) or 'none'}{hint}.")
+    if stage == BASE:
+        return spec.post.base
+    if stage == SFT:
+        return spec.post
+    if stage in _dpo_stages(spec):
+        return AdapterSource(spec.post, spec.dpo / ("adapter" if stage == DPO else f"checkpoints/{stage[len(DPO) + 1:]}"))
+    if stage in _sft_checkpoints(spec):
+        return AdapterSource(spec.post.base, spec.checkpoints / stage)
+    hint = "" if _dpo_stages(spec) or not stage.startswith(DPO) else \
+        " (no DPO stage yet: train it with `python -m steering.posttrain dpo`)"
+    raise AdapterMissingError(f"No stage '{stage}' of pair '{registered}' in {spec.checkpoints}; "
+                              f"available: {', '.join(stage_names_of(spec)) or 'none'}{hint}.")
+
+
+def _at_checkpoint(spec: PairSpec, checkpoint: str) -> PairSpec:
+    """'stepN' or 'dpo…': that stage beside the base; 'A..B': stage A as the base and stage B as the post model."""
+    first, between, second = checkpoint.partition(BETWEEN)
+    if between:
+        return PairSpec(**{**spec.__dict__, "base": stage_source(spec, first), "post": stage_source(spec, second)})
+    return PairSpec(**{**spec.__dict__, "post": stage_source(spec, checkpoint)})
 
 
 def checkpoint_names(name: str = "demo") -> list[str]:

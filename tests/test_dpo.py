@@ -88,12 +88,12 @@ def test_the_dpo_stage_loads_on_top_of_the_merged_sft_model(tiny_dpo):
 
 def test_a_bad_stage_name_names_the_stages_that_exist(tiny_dpo, tmp_path, monkeypatch):
     with pytest.raises(AdapterMissingError, match=r"No stage 'dpo-step99' of pair 'tiny'.*available: "
-                                                  r"dpo-step4, dpo-step8, dpo\."):
+                                                  r"base, sft, dpo-step4, dpo-step8, dpo\."):
         registry.pair_spec("tiny@dpo-step99")
     _, raw, _ = tiny_dpo
     untrained = {"tiny": {**raw["tiny"], "dpo": str(tmp_path / "nothing")}}
     monkeypatch.setattr(registry, "_raw_registry", lambda: untrained)
-    with pytest.raises(AdapterMissingError, match="available: none .no DPO stage yet: train it with "
+    with pytest.raises(AdapterMissingError, match="available: base, sft .no DPO stage yet: train it with "
                                                   "`python -m steering.posttrain dpo`"):
         registry.pair_spec("tiny@dpo")
 

@@ -209,8 +209,16 @@ def test_checkpoints_of_the_demo_pair_are_pairs_of_their_own(monkeypatch, tmp_pa
     assert spec.post.adapter == tmp_path / "step12" and spec.name == "demo@step12"
     from steering.errors import AdapterMissingError
 
-    with pytest.raises(AdapterMissingError, match="available: step12, step3"):
+    with pytest.raises(AdapterMissingError, match="available: base, step3, step12, sft"):
         registry.pair_spec("demo@step99")
+    # the end points are stages too, and any two stages form a pair, the first as the base
+    assert registry.stage_names_of(registry.pair_spec("demo")) == ["base", "step3", "step12", "sft"]
+    assert registry.pair_spec("demo@base").post == demo.post.base
+    assert registry.pair_spec("demo@sft").post == registry.pair_spec("demo").post
+    between = registry.pair_spec("demo@step3..sft")
+    assert between.base.adapter == tmp_path / "step3" and between.post == registry.pair_spec("demo").post
+    with pytest.raises(AdapterMissingError, match="No stage 'step7'.*available: base, step3, step12, sft"):
+        registry.pair_spec("demo@step7..sft")
 
 
 def test_a_gguf_file_is_fingerprinted_by_its_content(tmp_path, monkeypatch):

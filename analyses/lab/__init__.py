@@ -1,0 +1,46 @@
+"""The post-training lab: every study of the registry at every stage of the road from base to SFT checkpoints to
+DPO, each stage as a pair with the base, as one tidy table and a timeline of charts; the base's and the final
+model's refusal directions steered along the road. `python -m analyses lab --pair demo --out DIR`.
+
+The lab has the shape of a study (a `Study` record, so the result store, the CLI's outputs and the shipped results
+work the same), but it is not one of the registry's studies: it runs them."""
+from analyses import STUDY_NAMES, find_study
+from analyses.study import Study
+
+from .charts import PANELS, all_charts
+from .compute import Result, models_needed, run, split_metric
+from .config import STUDY_SETTINGS, Config, study_config
+from .data import LabData, data_hash, default_data
+from .summary import headline
+
+
+def lab_version() -> str:
+    """The lab's own version and those of the studies it runs: a study's new version makes the lab's results
+    stale too."""
+    return "lab@1 (" + ", ".join(find_study(n).version for n in STUDY_NAMES) + ")"
+
+
+LAB = Study(
+    name="lab",
+    title="Post-training lab",
+    summary="every study along the road from base to SFT checkpoints to DPO",
+    about="The demo pair's post-training keeps its checkpoints: the base, three SFT checkpoints, the SFT model, three "
+          "DPO checkpoints and the DPO model. The lab runs every study of the registry at every stage, each stage "
+          "paired with the base, and plots each study's headline numbers against training step, with the loss "
+          "curves on top and a rule where SFT ends and DPO begins. It also adds the base's and the final model's "
+          "refusal directions to every stage, to show when the direction starts to steer.",
+    version=lab_version(),
+    Config=Config,
+    Result=Result,
+    run=run,
+    charts=all_charts,
+    headline=headline,
+    default_data=default_data,
+    data_hash=data_hash,
+    page="app_pages/7_Lab.py",
+    base_only=True,
+    icon=":material/timeline:",
+)
+
+__all__ = ["LAB", "Config", "Result", "run", "headline", "all_charts", "default_data", "data_hash", "LabData",
+           "PANELS", "STUDY_SETTINGS", "study_config", "models_needed", "split_metric", "lab_version"]

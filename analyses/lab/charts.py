@@ -1,0 +1,119 @@
+"""Altair charts of the lab, shared by the page and the CLI: the training losses, one timeline panel per study and
+transfer along the road, all against training step with a rule where the SFT ends and DPO begins."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+WIDTH = 620
+
+# Per study: the (metric, model) series its panel draws, and the caption that says what to look for. The tidy
+# table holds every headline number; these are the ones the paper's comparisons read.
+PANELS: dict[str, tuple[list[tuple[str, str]], str]] = {
+    "truthfulness": ([("best_probe_accuracy_logistic", "base"), ("best_probe_accuracy_logistic", "post"),
+                      ("direction_cosine_mean", "pair"), ("flip_rate", "base->post")],
+                     "Does the truth direction stay put? The probe accuracy of each stage (post) against the base's, "
+                     "the mean cosine of the stage's truth direction with the base's over layers, and how often the "
+                     "base's direction flips the stage's judgement (forward transfer). The paper finds the direction "
+                     "shared at the two end points; a flat cosine near its end value says it is shared all along."),
+    "refusal": ([("refusal_rate_harmful_unsteered", "post"), ("refusal_rate_harmless_unsteered", "post"),
+                 ("direction_cosine_with_final", "post"), ("direction_cosine_with_base", "post")],
+                "When does refusal appear, and where? The stage's refusal rates on held-out harmful and harmless "
+                "prompts, and the cosine of its refusal direction with the final model's and with the base's (all "
+                "at the final model's selected layer and position). A rising cosine with the final model shows when "
+                "the direction takes its final shape; DPO moving it shows as a drop after the rule."),
+    "knowledge": ([("pearson_cells", "resid"), ("pearson_roles", "resid"), ("n_traced", "pair")],
+                  "Do facts stay where they were stored? The correlation of each stage's causal-tracing map with the "
+                  "base's, cell by cell and averaged by token role (residual stream). Values near 1 all along mean "
+                  "post-training leaves the storage of facts in place, as the paper finds at the two end points."),
+    "confidence": ([("entropy_neuron_iou", "pair"), ("ece", "base"), ("ece", "post"), ("accuracy", "post")],
+                   "Does calibration change with SFT or with DPO? The overlap (IoU) of each stage's entropy neurons "
+                   "with the base's, and the expected calibration error and accuracy of the stage next to the "
+                   "base's. Watch which phase moves the ECE."),
+    "diffing": ([("mean_kl_post_base_harmless", "pair"), ("mean_kl_post_base_harmful", "pair"),
+                 ("difference_peak_relative_norm", "pair")],
+                "How far has the stage moved from the base? The mean KL(stage ‖ base) per token on the built-in chat "
+                "turns, and the peak norm of the mean activation difference on plain text relative to the residual "
+                "norm. These grow with training; a jump shows which phase moves the model most."),
+}
+
+
+def sft_end(table: pd.DataFrame) -> float | None:
+    """The step where the SFT ends (the 'sft' stage's), None when the table has none."""
+    rows = table[table["stage"] == "sft"] if "stage" in table else table.iloc[0:0]
+    return float(rows["step"].iloc[0]) if len(rows) else None
+
+
+def _rule(step: float | None) -> alt.Chart | None:
+    if step is None:
+        return None
+    return alt.Chart(pd.DataFrame({"step": [step], "label": ["SFT ends, DPO begins"]})).mark_rule(
+        strokeDash=[4, 4], color="gray").encode(x="step:Q", tooltip=["label"])
+
+
+def _with_rule(chart: alt.Chart, step: float | None) -> alt.Chart | alt.LayerChart:
+    rule = _rule(step)
+    return chart if rule is None else alt.layer(chart, rule)
+
+
+def losses(table: pd.DataFrame, end: float | None) -> alt.Chart:
+    """Training and validation loss of both stages on the step axis (cross-entropy for SFT, DPO loss after)."""
+    data = table.assign(series=table["metric"] + ", " + table["split"])
+    lines = alt.Chart(data, title="Training loss: SFT cross-entropy, then the DPO preference loss").mark_line(
+        point=alt.OverlayMarkDef(size=12)).encode(
+        x=alt.X("step:Q", title="training step (from the base)"), y=alt.Y("value:Q", title="loss"),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=["phase", "split", "step", alt.Tooltip("value:Q", format=".3f")])
+    return _with_rule(lines, end).properties(width=WIDTH, height=200)
+
+
+def panel(timeline: pd.DataFrame, study: str, title: str | None = None) -> alt.Chart | alt.LayerChart | None:
+    """One study's timeline: its panel series against training step, a point per stage."""
+    series, _ = PANELS.get(study, ([], ""))
+    rows = timeline[timeline["study"] == study]
+    if series:
+        keep = pd.Series(list(zip(rows["metric"], rows["model"])), index=rows.index).isin(series)
+        rows = rows[keep]
+    if rows.empty:
+        return None
+    data = rows.assign(series=rows["metric"].str.replace("_", " ") + " (" + rows["model"] + ")")
+    lines = alt.Chart(data, title=title or f"{study.capitalize()} along the road").mark_line(
+        point=alt.OverlayMarkDef(size=40)).encode(
+        x=alt.X("step:Q", title="training step (from the base)"), y=alt.Y("value:Q", title=None),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=2, labelLimit=320)),
+        tooltip=["stage", "phase", "step", "metric", "model", alt.Tooltip("value:Q", format=".3f")])
+    return _with_rule(lines, sft_end(timeline)).properties(width=WIDTH, height=220)
+
+
+def transfer(table: pd.DataFrame, end: float | None) -> alt.Chart | None:
+    """Refusal rate of every stage with the base's and the final model's refusal direction added (harmless
+    prompts) or ablated (harmful prompts), next to the unsteered rate."""
+    if table.empty:
+        return None
+    data = table.assign(condition=table["direction_from"].map(
+        {"none": "unsteered", "base": "base's direction", "final": "final model's direction"}))
+    lines = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=40)).encode(
+        x=alt.X("step:Q", title="training step (from the base)"),
+        y=alt.Y("refusal_rate:Q", title="refusal rate", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("condition:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["stage", "condition", "intervention", "prompts", "n", alt.Tooltip("refusal_rate:Q", format=".2f")])
+    layers = [lines] if end is None else [lines, alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(
+        x=alt.datum(end))]
+    return alt.layer(*layers, data=data).properties(width=WIDTH // 2 - 20, height=200).facet(
+        column=alt.Column("prompts:N", title=None, header=alt.Header(
+            labelExpr="datum.value == 'harmless' ? 'harmless prompts, direction added' : "
+                      "'harmful prompts, direction ablated'"))).properties(
+        title="Transfer along the road: each stage steered by the base's and by the final model's direction")
+
+
+def all_charts(result) -> dict:
+    end = sft_end(result.timeline) if not result.timeline.empty else None
+    charts = {"losses": losses(result.losses, end)} if not result.losses.empty else {}
+    for study in dict.fromkeys(result.timeline["study"]):
+        chart = panel(result.timeline, study)
+        if chart is not None:
+            charts[f"timeline_{study}"] = chart
+    moved = transfer(result.transfer, end)
+    if moved is not None:
+        charts["transfer"] = moved
+    return charts
