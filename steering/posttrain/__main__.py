@@ -1,6 +1,6 @@
 """python -m steering.posttrain              train the demo pair's post-trained model (LoRA SFT), ~25 min on 2 cores
 python -m steering.posttrain --evaluate   measure both models of the demo pair on the held-out test split
-python -m steering.posttrain dpo          the second stage: DPO on top of the SFT, ~50 min on 2 cores (dpo --help)"""
+python -m steering.posttrain dpo          the second stage: DPO on top of the SFT, ~25 min on 2 cores (dpo --help)"""
 from __future__ import annotations
 
 import argparse

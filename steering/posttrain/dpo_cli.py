@@ -1,4 +1,4 @@
-"""python -m steering.posttrain dpo: preference-tune the demo pair's SFT model (DPO), ~50 min on 2 cores.
+"""python -m steering.posttrain dpo: preference-tune the demo pair's SFT model (DPO), ~25 min on 2 cores.
 
 Reads the preference pairs of assets/demo/dpo (python -m steering.posttrain.build_dpo_data), trains a LoRA on the
 merged SFT model with the SFT model as the reference, and writes the final adapter, the checkpoints and the
@@ -52,8 +52,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="folder of train.jsonl and val.jsonl")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the adapter, checkpoints and log go")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="instead of training: the DPO model against the SFT on the held-out sets, into "
+                             "--out/eval.json and eval_samples.jsonl")
+    parser.add_argument("--limit", type=int, default=None, help="with --evaluate: at most this many items per set")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.evaluate:
+        from .evaluate import evaluate_dpo
+
+        evaluate_dpo(args.out, limit=args.limit)
+        return
     config = DPOTrainConfig(steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
                             seed=args.seed)
     run_dpo(config, args.out, args.data)

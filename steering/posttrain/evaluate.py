@@ -68,10 +68,21 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, parag
     return math.exp(total / count)
 
 
+def dpo_test_sets(limit: int | None = None) -> dict[str, list[str]]:
+    """The DPO stage's held-out prompts (assets/demo/dpo/test.jsonl) by kind, for refusal rates."""
+    rows = [json.loads(line) for line in (ASSETS / "demo" / "dpo" / "test.jsonl").read_text(encoding="utf-8")
+            .splitlines() if line]
+    sets = {"harmful (DPO test split)": [r["prompt"] for r in rows if r["kind"] == "harmful"],
+            "risky-looking harmless (DPO test split)": [r["prompt"] for r in rows if r["kind"] == "risky_harmless"],
+            "ordinary (DPO test split)": [r["prompt"] for r in rows if r["kind"] == "ordinary"]}
+    return {k: v[:limit] for k, v in sets.items()}
+
+
 def evaluate_pair(models: dict[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
-                  limit: int | None = None, max_new_tokens: int = 40) -> tuple[list[dict], list[dict]]:
-    """(metrics rows, generations) for every model of the pair."""
-    sets = evaluation_sets(limit)
+                  limit: int | None = None, max_new_tokens: int = 40,
+                  sets: dict[str, list[str]] | None = None) -> tuple[list[dict], list[dict]]:
+    """(metrics rows, generations) for every model given; sets: name -> prompts (default: evaluation_sets)."""
+    sets = evaluation_sets(limit) if sets is None else sets
     facts = heldout_facts(limit or 100)
     paragraphs = [ln for ln in (DATA / "heldout_text.txt").read_text(encoding="utf-8").splitlines()
                   if ln.strip() and not ln.startswith("#")]
@@ -104,7 +115,23 @@ def evaluate_demo(out_dir: Path, limit: int | None = None, pair_name: str = "dem
 
     pair = load_pair(pair_name, dtype="float32", device="cpu", report=print)
     metrics, samples = evaluate_pair(pair.models(), pair.tokenizer, limit)
-    (out_dir / "eval.json").write_text(json.dumps({"pair": pair_name, "metrics": metrics}, indent=2) + "\n")
+    return _write(out_dir, {"pair": pair_name}, metrics, samples)
+
+
+def evaluate_dpo(out_dir: Path, limit: int | None = None, pair_name: str = "demo") -> list[dict]:
+    """The DPO model against the SFT model it started from, on the SFT's held-out sets and the DPO test split."""
+    from .. import load_pair
+    from ..pairs import load_beside, with_base_only
+
+    pair = load_pair(pair_name, dtype="float32", device="cpu", report=print)
+    dpo = load_beside(with_base_only(pair), f"{pair_name}@dpo", report=print)
+    metrics, samples = evaluate_pair({"sft": pair.post, "dpo": dpo.post}, pair.tokenizer, limit,
+                                     sets={**evaluation_sets(limit), **dpo_test_sets(limit)})
+    return _write(out_dir, {"pair": f"{pair_name} (sft) vs {pair_name}@dpo"}, metrics, samples)
+
+
+def _write(out_dir: Path, header: dict, metrics: list[dict], samples: list[dict]) -> list[dict]:
+    (out_dir / "eval.json").write_text(json.dumps({**header, "metrics": metrics}, indent=2) + "\n")
     with (out_dir / "eval_samples.jsonl").open("w", encoding="utf-8") as f:
         for s in samples:
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
