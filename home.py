@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analyses import STUDIES
+from analyses.lab import LAB
 from app_pages.ui.icons import HOME, PLAYGROUND, study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import SteeringError
@@ -27,6 +28,7 @@ st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a di
              "transfer it; four generations side by side", icon=PLAYGROUND)
 for study in STUDIES:
     st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study_icon(study))
+st.page_link(LAB.page, label=f"**{LAB.title}** — {LAB.one_line()}", icon=study_icon(LAB))
 
 pair = current_pair()
 if pair is not None:

@@ -135,3 +135,13 @@ def test_the_lab_is_keyed_by_the_base_alone(tiny_road):
     keys = {result_key(LAB, pair_for(LAB, p), Config(), LAB.data_hash(data)) for p in (whole, alone)}
     assert len(keys) == 1
     assert pair_for(LAB, whole).post is None and pair_for(find_study("refusal"), whole).post is not None
+
+
+def test_any_two_stages_form_a_pair_the_first_as_the_base(tiny_road):
+    ids = torch.tensor([[2, 5, 7, 9]])
+    between, early, late = load_pair("tiny@step2..dpo"), load_pair("tiny@step2"), load_pair("tiny@dpo")
+    torch.testing.assert_close(between.base(ids).logits, early.post(ids).logits)
+    torch.testing.assert_close(between.post(ids).logits, late.post(ids).logits)
+    with pytest.raises(AdapterMissingError, match=r"No stage 'step7'.*available: base, step2, sft, dpo-step1, dpo"):
+        load_pair("tiny@step7..dpo")
+

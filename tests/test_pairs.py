@@ -203,7 +203,7 @@ def test_checkpoints_of_the_demo_pair_are_pairs_of_their_own(monkeypatch, tmp_pa
     demo = registry.pair_spec("demo")
     monkeypatch.setattr(registry, "_raw_registry", lambda: {"demo": {
         "base": demo.post.base, "post": {"base": demo.post.base, "adapter": "assets/demo/adapter"},
-        "checkpoints": str(tmp_path)}})
+        "checkpoints": str(tmp_path), "dpo": str(tmp_path / "no-dpo-stage")}})
     assert registry.checkpoint_names("demo") == ["step3", "step12"]
     spec = registry.pair_spec("demo@step12")
     assert spec.post.adapter == tmp_path / "step12" and spec.name == "demo@step12"

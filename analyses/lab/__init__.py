@@ -7,8 +7,8 @@ work the same), but it is not one of the registry's studies: it runs them."""
 from analyses import STUDY_NAMES, find_study
 from analyses.study import Study
 
-from .charts import PANELS, all_charts
-from .compute import Result, models_needed, run, split_metric
+from .charts import PANELS, all_charts, partial
+from .compute import Result, headline_rows, merged, models_needed, run, split_metric
 from .config import STUDY_SETTINGS, Config, study_config
 from .data import LabData, data_hash, default_data
 from .summary import headline
@@ -39,8 +39,10 @@ LAB = Study(
     data_hash=data_hash,
     page="app_pages/7_Lab.py",
     base_only=True,
+    partial_chart=partial,
     icon=":material/timeline:",
 )
 
 __all__ = ["LAB", "Config", "Result", "run", "headline", "all_charts", "default_data", "data_hash", "LabData",
-           "PANELS", "STUDY_SETTINGS", "study_config", "models_needed", "split_metric", "lab_version"]
+           "PANELS", "STUDY_SETTINGS", "study_config", "models_needed", "split_metric", "lab_version", "merged",
+           "headline_rows"]

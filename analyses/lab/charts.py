@@ -117,3 +117,21 @@ def all_charts(result) -> dict:
     if moved is not None:
         charts["transfer"] = moved
     return charts
+
+
+def partial(key: str, value: pd.DataFrame) -> alt.FacetChart | None:
+    """The timeline so far while a run works: every panel series, a row per study."""
+    if key != "timeline" or value.empty:
+        return None
+    rows = [value[(value.study == s) & pd.Series(list(zip(value.metric, value.model)), index=value.index).isin(
+        PANELS.get(s, ([], ""))[0])] for s in dict.fromkeys(value.study)]
+    data = pd.concat(rows, ignore_index=True)
+    if data.empty:
+        return None
+    data = data.assign(series=data["metric"].str.replace("_", " ") + " (" + data["model"] + ")")
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title=None),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=3, labelLimit=300)),
+        tooltip=["stage", "study", "metric", "model", alt.Tooltip("value:Q", format=".3f")]).properties(
+        width=WIDTH, height=110).facet(row=alt.Row("study:N", title=None)).resolve_scale(y="independent").properties(
+        title="The timeline so far")

@@ -137,12 +137,8 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
                 timeline += direction_rows(stage, stored.result, final["post"])
                 if transfer:
                     report = steps.stage(f"{stage.name} transfer", f"{stage.name}: transfer along the road")
-                    own, used = steering_of(stored.result), config_of(refusal)
-                    rows = transfer_rows(stage_pair.post, stage_pair.tokenizer, own["post"],
-                                         {"base": own["base"], "final": final["post"]},
-                                         refusal.resolve_data(stage_pair, used, study_data.get("refusal")),
-                                         stored.result.positions, _token_ids(stage_pair, used), used)
-                    transfers += [{"stage": stage.name, "step": stage.step, "phase": stage.phase, **r} for r in rows]
+                    transfers += _transfer_at(stage, stage_pair, stored.result, final["post"], config_of(refusal),
+                                              study_data.get("refusal"))
                     report(1, 1)
             steps.partial("timeline", pd.DataFrame(timeline, columns=TIMELINE_COLUMNS))
         del stage_pair
@@ -153,7 +149,31 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
                   {s.name: config_json(config_of(s)) for s in studies}, {s.name: s.version for s in studies})
 
 
-def _token_ids(pair: ModelPair, config) -> list[int]:
+def _transfer_at(stage, pair: ModelPair, result, final, config, data) -> list[dict]:
+    """Transfer rows of one stage: the base's and the final model's directions steering the stage's model, with
+    the stage's own norms and harmless mean (from its refusal result)."""
+    from ..refusal.compute import steering_of
     from ..refusal.scores import refusal_token_ids
 
-    return refusal_token_ids(pair.tokenizer, config.refusal_tokens, config.phrases or None)
+    own = steering_of(result)
+    rows = transfer_rows(pair.post, pair.tokenizer, own["post"], {"base": own["base"], "final": final},
+                         find_study("refusal").resolve_data(pair, config, data), result.positions,
+                         refusal_token_ids(pair.tokenizer, config.refusal_tokens, config.phrases or None), config)
+    return [{"stage": stage.name, "step": stage.step, "phase": stage.phase, **r} for r in rows]
+
+
+def merged(full: Result, part: Result) -> Result:
+    """`full` with the (stage, study) cells and the stages' transfer rows that `part` recomputed taken from `part`:
+    what the page shows after a live run of one stage or one study."""
+    cells = set(zip(part.timeline["stage"], part.timeline["study"]))
+    keep = ~pd.Series(list(zip(full.timeline["stage"], full.timeline["study"])), index=full.timeline.index,
+                      dtype=object).isin(cells)
+    timeline = pd.concat([full.timeline[keep], part.timeline], ignore_index=True).sort_values(
+        ["step", "study"], kind="stable").reset_index(drop=True)
+    transfer = full.transfer
+    if not part.transfer.empty:
+        transfer = pd.concat([full.transfer[~full.transfer["stage"].isin(set(part.transfer["stage"]))],
+                              part.transfer], ignore_index=True).sort_values("step", kind="stable")
+    return Result(timeline, transfer.reset_index(drop=True), full.losses,
+                  pd.concat([full.runs, part.runs], ignore_index=True), {**full.settings, **part.settings},
+                  {**full.versions, **part.versions})

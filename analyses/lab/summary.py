@@ -1,5 +1,6 @@
-"""The lab's headline: where the road's main numbers stand at the end of the SFT and at the last stage, and the
-first step at which the stage refuses most held-out harmful prompts."""
+"""The lab's headline: where the panels' numbers stand at the end of the SFT and at the last stage
+('ece@sft/post', 'entropy_neuron_iou@dpo'), and the first step at which a stage refuses most held-out harmful
+prompts."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,9 +8,9 @@ import pandas as pd
 from .charts import PANELS
 
 
-def _at(timeline: pd.DataFrame, stage: str) -> dict[str, float]:
+def _at(timeline: pd.DataFrame, stage: str) -> dict[tuple[str, str], float]:
     rows = timeline[timeline["stage"] == stage]
-    return {f"{m}/{model}": v for m, model, v in zip(rows["metric"], rows["model"], rows["value"])}
+    return {(m, model): v for m, model, v in zip(rows["metric"], rows["model"], rows["value"])}
 
 
 def first_step(timeline: pd.DataFrame, metric: str, model: str, at_least: float) -> float | None:
@@ -24,8 +25,9 @@ def headline(result) -> dict:
     if timeline.empty:
         return out
     last = timeline.loc[timeline["step"].idxmax(), "stage"]
-    series = [f"{m}/{model}" for panel, _ in PANELS.values() for m, model in panel]
+    series = [cell for panel, _ in PANELS.values() for cell in panel]
     for stage in dict.fromkeys(["sft", last]):
         values = _at(timeline, stage)
-        out.update({f"{name}@{stage}": values[name] for name in series if name in values})
+        out.update({f"{m}@{stage}" + ("" if model == "pair" else f"/{model}"): values[m, model]
+                    for m, model in series if (m, model) in values})
     return out

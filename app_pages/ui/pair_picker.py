@@ -10,9 +10,11 @@ import streamlit as st
 
 from steering import AdapterMissingError, ModelPair, SteeringError, load_pair, pair_names, pair_spec
 from steering.pairs import prepare_sources
-from steering.registry import checkpoint_names
+from steering.registry import checkpoint_names, stage_names_of
+from steering.stages import stage_pair_name
 
 CUSTOM = "custom (local folder, .gguf file or HF cache)"
+TWO_STAGES = "two stages of the demo road…"
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,27 @@ def _load_or_base_alone(request: PairRequest, main_slot) -> ModelPair:
         return _load_with_status(PairRequest(**{**request.__dict__, "base_only": True}), main_slot)
 
 
+def _demo_road() -> list[str]:
+    try:
+        return stage_names_of(pair_spec("demo"))
+    except SteeringError:
+        return []
+
+
 def _pick() -> PairRequest:
-    names = pair_names() + [f"demo@{c}" for c in checkpoint_names("demo")] + [CUSTOM]
+    road = _demo_road()
+    names = pair_names() + [f"demo@{c}" for c in checkpoint_names("demo")] + ([TWO_STAGES] if road else []) + [CUSTOM]
     name = st.selectbox("Model pair", names, index=0, help="A registered base / post-trained pair, "
-                        "a checkpoint of the demo pair's post-training, or your own sources.")
+                        "a checkpoint of the demo pair's post-training (paired with the base), any two stages of "
+                        "it, or your own sources.")
     base = post = None
-    if name == CUSTOM:
+    if name == TWO_STAGES:
+        first = st.selectbox("First stage (as the base)", road, index=0, key="pair_first_stage")
+        second = st.selectbox("Second stage (as the post-trained model)", road, index=len(road) - 1,
+                              key="pair_second_stage")
+        name = stage_pair_name("demo", first, second)
+        st.caption(f"Every page compares {first} (as the base) with {second}: `{name}`.")
+    elif name == CUSTOM:
         base = st.text_input("Base model", placeholder="org/model, /path/to/folder or model.gguf")
         post = st.text_input("Post-trained model", placeholder="org/model-instruct")
         name = None

@@ -19,8 +19,8 @@ from typing import Any
 
 import streamlit as st
 
-from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, result_key, run_cached,
-                            shipped)
+from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, pair_for, result_key,
+                            run_cached, shipped)
 from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
 from steering import InvalidInputError, SteeringError
 
@@ -132,8 +132,8 @@ def run_estimate(study: Study, pair, config, data: Any = None) -> str | None:
 
 def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
     try:
-        resolved = study.resolve_data(pair, config, data)
-        key = result_key(study, pair, config, study.data_hash(resolved))
+        keyed = pair_for(study, pair)  # the pair as run_cached keys it (the base alone for the lab)
+        key = result_key(study, keyed, config, study.data_hash(study.resolve_data(keyed, config, data)))
     except SteeringError as e:
         st.error(str(e))
         return None

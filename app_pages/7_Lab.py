@@ -1,0 +1,85 @@
+"""The post-training lab: every study along the road from base to SFT checkpoints to DPO, stage by stage."""
+import streamlit as st
+
+from analyses.lab import LAB, PANELS, merged, models_needed
+from analyses.lab import charts as ch
+from analyses.store import config_json, shipped
+from app_pages.ui.icons import study_icon
+from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.study_page import downloads, headline, study_result
+from steering import SteeringError, memory, pair_spec
+from steering.registry import stage_names_of
+
+st.set_page_config(page_title="Post-training lab", page_icon=study_icon(LAB), layout="wide")
+sidebar()
+st.title("The post-training lab: from base to SFT to DPO, checkpoint by checkpoint")
+st.caption("The paper compares the two end points. The demo pair's post-training is this project's own and keeps "
+           "its checkpoints, so the lab runs every study at every stage on the way: the base, three SFT "
+           "checkpoints, the SFT model, the DPO checkpoints and the DPO model, each paired with the base. The "
+           "studies run with lighter settings than their pages' defaults (the same at every stage); the page of any "
+           "study runs on a stage when you pick it in the sidebar (e.g. demo@step108, or two stages with "
+           "'two stages of the demo road').")
+pair = current_pair()
+if pair is None:
+    st.stop()
+registered = pair.name.partition("@")[0]
+try:
+    road = stage_names_of(pair_spec(registered))
+except SteeringError:
+    road = []
+if not road:
+    st.info(f"The lab needs a pair that keeps its training checkpoints; {pair.name} does not. Pick the demo pair "
+            "in the sidebar.")
+    st.stop()
+
+data = LAB.default_data(pair, LAB.Config())
+per_model = memory.estimate(pair.folders["base"], pair.settings.dtype, pair.settings.quantization, n_models=1)
+st.caption(f"A full run covers {len(data.stages)} stages ({', '.join(road)}): it loads {models_needed(data)} models "
+           f"in all, one stage at a time beside the base, so two models are in memory at once (about "
+           f"{2 * per_model.total_bytes / 2**30:.1f} GiB here, beside the pair the sidebar holds). To recompute "
+           "one stage or one study, name it in the settings; the rest of the timeline stays as shipped.")
+
+stored = study_result(LAB, pair, columns=3)
+if stored is None:
+    st.stop()
+result = stored.result
+if stored.manifest.get("config") != config_json(LAB.Config()):  # a part of the road: shown within the full run
+    full = shipped(LAB, pair)
+    if full is not None and full.stored is not None:
+        result = merged(full.stored.result, result)
+        st.caption("Shown: the shipped full run, with the stages and studies you recomputed taken from your run.")
+charts = LAB.charts(result)
+
+st.header("1 · Training")
+if "losses" in charts:
+    st.altair_chart(charts["losses"], width="content")
+st.caption("The SFT's cross-entropy on its answers, then the DPO preference loss (log 2 = 0.693 where the policy "
+           "equals the reference), train and validation, on one step axis. The dashed rule marks where the SFT "
+           "ends and DPO begins; it is drawn in every panel below.")
+
+st.header("2 · Every study along the road")
+for study in dict.fromkeys(result.timeline["study"]):
+    chart = charts.get(f"timeline_{study}")
+    if chart is None:
+        continue
+    st.subheader(study.capitalize())
+    st.altair_chart(chart, width="content")
+    st.caption(PANELS.get(study, ([], ""))[1])
+
+st.header("3 · Transfer along the road")
+if "transfer" in charts:
+    st.altair_chart(charts["transfer"], width="content")
+    st.caption("Each stage steered with the base's refusal direction and with the final model's (its own residual "
+               "norm scales the addition): added on held-out harmless prompts (does it make the stage refuse?) and "
+               "ablated on held-out harmful ones (does it stop the stage refusing?). Where the final model's "
+               "direction starts to steer is where the refusal direction appears; where the two sources part, "
+               "forward and backward transfer differ.")
+else:
+    st.info("This run did not include transfer along the road (it needs the refusal study).")
+
+headline(LAB, result)
+with st.expander("The tidy table (stage, step, phase, study, metric, model, value)"):
+    st.dataframe(result.timeline, width="stretch", hide_index=True)
+    st.caption("'model' is the model (base, post = the stage), the direction of a transfer (base->post), the "
+               "component of a tracing map (resid) or 'pair' for a number about both.")
+downloads(LAB, result)
