@@ -52,7 +52,7 @@ charts = LAB.charts(result)
 
 st.header("1 · Training")
 if "losses" in charts:
-    st.altair_chart(charts["losses"], width="content")
+    st.altair_chart(charts["losses"], width="stretch")
 st.caption("The SFT's cross-entropy on its answers, then the DPO preference loss (log 2 = 0.693 where the policy "
            "equals the reference), train and validation, on one step axis. The dashed rule marks where the SFT "
            "ends and DPO begins; it is drawn in every panel below.")
@@ -63,7 +63,7 @@ for study in dict.fromkeys(result.timeline["study"]):
     if chart is None:
         continue
     st.subheader(study.capitalize())
-    st.altair_chart(chart, width="content")
+    st.altair_chart(chart, width="stretch")
     st.caption(PANELS.get(study, ([], ""))[1])
 
 st.header("3 · Transfer along the road")

@@ -77,12 +77,13 @@ def test_the_app_starts_on_the_demo_pair():
 def test_the_landing_page_icons_are_material_icons_not_emoji(tiny_dirs):
     at = _app(PairRequest(None, base=tiny_dirs[0], post=tiny_dirs[1]))
     from analyses import STUDIES
+    from analyses.lab import LAB
     from app_pages.ui.icons import study_icon
 
-    icons = [link.proto.icon for link in at.get("page_link")]
-    assert len(icons) == 1 + len(STUDIES) and all(icon.startswith(":material/") for icon in icons), icons
+    icons = [link.proto.icon for link in at.get("page_link")]  # the playground, every study, the lab
+    assert len(icons) == 1 + len(STUDIES) + 1 and all(icon.startswith(":material/") for icon in icons), icons
 
-    assert all(study_icon(study).startswith(":material/") for study in STUDIES)  # the navigation's icons too
+    assert all(study_icon(study).startswith(":material/") for study in [*STUDIES, LAB])  # the navigation's too
 
 
 def test_make_app_runs_without_the_file_watcher_and_make_dev_with_it():

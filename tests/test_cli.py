@@ -75,7 +75,7 @@ def test_help_shows_the_field_help_and_defaults():
 
 def test_no_cache_computes_again_and_replaces_the_stored_result(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path))
-    monkeypatch.setattr(cli, "pair_from_args", lambda args: FakePair())
+    monkeypatch.setattr(cli, "pair_from_args", lambda args, **kwargs: FakePair())
     calls = []
     study = toy_study(calls)
     for extra in ([], [], ["--no-cache"]):

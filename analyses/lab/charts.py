@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-WIDTH = 620
+WIDTH = 560  # with the legend on the right (a legend at the bottom squashes the plot in Streamlit) it fits 940 px
 
 # Per study: the (metric, model) series its panel draws, and the caption that says what to look for. The tidy
 # table holds every headline number; these are the ones the paper's comparisons read.
@@ -21,8 +21,8 @@ PANELS: dict[str, tuple[list[tuple[str, str]], str]] = {
                 "When does refusal appear, and where? The stage's refusal rates on held-out harmful and harmless "
                 "prompts, and the cosine of its refusal direction with the final model's and with the base's (all "
                 "at the final model's selected layer and position). A rising cosine with the final model shows when "
-                "the direction takes its final shape; DPO moving it shows as a drop after the rule."),
-    "knowledge": ([("pearson_cells", "resid"), ("pearson_roles", "resid"), ("n_traced", "pair")],
+                "the direction takes its final shape; a jump after the rule shows DPO moving it."),
+    "knowledge": ([("pearson_cells", "resid"), ("pearson_roles", "resid")],
                   "Do facts stay where they were stored? The correlation of each stage's causal-tracing map with the "
                   "base's, cell by cell and averaged by token role (residual stream). Values near 1 all along mean "
                   "post-training leaves the storage of facts in place, as the paper finds at the two end points."),
@@ -44,27 +44,25 @@ def sft_end(table: pd.DataFrame) -> float | None:
     return float(rows["step"].iloc[0]) if len(rows) else None
 
 
-def _rule(step: float | None) -> alt.Chart | None:
+def _with_rule(lines: alt.Chart, data: pd.DataFrame, step: float | None) -> alt.Chart | alt.LayerChart:
+    """The lines on `data` with a dashed rule at `step` (the SFT's end). One data source for both layers: a rule
+    layer with data of its own collapsed the layered chart's height when Streamlit drew it."""
     if step is None:
-        return None
-    return alt.Chart(pd.DataFrame({"step": [step], "label": ["SFT ends, DPO begins"]})).mark_rule(
-        strokeDash=[4, 4], color="gray").encode(x="step:Q", tooltip=["label"])
-
-
-def _with_rule(chart: alt.Chart, step: float | None) -> alt.Chart | alt.LayerChart:
-    rule = _rule(step)
-    return chart if rule is None else alt.layer(chart, rule)
+        return alt.layer(lines, data=data)
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(step))
+    return alt.layer(lines, rule, data=data)
 
 
 def losses(table: pd.DataFrame, end: float | None) -> alt.Chart:
     """Training and validation loss of both stages on the step axis (cross-entropy for SFT, DPO loss after)."""
     data = table.assign(series=table["metric"] + ", " + table["split"])
-    lines = alt.Chart(data, title="Training loss: SFT cross-entropy, then the DPO preference loss").mark_line(
+    lines = alt.Chart().mark_line(
         point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("step:Q", title="training step (from the base)"), y=alt.Y("value:Q", title="loss"),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=2)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="right", labelLimit=260)),
         tooltip=["phase", "split", "step", alt.Tooltip("value:Q", format=".3f")])
-    return _with_rule(lines, end).properties(width=WIDTH, height=200)
+    return _with_rule(lines, data, end).properties(
+        width=WIDTH, height=200, title="Training loss: SFT cross-entropy, then the DPO preference loss")
 
 
 def panel(timeline: pd.DataFrame, study: str, title: str | None = None) -> alt.Chart | alt.LayerChart | None:
@@ -77,12 +75,13 @@ def panel(timeline: pd.DataFrame, study: str, title: str | None = None) -> alt.C
     if rows.empty:
         return None
     data = rows.assign(series=rows["metric"].str.replace("_", " ") + " (" + rows["model"] + ")")
-    lines = alt.Chart(data, title=title or f"{study.capitalize()} along the road").mark_line(
+    lines = alt.Chart().mark_line(
         point=alt.OverlayMarkDef(size=40)).encode(
         x=alt.X("step:Q", title="training step (from the base)"), y=alt.Y("value:Q", title=None),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=2, labelLimit=320)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="right", labelLimit=260)),
         tooltip=["stage", "phase", "step", "metric", "model", alt.Tooltip("value:Q", format=".3f")])
-    return _with_rule(lines, sft_end(timeline)).properties(width=WIDTH, height=220)
+    return _with_rule(lines, data, sft_end(timeline)).properties(
+        width=WIDTH, height=220, title=title or f"{study.capitalize()} along the road")
 
 
 def transfer(table: pd.DataFrame, end: float | None) -> alt.Chart | None:
@@ -97,9 +96,7 @@ def transfer(table: pd.DataFrame, end: float | None) -> alt.Chart | None:
         y=alt.Y("refusal_rate:Q", title="refusal rate", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("condition:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["stage", "condition", "intervention", "prompts", "n", alt.Tooltip("refusal_rate:Q", format=".2f")])
-    layers = [lines] if end is None else [lines, alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(
-        x=alt.datum(end))]
-    return alt.layer(*layers, data=data).properties(width=WIDTH // 2 - 20, height=200).facet(
+    return _with_rule(lines, data, end).properties(width=WIDTH // 2 - 20, height=200).facet(
         column=alt.Column("prompts:N", title=None, header=alt.Header(
             labelExpr="datum.value == 'harmless' ? 'harmless prompts, direction added' : "
                       "'harmful prompts, direction ablated'"))).properties(
