@@ -24,9 +24,10 @@ from .config import Config, study_config
 from .data import LabData, default_data
 from .transfer import transfer_rows
 
-# Progress weights: each study's seconds per stage at the lab's settings, measured on the demo pair (2 cores).
-SECONDS = {"truthfulness": 45.0, "refusal": 60.0, "knowledge": 40.0, "confidence": 60.0, "diffing": 40.0}
-TRANSFER_SECONDS = 25.0
+# Progress weights: each study's typical seconds per stage at the lab's settings in the shipped demo run (one
+# thread, sharing the cores); only their ratios matter.
+SECONDS = {"truthfulness": 70.0, "refusal": 240.0, "knowledge": 110.0, "confidence": 130.0, "diffing": 8.0}
+TRANSFER_SECONDS = 20.0
 TIMELINE_COLUMNS = ["stage", "step", "phase", "study", "metric", "model", "value"]
 
 
