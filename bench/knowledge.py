@@ -17,10 +17,10 @@ from analyses.knowledge import trace as kt
 from analyses.knowledge.config import components
 from analyses.knowledge.data import facts
 from steering import load_pair
-from steering.model_view import ModelView
+from steering.model_view import UNEMBED_ROWS, ModelView
 from steering.resume import resume_at
-from steering.tracing import (Grid, clean_states, clean_states_of, corrupted_stream, full_grid, plan_rows,
-                              run_embeds, trace_cell_loop, trace_grid, trace_grids)
+from steering.tracing import (CorruptedRun, Grid, clean_states_of, corrupted_run, full_grid, plan_rows, run_embeds,
+                              trace_cell_loop, trace_grid, trace_grids)
 
 
 def _timed(fn):
@@ -39,10 +39,14 @@ def floor(pair, config: Config, data) -> float:
     2. per traced item and model: the clean run (1 row) and the corrupted run (n_samples rows), every layer, no
        logits (their readouts come from screening);
     3. per traced item and model, the batches of steering.tracing.plan_rows for that model's grids (each
-       component; the other model's residual stream, subject onwards, with cross_model): rows sorted by start
-       layer (the layer a cell restores, the window's first for mlp/attn), batch_size a batch, cells before the
-       first corrupted token left out where the states are the model's own; each batch runs layers from its
-       rows' smallest start layer to the last only (resume_at, from the corrupted stream), last-position logits.
+       component; the other model's residual stream, subject onwards, with cross_model): rows grouped by start
+       layer (the layer a cell restores, the window's first for mlp/attn) and token, batch_size a batch, cells
+       that restore the corrupted state left out where the states are the model's own (before the first corrupted
+       token; residual stream at layer 0 where the token's input is clean); each batch runs the layers
+       from its rows' smallest start layer to the last only (resume_at, from the corrupted stream) and the tokens
+       from its rows' smallest token only, over the corrupted run's KV cache of the tokens before it (a
+       restoration at token t changes no earlier token); the last position's final states unembedded
+       steering.model_view.UNEMBED_ROWS rows at a time, as the run does.
     The item choice (which screen rounds, which items are traced) is taken from an untimed screening first."""
     models, comps = pair.models(), components(config)
     frame = data.head(config.n_screen)
@@ -53,12 +57,12 @@ def floor(pair, config: Config, data) -> float:
     inputs, screens, kept, pool = screening.screen_until(models, items, config, std, True, lambda d, t: None)
     screened = [it for it in items if it.item in inputs["base"]]
     traced = pool[:config.n_items]
-    streams = {(r, it.item): corrupted_stream(m, inputs[r][it.item]) for r, m in models.items() for it in traced}
+    runs = {(r, it.item): corrupted_run(m, inputs[r][it.item]) for r, m in models.items() for it in traced}
     start = time.perf_counter()
     for role, model in models.items():
         _floor_screen(model, screened, inputs[role], config.batch_size)
         for it in traced:
-            _floor_trace(model, role, it, inputs[role][it.item], streams[(role, it.item)], comps, config)
+            _floor_trace(model, it, inputs[role][it.item], runs[(role, it.item)], comps, config)
     return time.perf_counter() - start
 
 
@@ -82,7 +86,7 @@ def _floor_screen(model, items: list, inputs: dict, batch_size: int) -> None:
                                            for it in chunk]))
 
 
-def _floor_trace(model, role: str, item, inp, stream: torch.Tensor, comps: list[str], config: Config) -> None:
+def _floor_trace(model, item, inp, run: CorruptedRun, comps: list[str], config: Config) -> None:
     """Floor steps 2 and 3 for one item and model."""
     view = ModelView.of(model)
     view.decoder_stack(inputs_embeds=inp.clean[None].to(view.device), use_cache=False)
@@ -93,11 +97,18 @@ def _floor_trace(model, role: str, item, inp, stream: torch.Tensor, comps: list[
     if config.cross_model:
         cross = full_grid([p for p in item.grid_positions() if p >= item.subject[0]], n_layers)
         grids.append(Grid(cross, "resid", {}, same_model=False))
+    final = []
     for batch in plan_rows(grids, n_layers, inp.corrupted.shape[0], inp.first_corrupted, config.window,
-                           config.batch_size):
-        samples = torch.tensor([s for _, _, s, _ in batch])
-        with resume_at(model, batch[0][0], stream[batch[0][0]][samples]):
-            _last_logits(model, inp.corrupted[samples])
+                           config.batch_size, inp.n_tokens, inp.uncorrupted()):
+        samples = torch.tensor([row[3] for row in batch])
+        start, first = min(row[0] for row in batch), min(row[1] for row in batch)
+        cached = {"cache": run.cache(model, samples, first), "use_cache": True} if first else {"use_cache": False}
+        with resume_at(model, start, run.stream[start][samples][:, first:]):
+            final.append(view.decoder_stack(inputs_embeds=inp.corrupted[samples][:, first:].to(view.device),
+                                            **cached).last_hidden_state[:, -1])
+    final = torch.cat(final)
+    for i in range(0, len(final), UNEMBED_ROWS):
+        view.logits(final[i:i + UNEMBED_ROWS])
 
 
 def bench_floor(pair) -> None:

@@ -27,7 +27,7 @@ from analyses.refusal.selection import kept_layers
 from steering import load_pair
 from steering.generation import DecodingSettings, format_prompts
 from steering.interventions import run_until
-from steering.model_view import ModelView
+from steering.model_view import UNEMBED_ROWS, ModelView
 from steering.refusal_data import refusal_study_split
 from steering.resume import resume_at
 from steering.tokens import encode
@@ -85,7 +85,8 @@ def floor(pair, config: Config, data) -> float:
        grid's cells that have a direction): the harmless val batch repeated K times from layer l on (resume_at's
        one replacement hook, no addition hook) and the val batch repeated K times over its last k tokens on the
        copied prefix cache, all layers (the ablation changes those tokens at every layer and nothing before them;
-       "project" changes every token: K full passes of the val batch instead), last position unembedded;
+       "project" changes every token: K full passes of the val batch instead), the last position's final states
+       of the layer unembedded together, UNEMBED_ROWS rows at a time;
     3. test: per model and prompt set, model.generate of each test batch repeated once per condition (none, then
        each model's direction: 3 blocks of rows), greedy, config.max_new_tokens, first-step logits kept; on the
        harmful prompts under the affine ablation (which changes the last k tokens and what follows only) the
@@ -122,24 +123,26 @@ def floor(pair, config: Config, data) -> float:
 
 
 def _floor_layer(model, layer: int, cells: int, harmless, both, prefixes, k: int) -> None:
-    """One scored layer's plain passes (floor's step 2)."""
+    """One scored layer's plain passes (floor's step 2), the last position's final states unembedded together,
+    UNEMBED_ROWS at a time (as the run does)."""
     if not cells:
         return
-    view = ModelView.of(model)
+    view, final = ModelView.of(model), []
     for batch in harmless:
         rows, seq = cells * batch.input_ids.shape[0], batch.input_ids.shape[1]
         stream = torch.zeros(rows, seq, view.d_model, dtype=view.embedding.weight.dtype, device=view.device)
         with resume_at(model, layer, stream):
-            log_probs_of(model, view.decoder_stack(input_ids=batch.input_ids.repeat(cells, 1),
-                                                   attention_mask=batch.attention_mask.repeat(cells, 1),
-                                                   use_cache=False).last_hidden_state[:, -1])
+            final.append(view.decoder_stack(input_ids=batch.input_ids.repeat(cells, 1),
+                                            attention_mask=batch.attention_mask.repeat(cells, 1),
+                                            use_cache=False).last_hidden_state[:, -1])
     if prefixes:
         for batch, cache in zip(both, prefixes):
-            log_probs_of(model, suffix_final_hidden(model, batch.input_ids, batch.attention_mask, cache, k, cells))
+            final.append(suffix_final_hidden(model, batch.input_ids, batch.attention_mask, cache, k, cells))
     else:
         for _ in range(cells):
             for batch in both:
-                log_probs_of(model, view.decoder_stack(**batch, use_cache=False).last_hidden_state[:, -1])
+                final.append(view.decoder_stack(**batch, use_cache=False).last_hidden_state[:, -1])
+    log_probs_of(model, torch.cat(final), chunk=UNEMBED_ROWS)
 
 
 def bench_floor(pair) -> None:

@@ -14,13 +14,16 @@ another model of the same shape (cross-model patching).
 
 Components: "resid" restores the residual stream entering layer l ("resid_pre.l"); "mlp" and "attn" restore that
 sublayer's output at layers l - window//2 .. l + window - window//2 - 1 (ROME's window, clipped at the edges).
-Cells whose token precedes the first corrupted position restore a state that equals the corrupted one (when the
-states are the same model's), so they are not computed: their score is the corrupted score, exactly.
+Cells whose token precedes the first corrupted position, and residual cells at layer 0 whose token's input is not
+corrupted, restore a state that equals the corrupted one (when the states are the same model's), so the fast
+engine does not compute them: their score is the corrupted score, exactly.
 
-The fast engine (`trace_grids`) uses that a restoration at layer l (the window's first layer for mlp/attn) leaves
-layers before l as the corrupted run's: the corrupted run's residual stream is stored once, rows are sorted by
-start layer, and every batch resumes at its rows' smallest (steering.resume), several grids (components,
-cross-model states) sharing the passes. `trace_grid` and `trace_cell_loop` stay as the references it is tested against.
+The fast engine (`trace_grids`) uses that a restoration at token t and layer l (the window's first layer for
+mlp/attn) leaves layers before l, and tokens before t at every layer, as the corrupted run had them: the corrupted
+run's residual stream and KV cache are stored once (`corrupted_run`), rows are grouped by start layer and token
+(`plan_rows`), and every batch runs only the layers from its rows' smallest start (steering.resume) and the tokens
+from their smallest token, over the cache of the tokens before it; several grids (components, cross-model states)
+share the passes. `trace_grid` and `trace_cell_loop` stay as the references it is tested against.
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from .errors import InvalidInputError
 from .interventions import hooks, patch, record, run_until
-from .model_view import ModelView
+from .model_view import UNEMBED_ROWS, ModelView
 from .resume import resume_at
 
 POINTS = {"resid": "resid_pre", "mlp": "mlp_out", "attn": "attn_out"}  # component -> hook point kind
@@ -63,6 +67,11 @@ class TraceInput:
     @property
     def n_tokens(self) -> int:
         return self.clean.shape[0]
+
+    def uncorrupted(self) -> frozenset[int]:
+        """Positions whose input is the clean one in every corrupted sample."""
+        same = (self.corrupted == self.clean[None]).all(dim=-1).all(dim=0)
+        return frozenset(same.nonzero().flatten().tolist())
 
 
 @torch.no_grad()
@@ -133,14 +142,15 @@ def cell_points(cell: Cell, n_layers: int, component: str, window: int) -> list[
     return [f"{_kind(component)}.{k}" for k in window_layers(cell[1], n_layers, component, window)]
 
 
-def restorer(state: torch.Tensor, rows: list[int], positions: list[int]) -> Callable:
-    """A hook function writing state[positions[i]] into hidden[rows[i], positions[i]] for every i."""
+def restorer(state: torch.Tensor, rows: list[int], positions: list[int], first: int = 0) -> Callable:
+    """A hook function writing state[positions[i]] into hidden[rows[i], positions[i]] for every i; `first`: the
+    pass starts at that token (over a cache of the ones before it), so hidden's column j is token first + j."""
     rows_t, pos_t = torch.tensor(rows), torch.tensor(positions)
 
     def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         hidden = hidden.clone()
         dev = hidden.device
-        hidden[rows_t.to(dev), pos_t.to(dev)] = state.to(device=dev, dtype=hidden.dtype)[pos_t.to(dev)]
+        hidden[rows_t.to(dev), (pos_t - first).to(dev)] = state.to(device=dev, dtype=hidden.dtype)[pos_t.to(dev)]
         return hidden
 
     return fn
@@ -222,7 +232,7 @@ class Grid:
     same_model: bool = True
 
 
-Row = tuple[int, int, int, int]  # (start layer, grid, sample, cell): one batch row of trace_grids
+Row = tuple[int, int, int, int, int]  # (start layer, token, grid, sample, cell): one batch row of trace_grids
 
 
 @torch.no_grad()
@@ -245,35 +255,114 @@ def corrupted_stream(model: nn.Module, inp: TraceInput) -> torch.Tensor:
     return torch.stack([rec.get(p) for p in points])
 
 
-def plan_rows(grids: Sequence[Grid], n_layers: int, n_samples: int, first_corrupted: int, window: int,
-              batch_size: int) -> list[list[Row]]:
-    """The batches of trace_grids: the rows to compute sorted by start layer (the first layer a row restores),
-    batch_size a batch; a batch resumes at its first row's start (full batches: on a CPU a pass's cost has a large
-    part that does not shrink with its rows, so many small per-layer batches cost more than the layers saved)."""
+@dataclass
+class CorruptedRun:
+    """The corrupted run(s) as the patched runs resume from them: the residual stream entering each layer
+    [n_layers, n_samples, seq, d_model] and every layer's keys and values [n_samples, kv_heads, seq, head_dim]
+    (a restoration at token t leaves every earlier token as the corrupted run had it, at every layer)."""
+
+    stream: torch.Tensor
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    def cache(self, model: nn.Module, samples: torch.Tensor, length: int):
+        """A fresh KV cache of the first `length` tokens of these samples' runs (one per batch row)."""
+        cache = DynamicCache(config=_text_config(model))
+        for layer, (k, v) in enumerate(zip(self.keys, self.values)):
+            index = samples.to(k.device)
+            cache.update(k[index, :, :length], v[index, :, :length], layer)
+        return cache
+
+
+def _text_config(model: nn.Module):
+    config = ModelView.of(model).model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+@torch.no_grad()
+def corrupted_run(model: nn.Module, inp: TraceInput) -> CorruptedRun:
+    """One full pass of the corrupted input(s), keeping every layer's input and its keys and values at every token
+    (a cache without the model's config keeps them all, also in sliding-window layers, whose own cache keeps only
+    the window)."""
+    view = ModelView.of(model)
+    points = [f"resid_pre.{layer}" for layer in range(view.n_layers)]
+    with record(model, points, positions="all") as rec:
+        cache = DynamicCache()
+        view.decoder_stack(inputs_embeds=inp.corrupted.to(view.device), cache=cache, use_cache=True)
+    layers = [cache.layers[i] for i in range(view.n_layers)]
+    return CorruptedRun(torch.stack([rec.get(p) for p in points]), [lay.keys for lay in layers],
+                        [lay.values for lay in layers])
+
+
+def _rows(grids: Sequence[Grid], n_layers: int, n_samples: int, first_corrupted: int, window: int,
+          uncorrupted: frozenset[int]) -> list[Row]:
+    """The rows to compute. Left out, where the states are the model's own (their score is the corrupted one,
+    exactly): cells before the first corrupted token, and residual cells at layer 0 whose token's input is not
+    corrupted (the stream entering layer 0 at a token depends on that token's input alone)."""
     rows: list[Row] = []
     for g, grid in enumerate(grids):
         for s in range(n_samples):
             for c, (token, layer) in enumerate(grid.cells):
-                if grid.same_model and token < first_corrupted:
+                if grid.same_model and (token < first_corrupted or grid.component == "resid" and layer == 0
+                                        and token in uncorrupted):
                     continue
-                rows.append((window_layers(layer, n_layers, grid.component, window)[0], g, s, c))
-    rows.sort(key=lambda row: row[0])
-    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+                rows.append((window_layers(layer, n_layers, grid.component, window)[0], token, g, s, c))
+    return rows
 
 
-def _resumed_batch(model: nn.Module, inp: TraceInput, stream: torch.Tensor, grids: Sequence[Grid],
-                   batch: list[Row], readout: Readout, window: int) -> torch.Tensor:
-    """One batch resumed at its first (smallest) start layer: the corrupted stream there, restored states written
-    into it (that layer's resid_pre) or by hooks (later points), read out at the last position."""
-    n_layers, start = stream.shape[0], batch[0][0]
-    samples = torch.tensor([s for _, _, s, _ in batch])
-    resid = stream[start][samples].clone()
+def plan_cost(batches: Sequence[Sequence[Row]], n_layers: int, n_tokens: int) -> int:
+    """Token-layers the batches run: rows x layers from the batch's smallest start x tokens from its smallest."""
+    return sum(len(b) * (n_layers - min(r[0] for r in b)) * (n_tokens - min(r[1] for r in b)) for b in batches)
+
+
+def plan_rows(grids: Sequence[Grid], n_layers: int, n_samples: int, first_corrupted: int, window: int,
+              batch_size: int, n_tokens: int | None = None,
+              uncorrupted: frozenset[int] = frozenset()) -> list[list[Row]]:
+    """The batches of trace_grids, batch_size rows at most. A batch runs the layers from its rows' smallest start
+    layer and the tokens from its rows' smallest token, so rows that start alike share batches, greedily: the
+    costliest remaining (start layer, token) corner opens a batch, which takes the rows it covers (start and token
+    at or after its own), the costliest first, until it is full. plan_cost counts what a plan runs."""
+    rows = _rows(grids, n_layers, n_samples, first_corrupted, window, uncorrupted)
+    n_tokens = n_tokens or 1 + max((r[1] for r in rows), default=0)
+    by_corner: dict[tuple[int, int], list[Row]] = {}
+    for row in sorted(rows):
+        by_corner.setdefault(row[:2], []).append(row)
+
+    def cost(corner: tuple[int, int]) -> tuple[int, int, int]:
+        return (n_layers - corner[0]) * (n_tokens - corner[1]), -corner[0], -corner[1]
+
+    batches = []
+    while by_corner:
+        opener = max(by_corner, key=cost)
+        covered = sorted((c for c in by_corner if c[0] >= opener[0] and c[1] >= opener[1]), key=cost, reverse=True)
+        batch: list[Row] = []
+        for corner in covered:
+            take = by_corner[corner][:batch_size - len(batch)]
+            batch += take
+            by_corner[corner] = by_corner[corner][len(take):]
+            if not by_corner[corner]:
+                del by_corner[corner]
+            if len(batch) == batch_size:
+                break
+        batches.append(batch)
+    return batches
+
+
+def _resumed_batch(model: nn.Module, inp: TraceInput, run: CorruptedRun, grids: Sequence[Grid],
+                   batch: list[Row], window: int) -> torch.Tensor:
+    """One batch resumed at its smallest start layer and smallest token: the corrupted stream there for the tokens
+    from that one on, restored states written into it (that layer's resid_pre) or by hooks (later points), over
+    the corrupted run's KV cache of the earlier tokens. Returns the final states at the last position [b, d]."""
+    n_layers = run.stream.shape[0]
+    start, first = min(r[0] for r in batch), min(r[1] for r in batch)
+    samples = torch.tensor([r[3] for r in batch])
+    resid = run.stream[start][samples][:, first:].clone()
     where: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
-    for row, (_, g, _, c) in enumerate(batch):
+    for row, (_, _, g, _, c) in enumerate(batch):
         token, layer = grids[g].cells[c]
         for point in cell_points((token, layer), n_layers, grids[g].component, window):
             if point == f"resid_pre.{start}":
-                resid[row, token] = grids[g].states[point][token].to(resid.dtype)
+                resid[row, token - first] = grids[g].states[point][token].to(resid.dtype)
             else:
                 rows, positions = where.setdefault((point, g), ([], []))
                 rows.append(row)
@@ -281,31 +370,48 @@ def _resumed_batch(model: nn.Module, inp: TraceInput, stream: torch.Tensor, grid
     missing = [p for p, g in where if p not in grids[g].states]
     if missing:
         raise InvalidInputError(f"No clean states cached for {', '.join(missing[:3])}.")
-    fns = [(p, restorer(grids[g].states[p], rows, pos)) for (p, g), (rows, pos) in where.items()]
-    with resume_at(model, start, resid):
-        return run_embeds(model, inp.corrupted[samples], readout, fns)
+    fns = [(p, restorer(grids[g].states[p], rows, pos, first)) for (p, g), (rows, pos) in where.items()]
+    view = ModelView.of(model)
+    embeds = inp.corrupted[samples][:, first:].to(view.device)
+    cached = {"cache": run.cache(model, samples, first), "use_cache": True} if first else {"use_cache": False}
+    with resume_at(model, start, resid), hooks(model, fns, prompt_length=inp.n_tokens):
+        return view.decoder_stack(inputs_embeds=embeds, **cached).last_hidden_state[:, -1]
+
+
+def read_out(model: nn.Module, final_hidden: torch.Tensor, readout: Readout, rows: int = UNEMBED_ROWS) -> torch.Tensor:
+    """[n] readout of final states [n, d_model] (the decoder stack's output, final norm applied), `rows` at a
+    time."""
+    view = ModelView.of(model)
+    return torch.cat([readout(torch.softmax(view.logits(final_hidden[i:i + rows]).float(), dim=-1)).cpu()
+                      for i in range(0, final_hidden.shape[0], rows)])
 
 
 @torch.no_grad()
 def trace_grids(model: nn.Module, inp: TraceInput, grids: Sequence[Grid], readout: Readout, *, window: int = 10,
                 batch_size: int = 64, corrupted_scores: torch.Tensor | None = None,
-                stream: torch.Tensor | None = None,
+                run: CorruptedRun | None = None,
                 progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
     """trace_grid for several grids on one model and corrupted input, resumed: [n_samples, n_cells] per grid.
-    Rows of every grid are grouped by start layer and each batch runs only the layers from there on, from the
-    corrupted run's stored residual stream (`stream`, corrupted_stream's, computed here if not given)."""
+    Rows of every grid are grouped by start layer and token (plan_rows), and each batch runs only the layers and
+    tokens from its rows' smallest on, from the corrupted run's stored stream and KV cache (`run`,
+    corrupted_run's, computed here if not given); final states are unembedded UNEMBED_ROWS at a time."""
     n_layers, n_samples = ModelView.of(model).n_layers, inp.corrupted.shape[0]
     if corrupted_scores is None:
         corrupted_scores = run_embeds(model, inp.corrupted, readout)
-    stream = corrupted_stream(model, inp) if stream is None else stream
+    run = corrupted_run(model, inp) if run is None else run
     outs = [corrupted_scores[:, None].repeat(1, len(g.cells)) for g in grids]
-    batches = plan_rows(grids, n_layers, n_samples, inp.first_corrupted, window, batch_size)
-    total, done = sum(len(b) for b in batches), 0
-    for batch in batches:
-        scores = _resumed_batch(model, inp, stream, grids, batch, readout, window)
-        for (_, g, s, c), score in zip(batch, scores):
+    batches = plan_rows(grids, n_layers, n_samples, inp.first_corrupted, window, batch_size, inp.n_tokens,
+                        inp.uncorrupted())
+    total, done, pending = sum(len(b) for b in batches), 0, []
+    for i, batch in enumerate(batches):
+        pending.append((batch, _resumed_batch(model, inp, run, grids, batch, window)))
+        if sum(len(b) for b, _ in pending) < UNEMBED_ROWS and i + 1 < len(batches):
+            continue
+        scores = read_out(model, torch.cat([hidden for _, hidden in pending]), readout)
+        rows = [row for b, _ in pending for row in b]
+        for (_, _, g, s, c), score in zip(rows, scores):
             outs[g][s, c] = score
-        done += len(batch)
+        done, pending = done + len(rows), []
         if progress:
             progress(done, total)
     return outs

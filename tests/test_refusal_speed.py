@@ -137,7 +137,8 @@ def test_run_hands_out_the_candidates_so_far_and_the_floor_counts_its_candidates
 
     base, post = save_tiny_pair(tmp_path)
     pair = load_pair(base=base, post=post)
-    config = Config(refusal_tokens=("w1", "w2"), n_val=2, n_test=2, max_new_tokens=2, positions=(-3, -1))
+    config = Config(refusal_tokens=("w1", "w2"), n_val=2, n_test=2, max_new_tokens=2, positions=(-3, -1),
+                    layer_step=1)  # every layer: one partial table each
     data, progress = split_lists(HARMFUL, HARMLESS), _Collect()
     result = run(pair, config, data=data, progress=progress)
     tables = [value for key, value in progress.partials if key == "candidates"]

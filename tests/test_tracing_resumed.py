@@ -1,5 +1,6 @@
-"""The resumed batched engine (steering.tracing.trace_grids) against the references on every tiny architecture:
-trace_grid (batched from layer 0) and trace_cell_loop (one pass per cell with interventions.patch)."""
+"""The resumed batched engine (steering.tracing.trace_grids: each batch from its rows' smallest start layer and
+token, over the corrupted run's KV cache) against the references on every tiny architecture: trace_grid (batched
+from layer 0, every token) and trace_cell_loop (one pass per cell with interventions.patch)."""
 import functools
 
 import pytest
@@ -8,9 +9,10 @@ from tiny import MODEL_TYPES, tiny_model, tiny_tokenizer
 
 from steering.errors import InvalidInputError
 from steering.model_view import ModelView
-from steering.tracing import (Grid, Readout, clean_states, clean_states_of, corrupted_stream, full_grid,
-                              noise_corruption, plan_rows, run_embeds, trace_cell_loop, trace_grid, trace_grids,
-                              window_layers)
+from steering.resume import resume_at
+from steering.tracing import (Grid, Readout, clean_states, clean_states_of, corrupted_run, corrupted_stream,
+                              full_grid, noise_corruption, plan_cost, plan_rows, run_embeds, trace_cell_loop,
+                              trace_grid, trace_grids, window_layers)
 
 COMPONENTS = ("resid", "mlp", "attn")
 
@@ -66,32 +68,43 @@ def test_clean_states_of_equals_clean_states_per_component() -> None:
     assert len(together) == 3 * n_layers
 
 
-def test_corrupted_stream_resumes_to_the_corrupted_output() -> None:
-    model = _model("llama")
+def test_corrupted_run_keeps_every_layers_input_and_cache() -> None:
+    model = _model("gemma3_text")  # sliding-window layers: their own cache would keep only the window
     inp, readout = _inputs(model)
-    stream = corrupted_stream(model, inp)
-    assert stream.shape == (ModelView.of(model).n_layers, 2, inp.n_tokens, ModelView.of(model).d_model)
-    corrupted = run_embeds(model, inp.corrupted, readout)
-    # with no cell restored, every start layer gives the corrupted score back
+    view = ModelView.of(model)
+    run = corrupted_run(model, inp)
+    assert run.stream.shape == (view.n_layers, 2, inp.n_tokens, view.d_model)
+    torch.testing.assert_close(run.stream, corrupted_stream(model, inp), atol=1e-6, rtol=0)
+    assert all(k.shape[0] == 2 and k.shape[2] == inp.n_tokens for k in run.keys)
+    # the last tokens resumed at a layer over the cache of the first ones give the corrupted output back
+    samples, first = torch.tensor([1, 0, 1]), 3
+    with resume_at(model, 2, run.stream[2][samples][:, first:]):
+        hidden = view.decoder_stack(inputs_embeds=inp.corrupted[samples][:, first:],
+                                    cache=run.cache(model, samples, first), use_cache=True).last_hidden_state
+    full = view.decoder_stack(inputs_embeds=inp.corrupted[samples], use_cache=False).last_hidden_state
+    torch.testing.assert_close(hidden, full[:, first:], atol=1e-5, rtol=0)
     empty = [Grid([], "resid", {})]
-    assert trace_grids(model, inp, empty, readout, corrupted_scores=corrupted, stream=stream)[0].shape == (2, 0)
-    torch.testing.assert_close(stream[0], inp.corrupted, atol=0, rtol=0)  # llama: layer 0's input is the embedding
+    corrupted = run_embeds(model, inp.corrupted, readout)
+    assert trace_grids(model, inp, empty, readout, corrupted_scores=corrupted, run=run)[0].shape == (2, 0)
 
 
-def test_plan_sorts_rows_by_start_layer_and_skips_exact_no_ops() -> None:
-    n_layers, window = 6, 4
-    cells = full_grid(range(5), n_layers)
+def test_plan_keeps_every_row_once_and_runs_fewer_token_layers_than_sorting_by_layer() -> None:
+    n_layers, window, n_tokens = 6, 4, 5
+    cells = full_grid(range(n_tokens), n_layers)
     grids = [Grid(cells, "resid", {}), Grid(cells, "mlp", {}), Grid(cells[:n_layers], "resid", {}, same_model=False)]
-    batches = plan_rows(grids, n_layers, n_samples=2, first_corrupted=2, window=window, batch_size=7)
+    batches = plan_rows(grids, n_layers, n_samples=2, first_corrupted=2, window=window, batch_size=7,
+                        n_tokens=n_tokens)
     rows = [row for batch in batches for row in batch]
-    assert all(len(b) == 7 for b in batches[:-1]) and 0 < len(batches[-1]) <= 7
-    assert [r[0] for r in rows] == sorted(r[0] for r in rows)  # a batch resumes at its first row's start
+    assert all(0 < len(b) <= 7 for b in batches)
     # resid and mlp cells from token 2 on (3 tokens), both samples; the cross grid's token-0 cells are computed
     assert len(rows) == 2 * (2 * 3 * n_layers + n_layers) == len(set(rows))
-    for start, g, _, c in rows:
-        token, layer = grids[g].cells[c]
-        assert start == window_layers(layer, n_layers, grids[g].component, window)[0]
+    for start, token, g, _, c in rows:
+        assert (token, start) == (grids[g].cells[c][0],
+                                  window_layers(grids[g].cells[c][1], n_layers, grids[g].component, window)[0])
         assert token >= 2 or not grids[g].same_model
+    by_layer = sorted(rows)
+    layer_sorted = [by_layer[i:i + 7] for i in range(0, len(by_layer), 7)]
+    assert plan_cost(batches, n_layers, n_tokens) < plan_cost(layer_sorted, n_layers, n_tokens)
 
 
 def test_missing_states_are_named() -> None:
@@ -100,3 +113,18 @@ def test_missing_states_are_named() -> None:
     states = clean_states_of(model, inp, ["resid"])
     with pytest.raises(InvalidInputError, match="No clean states cached for mlp_out"):
         trace_grids(model, inp, [Grid([(3, 1)], "mlp", states)], readout, window=2)
+
+
+def test_plan_leaves_out_layer_0_residual_cells_at_clean_inputs() -> None:
+    model = _model("llama")
+    inp, _ = _inputs(model)  # noise on tokens 2 and 3
+    assert inp.uncorrupted() == frozenset(range(inp.n_tokens)) - {2, 3}
+    n_layers = ModelView.of(model).n_layers
+    cells = full_grid(range(inp.n_tokens), n_layers)
+    grids = [Grid(cells, "resid", {}), Grid(cells, "mlp", {}), Grid(cells, "resid", {}, same_model=False)]
+    rows = [r for b in plan_rows(grids, n_layers, 2, inp.first_corrupted, 2, 8, inp.n_tokens, inp.uncorrupted())
+            for r in b]
+    layer_0 = {(g, grids[g].cells[c][0]) for _, _, g, _, c in rows if grids[g].cells[c][1] == 0}
+    assert {t for g, t in layer_0 if g == 0} == {2, 3}  # own residual stream: only the corrupted tokens
+    assert {t for g, t in layer_0 if g == 1} == set(range(2, inp.n_tokens))  # the MLP window mixes tokens
+    assert {t for g, t in layer_0 if g == 2} == set(range(inp.n_tokens))  # another model's states: all

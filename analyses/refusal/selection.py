@@ -17,8 +17,9 @@ score not above `min_addition_score`; then pick the lowest ablation score (fallb
 Cost (score_candidates; score_candidates_reference is the plain loop it is tested against): a layer's candidates
 share one batch (each row its own vector); the addition at l leaves layers < l as the clean pass had them, so it
 resumes at l from the clean harmless pass's stream; the affine ablation changes only the tokens from min(positions)
-on, so only those run, on the clean prefix's KV cache. Scores agree with the reference to float32 rounding (which
-the demo's chaotic ablated candidates amplify to ~1e-4, as a change of the reference's own batch shapes does)."""
+on, so only those run, on the clean prefix's KV cache; a layer's final states are unembedded together. Scores agree
+with the reference to float32 rounding (which the demo's chaotic ablated candidates amplify to ~1e-4, as a change
+of the reference's own batch shapes does)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from steering.extraction import collect_residuals
 from steering.errors import InvalidInputError
 from steering.interventions import ablate, add, affine_ablate, record
-from steering.model_view import ModelView
+from steering.model_view import UNEMBED_ROWS, ModelView
 from steering.resume import resume_at
 from steering.tokens import encode
 
@@ -117,7 +118,8 @@ def _clean_harmless(model, tokenizer, harmless: Sequence[str], layers: Sequence[
 
 @torch.no_grad()
 def _added(model, batches, layer: int, vectors: torch.Tensor) -> torch.Tensor:
-    """[K, n, vocab]: the harmless prompts with each of the K vectors [K, d] added at `layer`, resumed there."""
+    """[K, n, d] final states of the harmless prompts with each of the K vectors [K, d] added at `layer`, resumed
+    there."""
     view, out = ModelView.of(model), []
     for batch, streams in batches:
         k, b = vectors.shape[0], batch.input_ids.shape[0]
@@ -126,22 +128,32 @@ def _added(model, batches, layer: int, vectors: torch.Tensor) -> torch.Tensor:
             hidden = view.decoder_stack(input_ids=batch.input_ids.repeat(k, 1),
                                         attention_mask=batch.attention_mask.repeat(k, 1),
                                         use_cache=False).last_hidden_state[:, -1]
-        out.append(log_probs_of(model, hidden).reshape(k, b, -1))
+        out.append(hidden.reshape(k, b, -1))
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
 def _ablated_affine(model, prefixes, vectors: torch.Tensor, references: dict, where: range) -> torch.Tensor:
-    """[K, n, vocab]: the val prompts with each of the K directions [K, d] ablated (ACE at offsets in `where`), only the
-    tokens from min(where) on run, on the clean prefix's cache (nothing before them can change)."""
+    """[K, n, d] final states of the val prompts with each of the K directions [K, d] ablated (ACE at offsets in
+    `where`), only the tokens from min(where) on run, on the clean prefix's cache (nothing before them can
+    change)."""
     out, suffix = [], -where.start
     for batch, cache in prefixes:
         k, b, seq = vectors.shape[0], batch.input_ids.shape[0], batch.input_ids.shape[1]
         rows = {layer: c.repeat_interleave(b) for layer, c in references.items()}
         with affine_ablate(model, vectors.repeat_interleave(b, dim=0), rows, positions=where, prompt_length=seq):
             hidden = suffix_final_hidden(model, batch.input_ids, batch.attention_mask, cache, suffix, k)
-        out.append(log_probs_of(model, hidden).reshape(k, b, -1))
+        out.append(hidden.reshape(k, b, -1))
     return torch.cat(out, dim=1)
+
+
+def _log_probs_together(model, *finals: torch.Tensor) -> list[torch.Tensor]:
+    """log_probs_of for several [K, n_i, d] final states, unembedded in one call (the wide unembedding runs faster
+    per row on more rows), each back as [K, n_i, vocab]."""
+    k = finals[0].shape[0]
+    flat = log_probs_of(model, torch.cat([f.reshape(-1, f.shape[-1]) for f in finals]), chunk=UNEMBED_ROWS)
+    sizes = [f.shape[0] * f.shape[1] for f in finals]
+    return [part.reshape(k, -1, part.shape[-1]) for part in flat.split(sizes)]
 
 
 def _val_prefixes(model, tokenizer, both: list[str], suffix: int, batch_size: int) -> list:
@@ -177,8 +189,12 @@ def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             vectors = diffs[layer, cells]
             added = _added(model, harmless_batches, layer, torch.stack(
                 [addition_vector(diffs[layer, p], float(norms[layer, p]), alpha) for p in cells]))
-            ablated = _ablated(model, tokenizer, prefixes, both, vectors, harmless_mean, positions, ablation,
-                               batch_size)
+            if ablation == "affine":
+                added, ablated = _log_probs_together(model, added, _ablated_affine_of(
+                    model, prefixes, vectors, harmless_mean, positions))
+            else:
+                added, = _log_probs_together(model, added)
+                ablated = _ablated_project(model, tokenizer, both, vectors, harmless_mean, positions, batch_size)
             for k, p in enumerate(cells):
                 found[p] = {"layer": layer, "position": positions[p],
                             "ablation_score": refusal_log_odds(ablated[k, :n_h], token_ids).mean().item(),
@@ -192,12 +208,17 @@ def score_candidates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     return pd.DataFrame(rows)
 
 
-def _ablated(model, tokenizer, prefixes, both, vectors: torch.Tensor, harmless_mean, positions, method: str,
-             batch_size: int) -> torch.Tensor:
-    """[K, n_val, vocab]: the val prompts (harmful then harmless) with each candidate [K, d] ablated."""
-    if method != "affine":
-        return torch.stack([last_logits(model, tokenizer, both, batch_size=batch_size, intervention=ablation_for(
-            model, v, harmless_mean, positions, method)) for v in vectors])
+def _ablated_project(model, tokenizer, both, vectors: torch.Tensor, harmless_mean, positions,
+                     batch_size: int) -> torch.Tensor:
+    """[K, n_val, vocab]: the val prompts (harmful then harmless) with each candidate [K, d] projected out, one
+    full pass per candidate (projection changes every token)."""
+    return torch.stack([last_logits(model, tokenizer, both, batch_size=batch_size, intervention=ablation_for(
+        model, v, harmless_mean, positions, "project")) for v in vectors])
+
+
+def _ablated_affine_of(model, prefixes, vectors: torch.Tensor, harmless_mean, positions) -> torch.Tensor:
+    """[K, n_val, d] final states of the val prompts (harmful then harmless) with each candidate [K, d] ablated
+    (ACE, each row its candidate's harmless reference c_l)."""
     units = torch.stack([v / v.norm() for v in vectors])
     references = {layer: torch.stack([harmless_mean[layer] @ u for u in units]) for layer in
                   range(harmless_mean.shape[0])}
