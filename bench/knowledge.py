@@ -18,9 +18,8 @@ from analyses.knowledge.config import components
 from analyses.knowledge.data import facts
 from steering import load_pair
 from steering.model_view import UNEMBED_ROWS, ModelView
-from steering.resume import resume_at
-from steering.tracing import (CorruptedRun, Grid, clean_states_of, corrupted_run, full_grid, plan_rows, run_embeds,
-                              trace_cell_loop, trace_grid, trace_grids)
+from steering.tracing import (CorruptedRun, Grid, clean_states_of, corrupted_run, full_grid, plan_rows,
+                              resumed_pass, run_embeds, trace_cell_loop, trace_grid, trace_grids)
 
 
 def _timed(fn):
@@ -102,10 +101,7 @@ def _floor_trace(model, item, inp, run: CorruptedRun, comps: list[str], config: 
                            config.batch_size, inp.n_tokens, inp.uncorrupted()):
         samples = torch.tensor([row[3] for row in batch])
         start, first = min(row[0] for row in batch), min(row[1] for row in batch)
-        cached = {"cache": run.cache(model, samples, first), "use_cache": True} if first else {"use_cache": False}
-        with resume_at(model, start, run.stream[start][samples][:, first:]):
-            final.append(view.decoder_stack(inputs_embeds=inp.corrupted[samples][:, first:].to(view.device),
-                                            **cached).last_hidden_state[:, -1])
+        final.append(resumed_pass(model, inp, run, samples, start, first))  # no restoring hook
     final = torch.cat(final)
     for i in range(0, len(final), UNEMBED_ROWS):
         view.logits(final[i:i + UNEMBED_ROWS])

@@ -371,7 +371,16 @@ def _resumed_batch(model: nn.Module, inp: TraceInput, run: CorruptedRun, grids: 
     if missing:
         raise InvalidInputError(f"No clean states cached for {', '.join(missing[:3])}.")
     fns = [(p, restorer(grids[g].states[p], rows, pos, first)) for (p, g), (rows, pos) in where.items()]
+    return resumed_pass(model, inp, run, samples, start, first, resid, fns)
+
+
+def resumed_pass(model: nn.Module, inp: TraceInput, run: CorruptedRun, samples: torch.Tensor, start: int,
+                 first: int, resid: torch.Tensor | None = None, fns: Sequence = ()) -> torch.Tensor:
+    """[b, d] final states at the last position of the corrupted samples' runs resumed at layer `start` and token
+    `first`, over the cache of the tokens before it: from `resid` ([b, seq - first, d], the stream entering
+    `start`; the corrupted one if None), with hook functions `fns` (positions counted from `first`)."""
     view = ModelView.of(model)
+    resid = run.stream[start][samples][:, first:] if resid is None else resid
     embeds = inp.corrupted[samples][:, first:].to(view.device)
     cached = {"cache": run.cache(model, samples, first), "use_cache": True} if first else {"use_cache": False}
     with resume_at(model, start, resid), hooks(model, fns, prompt_length=inp.n_tokens):
