@@ -4,6 +4,7 @@ LayerNorm with a bias, and a logit softcap; its fallback; partial results; the l
 import pandas as pd
 import pytest
 import torch
+from numeric import assert_close, forward_tolerance, logit_scale
 from tiny import tiny_model, tiny_tokenizer
 
 from analyses.confidence import Config, STUDY, partial_chart, run
@@ -14,6 +15,18 @@ from steering.neurons import AffineNorm, LastLayerAblation
 
 TEXTS = ["the cat is a dog .", "w1 w2 w3 the dog is true .", "a cat is false . w4 w5", "w6 w7 w8 w9 the cat .",
          "w10 w11 the", "true false w12 w13 w14 w15 w16 ."]
+pytestmark = pytest.mark.numeric  # the fast path against its reference
+
+
+def ablation_tolerance(model, tokenizer, clean) -> float:
+    """How far the fast and the reference ablation effects may be apart: both share the clean run up to the last
+    layer, so only one block and the unembedding sum in other orders (Δz = forward_tolerance over 1 block); an
+    effect is a mean difference of entropies (each off by 2Δz (1 + H)) or losses (-log p, off by 2Δz)."""
+    dz = forward_tolerance(model, logit_scale(model, tokenizer), blocks=1)
+    size = 1 + max(float(clean.stats["entropy"].max()), float(clean.stats["loss"].max()))
+    return 4 * dz * size
+
+
 STRONG = 5  # a neuron whose output weight is made large, so its ablation moves entropy and loss a lot
 
 
@@ -36,10 +49,11 @@ def test_fast_ablation_matches_the_reference(model_type):
     reference = abl.ablation_table(model, batches, layer, groups, clean, lambda d, t: None, fast=False)
     assert abl._last_layer(model, batches, layer, clean) is not None  # the fast path was taken
     columns = [c for c in fast.columns if c.startswith("d_")]
-    assert (fast[columns] - reference[columns]).abs().max().max() < 1e-5
+    tol = ablation_tolerance(model, tiny_tokenizer(), clean)
+    assert_close(fast[columns], reference[columns], tol, "effects")
     strong = fast[fast["neuron"] == STRONG].iloc[0]
-    # effects 50x the tolerance and more, so a wrong term would show (measured: 4e-4..5e-2)
-    assert min(abs(strong[c]) for c in ("d_entropy_total", "d_loss_direct", "d_entropy_via_norm")) > 4e-4
+    # effects several times the tolerance, so a wrong term would show (measured: 4e-4..5e-2)
+    assert min(abs(strong[c]) for c in ("d_entropy_total", "d_loss_direct", "d_entropy_via_norm")) > 2 * tol
 
 
 def test_no_unembedding_per_neuron():

@@ -5,6 +5,7 @@ one check on the demo pair."""
 import pandas as pd
 import pytest
 import torch
+from numeric import assert_close, logit_tolerance
 from tiny import tiny_model, tiny_tokenizer
 
 from analyses.common import Steps
@@ -15,6 +16,8 @@ from analyses.refusal.selection import candidate_directions, score_candidates, s
 from steering.directions import Direction, DirectionInfo
 from steering.generation import format_prompts
 from steering.tokens import encode
+
+pytestmark = pytest.mark.numeric  # fast paths against their references
 
 HARMFUL = [f"w{i} w{i + 1} the cat" + " w3" * (i % 4) for i in range(10)]
 HARMLESS = [f"w{i + 40} w{i + 41} a dog" + " w5" * (i % 3) for i in range(10)]
@@ -28,10 +31,16 @@ def _inputs(model_type, positions):
     return model, tok, (diffs, norms, positions, [0, 1, 2], h[6:], n[6:], refusal_token_ids(tok, ("w1", "w2"))), means
 
 
-def _same_scores(fast: pd.DataFrame, slow: pd.DataFrame, atol: float = 1e-5) -> None:
+def _same_scores(fast: pd.DataFrame, slow: pd.DataFrame, model, tok) -> None:
+    """The two paths sum in other orders (5-token passes over a cached prefix, per-row projections): log-odds read
+    log-probabilities off by up to 2Δz, KL by 4Δz plus 2Δz of its size (Δz: tests/numeric.py)."""
     pd.testing.assert_frame_equal(fast[["layer", "position"]], slow[["layer", "position"]])
     pd.testing.assert_frame_equal(fast[COLUMNS].isna(), slow[COLUMNS].isna())
-    assert (fast[COLUMNS] - slow[COLUMNS]).abs().max().max() < atol
+    dz = logit_tolerance(model, tok)
+    for column in ("ablation_score", "addition_score"):
+        assert_close(fast[column].dropna(), slow[column].dropna(), 2 * dz, column)
+    kl = slow["kl"].dropna()
+    assert_close(fast["kl"].dropna(), kl, 4 * dz + 2 * dz * kl.abs().max(), "kl")
 
 
 @pytest.mark.parametrize("model_type", ["gemma3_text", "llama", "gpt2", "gpt_neox"])
@@ -40,7 +49,7 @@ def test_fast_candidate_scores_match_the_reference(model_type, ablation, batch_s
     model, tok, args, means = _inputs(model_type, (-3, -2, -1))
     kw = dict(alpha=0.5, harmless_mean=means, ablation=ablation, batch_size=batch_size)
     fast, slow = score_candidates(model, tok, *args, **kw), score_candidates_reference(model, tok, *args, **kw)
-    _same_scores(fast, slow)
+    _same_scores(fast, slow, model, tok)
     assert fast[COLUMNS].notna().any().all() and len(fast) == 9
 
 
@@ -50,7 +59,8 @@ def test_an_ablation_reaching_the_prompts_start_runs_whole_prompts():
     shortest = min(encode(tok, format_prompts(tok, p)).input_ids.shape[1] for p in (HARMFUL[6:8], HARMLESS[6:8]))
     model, tok, args, means = _inputs("gemma3_text", (-shortest, -1))
     kw = dict(alpha=0.5, harmless_mean=means, batch_size=2)
-    _same_scores(score_candidates(model, tok, *args, **kw), score_candidates_reference(model, tok, *args, **kw))
+    _same_scores(score_candidates(model, tok, *args, **kw), score_candidates_reference(model, tok, *args, **kw),
+                 model, tok)
 
 
 def test_partial_tables_grow_a_layer_at_a_time_to_the_final_table():
@@ -85,8 +95,9 @@ def test_conditions_sharing_generate_calls_match_one_call_per_condition(ablation
     fast_scores, fast_gens = evaluate_test(*args, steps)
     slow_scores, slow_gens = evaluate_test_reference(*args, Steps(None, {"test base": 1, "test post": 1}))
     pd.testing.assert_frame_equal(fast_gens.drop(columns="refusal_score"), slow_gens.drop(columns="refusal_score"))
-    assert (fast_gens.refusal_score - slow_gens.refusal_score).abs().max() < 1e-5
-    pd.testing.assert_frame_equal(fast_scores, slow_scores, atol=1e-5, rtol=0)
+    dz = max(logit_tolerance(m, tok) for m in models.values())  # log-odds: 2Δz (tests/numeric.py)
+    assert_close(fast_gens.refusal_score, slow_gens.refusal_score, 2 * dz, "refusal scores")
+    pd.testing.assert_frame_equal(fast_scores, slow_scores, atol=2 * dz, rtol=0)
     assert len(fast_gens) == 2 * (3 * 5 + 3 * 4) and reports == sorted(reports) and reports[-1] == pytest.approx(1.0)
     by = fast_scores.set_index(["model", "direction_from", "intervention", "prompts"]).refusal_score
     assert all(abs(by[m, s, "add", "harmless"] - by[m, "none", "none", "harmless"]) > 1e-3
@@ -94,6 +105,7 @@ def test_conditions_sharing_generate_calls_match_one_call_per_condition(ablation
 
 
 @pytest.mark.demo
+@pytest.mark.numeric
 def test_demo_fast_candidate_scores_match_the_reference():
     from analyses.refusal import default_data
     from analyses.refusal.compute import _formatted
@@ -109,9 +121,8 @@ def test_demo_fast_candidate_scores_match_the_reference():
     args = (model, tok, diffs, norms, positions, [0, 6, 12], fmt["harmful", "val"], fmt["harmless", "val"],
             refusal_token_ids(tok))
     kw = dict(alpha=config.alpha, harmless_mean=means, batch_size=config.batch_size)
-    # float32 rounding of the 5-token passes and per-row projections, which the ablated Gemma amplifies: up to
-    # 1.7e-4 on scores of size 1-22 (the old path itself moves by 3.9e-4 when only its batch padding changes)
-    _same_scores(score_candidates(*args, **kw), score_candidates_reference(*args, **kw), atol=3e-4)
+    # measured on one machine: up to 1.7e-4 apart on scores of size 1-22 (the ablated Gemma amplifies the rounding)
+    _same_scores(score_candidates(*args, **kw), score_candidates_reference(*args, **kw), model, tok)
 
 
 class _Collect:
