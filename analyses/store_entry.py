@@ -28,7 +28,7 @@ from safetensors.torch import save as save_tensors
 
 from steering.atomic import sha256
 from steering.directions import Direction
-from steering.errors import SteeringError
+from steering.errors import StoreError
 
 from .study import Study
 
@@ -39,7 +39,7 @@ TENSORS = "tensors.safetensors"
 DIRECTION = ".direction.safetensors"
 
 
-class StoredResultError(SteeringError):
+class StoredResultError(StoreError):
     """A stored result that cannot be used: unreadable, incomplete, altered, another key's, or written by another
     version of its study. Not the user's error: `run_cached` reports it in one line and computes the result again."""
 
