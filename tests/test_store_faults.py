@@ -1,0 +1,370 @@
+"""Fault injection on the result store (analyses/store.py) and the direction cache (steering/direction_cache.py), on
+small synthetic results: a flipped bit, a truncated, deleted or extra file, another key's entry, saves racing each
+other and a reader, saves killed at every step. Each read is whole and equal to what was saved, or it is a miss
+(None, or StoredResultError that `run_cached` reports in one line and computes again); never a wrong value, never a
+crash; and what killed saves leave is swept."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_store import Config, FakePair, assert_same
+from test_store import make_result as made_now
+from test_store import make_study as toy_study
+
+from analyses import store_entry
+from analyses.store import ResultStore, StoredResultError, resolve, result_key, run_cached
+from steering.atomic import STALE_SECONDS, tagged
+from steering.direction_cache import DirectionCache
+from steering.directions import Direction, DirectionInfo
+
+FORK = multiprocessing.get_context("fork")  # children inherit the test's study and patches
+FILES = ["manifest.json", "table.parquet", "tensors.safetensors", "directions.base.direction.safetensors",
+         "directions.post.direction.safetensors"]
+
+
+def make_result(config: Config, offset: float = 0.0):
+    """test_store's result with its directions' dates fixed, so that two computations are equal."""
+    result = made_now(config, offset)
+    for role, d in result.directions.items():
+        result.directions[role] = replace(d, info=replace(d.info, created_at="2026-12-01T00:00:00+00:00"))
+    return result
+
+
+def make_study(calls: list):
+    def run(pair, config, *, data=None, progress=None):
+        calls.append(config)
+        return make_result(config)
+
+    return replace(toy_study([]), run=run)
+
+
+def _same(a, b) -> bool:
+    try:
+        assert_same(a, b)
+        return True
+    except AssertionError:
+        return False
+
+
+def _entry(root: Path):
+    """A store with one entry written by a process that has ended (as the CLI leaves it)."""
+    store, study, pair = ResultStore(root), make_study([]), FakePair()
+    child = FORK.Process(target=run_cached, args=(study, pair, Config()), kwargs={"store": store})
+    child.start(), child.join()
+    stored = store.load(study, result_key(study, pair, Config(), "a|b"))
+    return store, study, stored
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "flip":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1:])
+    elif how == "truncate":
+        path.write_bytes(data[:len(data) // 2])
+    else:
+        path.unlink()
+
+
+def _recomputed(store, study, link: Path) -> None:
+    """The damaged entry is refused, then reported in one line and recomputed into a whole one."""
+    with pytest.raises(StoredResultError):
+        store.load(study, link.name)
+    calls, notices = [], []
+    again = run_cached(make_study(calls), FakePair(), Config(), store=store, notice=notices.append)
+    assert len(calls) == 1 and len(notices) == 1 and "\n" not in notices[0]
+    assert_same(make_result(Config()), again.result)
+    assert_same(make_result(Config()), store.load(study, link.name).result)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize("name", FILES)
+def test_a_damaged_file_is_refused_and_recomputed(tmp_path, name, how):
+    store, study, stored = _entry(tmp_path)
+    _damage(resolve(stored.folder) / name, how)
+    _recomputed(store, study, stored.folder)
+
+
+def test_an_extra_file_is_refused_and_recomputed(tmp_path):
+    store, study, stored = _entry(tmp_path)
+    shutil.copy(resolve(stored.folder) / "directions.post.direction.safetensors",
+                resolve(stored.folder) / "directions.extra.direction.safetensors")
+    _recomputed(store, study, stored.folder)
+
+
+@pytest.mark.parametrize("how", ["copied folder", "link"])
+def test_another_keys_entry_is_not_served_as_this_keys(tmp_path, how):
+    store, study, stored = _entry(tmp_path)
+    other = run_cached(study, FakePair(), Config(layers=2), store=store).folder
+    link = stored.folder
+    link.unlink()
+    if how == "copied folder":
+        shutil.copytree(resolve(other), link)
+    else:
+        os.symlink(resolve(other).name, link)
+    _recomputed(store, study, link)
+
+
+def test_whatever_a_parser_raises_on_an_entry_is_reported(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    store, study, stored = _entry(tmp_path)
+
+    def unreadable(*args, **kwargs):
+        raise pa.ArrowNotImplementedError("Unsupported encoding")
+
+    monkeypatch.setattr(store_entry.pd, "read_parquet", unreadable)
+    with pytest.raises(StoredResultError, match="ArrowNotImplementedError"):
+        store.load(study, stored.folder.name)
+
+
+def test_an_entry_of_the_store_before_hashes_is_reported_and_recomputed(tmp_path):
+    store, study, stored = _entry(tmp_path)
+    manifest = resolve(stored.folder) / "manifest.json"
+    old = json.loads(manifest.read_text())
+    for field in ("files", "checksum"):
+        old.pop(field)
+    manifest.write_text(json.dumps({**old, "format_version": 1}))
+    _recomputed(store, study, stored.folder)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(FILES), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_flipped_bit_is_refused_or_changes_nothing(tmp_path_factory, name, where, bit):
+    root = tmp_path_factory.getbasetemp() / "flips"
+    if not root.exists():
+        _entry(root)
+    store, study = ResultStore(root), make_study([])
+    link = next(p for p in (root / "toy").iterdir() if not p.name.startswith("."))
+    path = resolve(link) / name
+    data = path.read_bytes()
+    at = int(where * len(data))
+    path.write_bytes(data[:at] + bytes([data[at] ^ (1 << bit)]) + data[at + 1:])
+    try:
+        found = store.load(study, link.name)
+        assert_same(make_result(Config()), found.result)  # only a flip that changes no value may pass
+    except StoredResultError:
+        pass
+    finally:
+        path.write_bytes(data)
+
+
+# ---- saves racing each other and a reader ---------------------------------------------------------------------
+
+def _saver(root: Path, key: str, i: int, until: float) -> None:
+    store, study = ResultStore(root), make_study([])
+    result = make_result(Config(), offset=float(i))
+    while time.monotonic() < until:
+        store.save(study, key, result, {"study": "toy", "version": "toy@1", "command": f"writer {i}"})
+
+
+def test_saves_of_one_key_at_once_end_whole_and_a_reader_never_mixes_them(tmp_path):
+    store, study, key = ResultStore(tmp_path), make_study([]), "0123456789abcdef0123"
+    results = [make_result(Config(), offset=float(i)) for i in range(2)]
+    until = time.monotonic() + 2.0
+    savers = [FORK.Process(target=_saver, args=(tmp_path, key, i, until)) for i in range(2)]
+    for saver in savers:
+        saver.start()
+    whole = misses = 0
+    while time.monotonic() < until:
+        try:
+            found = store.load(study, key)
+        except StoredResultError:
+            found = None
+        if found is None:
+            misses += 1
+            continue
+        i = int(found.manifest["command"].split()[1])  # the manifest says whose tables these must be
+        assert _same(results[i], found.result), f"a read mixed saves: manifest of writer {i}, other tables"
+        whole += 1
+    for saver in savers:
+        saver.join()
+        assert saver.exitcode == 0  # no OSError, FileNotFoundError or "no manifest.json" in either save
+    assert whole > 0, (whole, misses)
+    final = store.load(study, key)  # this read sweeps what the savers left
+    assert any(_same(r, final.result) for r in results)
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == sorted([key, resolve(final.folder).name])
+
+
+# ---- saves killed at every step --------------------------------------------------------------------------------
+
+def _killed_save(root: Path, step: int) -> None:
+    """Save a new result for the entry's key, and die by SIGKILL (no cleanup runs) at write step `step`."""
+    count = [0]
+
+    def dying(real):
+        def call(*args, **kwargs):
+            count[0] += 1
+            if count[0] > step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return call
+
+    Path.write_bytes, Path.write_text = dying(Path.write_bytes), dying(Path.write_text)
+    os.symlink, os.replace, shutil.rmtree = dying(os.symlink), dying(os.replace), dying(shutil.rmtree)
+    run_cached(make_study([]), FakePair(), Config(), store=ResultStore(root), refresh=True)
+    os._exit(3)  # every step was passed
+
+
+@pytest.mark.parametrize("step", range(9))  # 4 files, the manifest, the new link, its rename, removing the old
+#                                            version; 8: not killed
+def test_a_save_killed_at_any_step_leaves_the_old_entry_whole_and_its_leftovers_are_swept(tmp_path, step):
+    store, study, stored = _entry(tmp_path)
+    child = FORK.Process(target=_killed_save, args=(tmp_path, step))
+    child.start(), child.join()
+    assert child.exitcode == (3 if step == 8 else -signal.SIGKILL)
+    found = store.load(study, stored.folder.name)  # the old entry or the new one, whole; and the sweep runs
+    assert_same(make_result(Config()), found.result)
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == sorted([stored.folder.name,
+                                                                          resolve(stored.folder).name])
+
+
+def test_leftovers_of_the_older_store_and_of_other_machines_are_swept(tmp_path):
+    store, study, stored = _entry(tmp_path)
+    parent, key = stored.folder.parent, stored.folder.name
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (parent / f"{key}.tmp{ended.stdout.strip()}").mkdir()  # before format 2: `<key>.tmp<pid>` of a killed save
+    (parent / f"{key}.old").mkdir()
+    young = tagged(stored.folder)  # a live writer's folder: kept
+    young.mkdir()
+    remote = parent / f".{key}.abcdef-1-12345678"  # another machine's: kept until it is old
+    remote.mkdir()
+    os.utime(parent / f"{key}.old", (time.time() - 2 * STALE_SECONDS,) * 2)
+    store.load(study, key)
+    assert sorted(p.name for p in parent.iterdir()) == sorted([key, resolve(stored.folder).name, young.name,
+                                                               remote.name])
+    os.utime(remote, (time.time() - 2 * STALE_SECONDS,) * 2)
+    store.load(study, key)
+    assert remote.exists() is False and young.exists()
+
+
+# ---- the direction cache ---------------------------------------------------------------------------------------
+
+def _direction(seed: int = 0) -> Direction:
+    g = torch.Generator().manual_seed(seed)
+    info = DirectionInfo(model="m", dataset=f"d{seed}", dataset_hash="h", created_at="2026-12-01T00:00:00+00:00")
+    return Direction(torch.randn(3, 8, generator=g), info, torch.rand(3, generator=g) + 1)
+
+
+def _cache(root: Path) -> tuple[DirectionCache, list[str]]:
+    notices: list[str] = []
+    cache = DirectionCache(root, notice=notices.append)
+    cache.put("k", _direction())
+    return cache, notices
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".json"])
+def test_a_damaged_cached_direction_is_a_miss_and_recomputed(tmp_path, suffix, how):
+    cache, notices = _cache(tmp_path)
+    _damage(cache.path("k").with_suffix(suffix), how)
+    assert cache.entries() == [] and cache.get("k") is None
+    assert len(notices) == 1 and "\n" not in notices[0] and "Computing it again" in notices[0]
+    again = cache.get_or_compute("k", _direction)
+    assert torch.equal(again.vectors, _direction().vectors) and len(cache.entries()) == 1
+    assert torch.equal(cache.get("k").vectors, _direction().vectors) and len(notices) == 2
+
+
+@pytest.mark.parametrize("sidecar", ["{not json", "{}", '{"format": "post-training-playground/direction@1"}',
+                                     "older"])
+def test_a_sidecar_that_is_not_this_caches_is_a_miss(tmp_path, sidecar):
+    cache, notices = _cache(tmp_path)
+    path = cache.path("k").with_suffix(".json")
+    if sidecar == "older":  # written before the sidecar carried the hash
+        sidecar = json.dumps({k: v for k, v in json.loads(path.read_text()).items() if "safetensors" not in k})
+    path.write_text(sidecar)
+    assert cache.entries() == [] and cache.get("k") is None and len(notices) == 1
+
+
+def test_a_sidecar_whose_metadata_was_altered_is_a_miss(tmp_path):
+    cache, notices = _cache(tmp_path)
+    path = cache.path("k").with_suffix(".json")
+    path.write_text(path.read_text().replace('"n_layers": 3', '"n_layers": 4'))
+    assert cache.entries() == [] and cache.get("k") is None and len(notices) == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".safetensors", ".json"]), where=st.floats(0, 1, exclude_max=True),
+       bit=st.integers(0, 7))
+def test_any_flipped_bit_in_the_cache_is_a_miss_or_changes_nothing(tmp_path_factory, suffix, where, bit):
+    root = tmp_path_factory.getbasetemp() / "cache-flips"
+    cache = DirectionCache(root, notice=lambda m: None)
+    if not cache.path("k").exists():
+        cache.put("k", _direction())
+    path = cache.path("k").with_suffix(suffix)
+    data = path.read_bytes()
+    at = int(where * len(data))
+    path.write_bytes(data[:at] + bytes([data[at] ^ (1 << bit)]) + data[at + 1:])
+    try:
+        found = cache.get("k")
+        assert found is None or (torch.equal(found.vectors, _direction().vectors) and found.info == _direction().info
+                                 and torch.equal(found.resid_norms, _direction().resid_norms))
+    finally:
+        path.write_bytes(data)
+
+
+def _putter(root: Path, seed: int, until: float) -> None:
+    cache = DirectionCache(root)
+    while time.monotonic() < until:
+        cache.put("k", _direction(seed))
+
+
+def test_puts_of_one_key_at_once_end_whole_and_a_reader_never_misses(tmp_path):
+    cache, notices = _cache(tmp_path)
+    until = time.monotonic() + 2.0
+    putters = [FORK.Process(target=_putter, args=(tmp_path, seed, until)) for seed in (0, 1)]
+    for putter in putters:
+        putter.start()
+    reads = 0
+    while time.monotonic() < until:
+        found = cache.get("k")
+        assert found is not None and any(torch.equal(found.vectors, _direction(s).vectors) for s in (0, 1))
+        assert found.info.dataset == {True: "d0", False: "d1"}[torch.equal(found.vectors, _direction(0).vectors)]
+        reads += 1
+    for putter in putters:
+        putter.join()
+        assert putter.exitcode == 0
+    assert reads > 0 and notices == [] and len(cache.entries()) == 1
+
+
+@pytest.mark.parametrize("step", range(3))  # the safetensors, the sidecar; 2: not killed
+def test_a_killed_cache_save_is_a_miss_or_the_old_entry_and_its_temporaries_are_swept(tmp_path, step):
+    cache, notices = _cache(tmp_path)
+
+    def killed():
+        count = [0]
+        real = os.replace
+
+        def dying(*args):
+            count[0] += 1
+            if count[0] > step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args)
+
+        os.replace = dying
+        DirectionCache(tmp_path).put("k", _direction(1))
+        os._exit(3)
+
+    child = FORK.Process(target=killed)
+    child.start(), child.join()
+    found = cache.get("k")
+    if step == 1:  # the new safetensors beside the old sidecar: a miss, never the old metadata on new vectors
+        assert found is None and len(notices) == 1
+    else:
+        assert torch.equal(found.vectors, _direction(1 if step == 2 else 0).vectors)
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) == (step < 2)
+    cache.put("other", _direction(2))  # the next save sweeps the killed one's temporaries
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
