@@ -266,7 +266,7 @@ def run_cached(study: Study, pair, config: Any, *, data: Any = None, progress: P
         try:
             found = store.load(study, key)
         except StoredResultError as e:
-            notice(f"{e} Computing it again.")
+            notice(" ".join(f"{e} Computing it again.".split()))  # one line, whatever a parser's message held
             found = None
         if found is not None:
             return found

@@ -86,7 +86,10 @@ def pid_alive(pid: int) -> bool:
 
 def remove(path: Path) -> None:
     """Remove a file, a link (not what it names) or a folder tree; nothing when it is already gone."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)  # a leftover that cannot be removed must not fail a save
-    else:
-        path.unlink(missing_ok=True)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:  # a leftover that cannot be removed must not fail a save or a read; the next sweep tries again
+        pass

@@ -61,7 +61,7 @@ class DirectionCache:
             with _locked(self.root, exclusive=False):
                 return read_entry(path)[0]
         except StoreError as e:
-            self.notice(f"{e} Computing it again.")
+            self.notice(" ".join(f"{e} Computing it again.".split()))
             return None
 
     def put(self, key: str, direction: Direction) -> Path:
@@ -115,10 +115,14 @@ def read_entry(path: Path) -> tuple[Direction, dict, Path]:
 @contextmanager
 def _locked(root: Path, exclusive: bool) -> Iterator[None]:
     """Hold <root>/.lock: shared for readers, exclusive for a save (released when the file is closed)."""
-    if fcntl is None:
+    try:
+        lock = open(root / LOCK, "a+b") if fcntl is not None else None
+    except OSError:  # a cache folder this user cannot write: read it unlocked (a save fails on its own)
+        lock = None
+    if lock is None:
         yield
         return
-    with open(root / LOCK, "a+b") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
 
