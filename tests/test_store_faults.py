@@ -219,17 +219,23 @@ def _killed_save(root: Path, step: int) -> None:
     os._exit(3)  # every step was passed
 
 
+@pytest.mark.parametrize("existing", [True, False], ids=["over an entry", "new key"])
 @pytest.mark.parametrize("step", range(9))  # 4 files, the manifest, the new link, its rename, removing the old
-#                                            version; 8: not killed
-def test_a_save_killed_at_any_step_leaves_the_old_entry_whole_and_its_leftovers_are_swept(tmp_path, step):
-    store, study, stored = _entry(tmp_path)
+#                                            version (only over an entry); then no step is left and none is killed
+def test_a_save_killed_at_any_step_leaves_no_partial_entry_and_its_leftovers_are_swept(tmp_path, step, existing):
+    store, study = ResultStore(tmp_path), make_study([])
+    link = _entry(tmp_path)[2].folder if existing else store.folder(study, result_key(study, FakePair(), Config(),
+                                                                                      "a|b"))
     child = FORK.Process(target=_killed_save, args=(tmp_path, step))
     child.start(), child.join()
-    assert child.exitcode == (3 if step == 8 else -signal.SIGKILL)
-    found = store.load(study, stored.folder.name)  # the old entry or the new one, whole; and the sweep runs
+    killed = step < (8 if existing else 7)
+    assert child.exitcode == (-signal.SIGKILL if killed else 3)
+    found = store.load(study, link.name)  # the old entry or the new one, whole, or none; and the sweep runs
+    if found is None:
+        assert killed and not existing and list((tmp_path / "toy").iterdir()) == []
+        return
     assert_same(make_result(Config()), found.result)
-    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == sorted([stored.folder.name,
-                                                                          resolve(stored.folder).name])
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == sorted([link.name, resolve(link).name])
 
 
 def test_leftovers_of_the_older_store_and_of_other_machines_are_swept(tmp_path):
