@@ -374,3 +374,18 @@ def test_a_killed_cache_save_is_a_miss_or_the_old_entry_and_its_temporaries_are_
     assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) == (step < 2)
     cache.put("other", _direction(2))  # the next save sweeps the killed one's temporaries
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_a_format_1_folder_is_given_its_hashes_without_changing_anything_else(tmp_path):
+    from analyses.store_hashes import add_hashes
+
+    store, study, stored = _entry(tmp_path)
+    folder = shutil.copytree(resolve(stored.folder), tmp_path / "shipped" / "toy")
+    old = {k: v for k, v in json.loads((folder / "manifest.json").read_text()).items()
+           if k not in ("files", "checksum")}
+    (folder / "manifest.json").write_text(json.dumps({**old, "format_version": 1}, indent=2) + "\n")
+    before = (folder / "manifest.json").read_text()
+    assert add_hashes(folder) and not add_hashes(folder)
+    after = (folder / "manifest.json").read_text()
+    assert after.startswith(before.replace('"format_version": 1', '"format_version": 2').rstrip()[:-1].rstrip())
+    assert_same(make_result(Config()), store_entry.read_result(folder, study, stored.manifest["key"]).result)
