@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,10 @@ import torch
 
 from steering.atomic import STALE_SECONDS, older_than, pid_alive, remove, stem_of, tagged, writer_gone
 from steering.cache import cache_root
-from steering.directions import Direction
 from steering.registry import ASSETS
 
-from .store_entry import (FORMAT, MANIFEST, TENSORS, StoredResult, StoredResultError, read_file,  # noqa: F401
-                          read_manifest, read_result, write_entry, write_result)
+from .store_entry import (FORMAT, MANIFEST, TENSORS, StoredResult, StoredResultError,  # noqa: F401
+                          named_directions, read_file, read_manifest, read_result, write_entry, write_result)
 from .study import Progress, Study
 
 SHIPPED_ROOT = ASSETS / "demo" / "results"  # the demo pair's default runs, one folder per study (no key level)
@@ -64,18 +63,6 @@ def result_key(study: Study, pair, config: Any, data_hash: str) -> str:
     """The one key of a result: both models' fingerprints, the study's name and version, its config, its data."""
     raw = json.dumps([fingerprints(pair), study.name, study.version, config_json(config), data_hash], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
-
-
-def named_directions(study: Study, result: Any) -> list[tuple[str, Direction]]:
-    """Every Direction of a result (a field, or each value of a dict field) with its file name stem,
-    `<study>_<field>[_<key>]`: what the CLI writes and the page offers as downloads."""
-    found = []
-    for f in fields(result):
-        value = getattr(result, f.name)
-        entries = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
-        found += [("_".join(filter(None, (study.name, f.name, str(key)))), direction)
-                  for key, direction in entries.items() if isinstance(direction, Direction)]
-    return found
 
 
 def replace_folder(tmp: Path, folder: Path) -> None:

@@ -133,6 +133,18 @@ def write_result(result: Any, folder: Path, manifest: dict) -> Path:
     return folder
 
 
+def named_directions(study: Study, result: Any) -> list[tuple[str, Direction]]:
+    """Every Direction of a result (a field, or each value of a dict field) with its file name stem,
+    `<study>_<field>[_<key>]`: what the CLI writes and the page offers as downloads."""
+    found = []
+    for f in fields(result):
+        value = getattr(result, f.name)
+        entries = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
+        found += [("_".join(filter(None, (study.name, f.name, str(key)))), direction)
+                  for key, direction in entries.items() if isinstance(direction, Direction)]
+    return found
+
+
 # ---- reading -------------------------------------------------------------------------------------------------
 
 def parse_manifest(data: bytes, where: Path) -> dict:
