@@ -1,63 +1,53 @@
-"""Study results on disk as plain data files: tables as Parquet, tensors as safetensors, Directions as direction files,
-the rest in a JSON manifest, one folder per result.
+"""The result store: study results on disk, found again by one key, read back only whole and verified.
 
     stored = run_cached(STUDY, pair, config)             # found again by its key, or computed and stored
     stored.result, stored.manifest["created_at"]
 
-    <root>/<study>/<key>/manifest.json        study, version, key, config, fingerprints, data hash, created_at,
-                                              command, seconds, machine, and every field's kind; JSON fields inline
-                         <field>.parquet      each DataFrame field
-                         tensors.safetensors  tensor and array fields (a dict of them as "<field>/<key>")
-                         <field>[.<key>].direction.safetensors   Direction fields (a dict of them, one file a key)
+    <root>/<study>/<key>                 a symbolic link naming the current version of the entry, ".<key>.<tag>"
+    <root>/<study>/.<key>.<tag>/         one save: manifest.json and the files it lists (analyses/store_entry.py)
 
 The key is `result_key`: both models' fingerprints, the study's name and version, its config and its data's hash.
-A folder that cannot be read, or that another version of the study wrote, raises StoredResultError; `run_cached`
-reports it in one line and computes the result again. No stored file is ever executed as code."""
+
+Why a link to a version folder: a save writes a new folder under a fresh name (tag = host, pid, random), and only
+when it is complete renames a new link over `<key>` (os.replace of a link is atomic on Linux; a folder cannot be
+renamed over a non-empty folder). A version folder is never changed once written, and a reader resolves the link
+once and reads every file from that one folder, so it never mixes two saves. A save then removes the version it
+replaced; a reader still in it finds files gone, and reads again through the link, which now names the new one.
+Two saves of one key at once both succeed and the later rename wins; nothing is locked. What killed saves leave
+(a version folder never linked, a temporary link, an older store's `<key>.tmp<pid>` and `<key>.old`) is removed by
+the next save or read of that study once its process has ended or it is older than ten minutes (steering/atomic.py).
+
+Any entry that is not whole, verified and this key's raises StoredResultError; `run_cached` reports it in one line
+and computes the result again. No stored file is ever executed as code."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
+from steering.atomic import STALE_SECONDS, older_than, pid_alive, remove, stem_of, tagged, writer_gone
 from steering.cache import cache_root
-from steering.directions import Direction
-from steering.errors import InvalidInputError, SteeringError
 from steering.registry import ASSETS
 
+from .store_entry import (FORMAT, MANIFEST, TENSORS, StoredResult, StoredResultError,  # noqa: F401
+                          named_directions, read_file, read_manifest, read_result, write_entry, write_result)
 from .study import Progress, Study
 
-FORMAT = "post-training-playground result"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-TENSORS = "tensors.safetensors"
 SHIPPED_ROOT = ASSETS / "demo" / "results"  # the demo pair's default runs, one folder per study (no key level)
-
-
-class StoredResultError(SteeringError):
-    """A stored result that cannot be used: unreadable, incomplete, or written by another version of its study."""
-
-
-@dataclass
-class StoredResult:
-    result: Any
-    manifest: dict
-    folder: Path
+READ_TRIES = 3  # reads again through the link when a save replaced the entry during a read
+_OLD_LEFTOVER = re.compile(r"^[0-9a-f]+\.(?:tmp(?P<pid>\d+)|old)$")  # what the store before version 2 left
 
 
 def config_json(config: Any) -> dict:
@@ -75,136 +65,9 @@ def result_key(study: Study, pair, config: Any, data_hash: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-# ---- one result <-> one folder -------------------------------------------------------------------------------
-
-def _kind(value: Any) -> str:
-    if isinstance(value, pd.DataFrame):
-        return "table"
-    if isinstance(value, Direction):
-        return "direction"
-    if isinstance(value, torch.Tensor):
-        return "tensor"
-    if isinstance(value, np.ndarray):
-        return "array"
-    if isinstance(value, dict) and value and all(isinstance(v, Direction) for v in value.values()):
-        return "directions"
-    if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
-        return "tensors"
-    json.dumps(value)  # anything else must be plain JSON (TypeError names what is not)
-    return "value"
-
-
-def write_result(result: Any, folder: Path, manifest: dict) -> Path:
-    """Write a Result dataclass into an empty `folder` (see the module docstring); returns the folder."""
-    folder.mkdir(parents=True, exist_ok=False)
-    kinds, values, tensors = {}, {}, {}
-    for f in fields(result):
-        value = getattr(result, f.name)
-        kind = kinds[f.name] = _kind(value)
-        if kind == "table":
-            value.to_parquet(folder / f"{f.name}.parquet")
-        elif kind == "direction":
-            (folder / f"{f.name}.direction.safetensors").write_bytes(value.to_bytes())
-        elif kind == "directions":
-            for key, direction in value.items():
-                (folder / f"{f.name}.{key}.direction.safetensors").write_bytes(direction.to_bytes())
-        elif kind == "tensor":
-            tensors[f.name] = value.detach().cpu().contiguous()
-        elif kind == "array":
-            tensors[f.name] = torch.from_numpy(np.ascontiguousarray(value))
-        elif kind == "tensors":
-            tensors.update({f"{f.name}/{k}": v.detach().cpu().contiguous() for k, v in value.items()})
-        else:
-            values[f.name] = value
-    if tensors:
-        (folder / TENSORS).write_bytes(save_tensors(tensors))
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "fields": kinds, "values": values}
-    (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=str) + "\n")
-    return folder
-
-
-def read_manifest(folder: Path) -> dict:
-    path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StoredResultError(f"The stored result in {folder} has no {MANIFEST}.") from None
-    except (OSError, ValueError) as e:
-        raise StoredResultError(f"The stored result's {path} cannot be read: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise StoredResultError(f"{path} is not a result manifest of this project.")
-    return manifest
-
-
-def check_manifest(manifest: dict, study: Study, folder: Path) -> None:
-    if manifest.get("study") != study.name:
-        raise StoredResultError(f"{folder} holds a result of '{manifest.get('study')}', not of '{study.name}'.")
-    if manifest.get("version") != study.version:
-        raise StoredResultError(f"The stored {study.name} result in {folder} was made by version "
-                                f"{manifest.get('version')}; the code is {study.version}.")
-
-
-def read_result(folder: Path, study: Study) -> StoredResult:
-    """The result stored in `folder`; StoredResultError (one sentence) if it is unreadable or of another version."""
-    manifest = read_manifest(folder)
-    check_manifest(manifest, study, folder)
-    try:
-        return StoredResult(_decode(folder, manifest, study.Result), manifest, folder)
-    except StoredResultError:
-        raise
-    except (OSError, ValueError, TypeError, KeyError, SafetensorError, InvalidInputError) as e:
-        raise StoredResultError(f"The stored {study.name} result in {folder} is incomplete or corrupt "
-                                f"({type(e).__name__}: {e}).") from None
-
-
-def _decode(folder: Path, manifest: dict, result_cls: type) -> Any:
-    kinds, values = manifest["fields"], manifest["values"]
-    expected = {f.name for f in fields(result_cls)}
-    if set(kinds) != expected:
-        raise StoredResultError(f"The stored result in {folder} has fields {sorted(kinds)}; this code's "
-                                f"{result_cls.__qualname__} has {sorted(expected)}.")
-    tensors = load_tensors((folder / TENSORS).read_bytes()) if (folder / TENSORS).exists() else {}
-    out = {}
-    for name, kind in kinds.items():
-        if kind == "table":
-            out[name] = pd.read_parquet(folder / f"{name}.parquet")
-        elif kind == "direction":
-            out[name] = _direction(folder / f"{name}.direction.safetensors")
-        elif kind == "directions":
-            files = sorted(folder.glob(f"{name}.*.direction.safetensors"))
-            out[name] = {p.name[len(name) + 1:-len(".direction.safetensors")]: _direction(p) for p in files}
-        elif kind == "tensor":
-            out[name] = tensors[name]
-        elif kind == "array":
-            out[name] = tensors[name].numpy()
-        elif kind == "tensors":
-            prefix = f"{name}/"
-            out[name] = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        elif kind == "value":
-            out[name] = values[name]
-        else:
-            raise StoredResultError(f"Unknown field kind '{kind}' in {folder / MANIFEST}.")
-    return result_cls(**out)
-
-
-def _direction(path: Path) -> Direction:
-    return Direction.from_bytes(path.read_bytes(), path.name)
-
-
-def named_directions(study: Study, result: Any) -> list[tuple[str, Direction]]:
-    """Every Direction of a result (a field, or each value of a dict field) with its file name stem,
-    `<study>_<field>[_<key>]`: what the CLI writes and the page offers as downloads."""
-    found = []
-    for f in fields(result):
-        value = getattr(result, f.name)
-        entries = {"": value} if isinstance(value, Direction) else value if isinstance(value, dict) else {}
-        found += [("_".join(filter(None, (study.name, f.name, str(key)))), direction)
-                  for key, direction in entries.items() if isinstance(direction, Direction)]
-    return found
-
-
 def replace_folder(tmp: Path, folder: Path) -> None:
-    """Put a fully written `tmp` in place of `folder`: the old one is moved aside first and removed only after."""
+    """Put a fully written `tmp` in place of `folder` (shipped results: a plain folder, written by one developer
+    at a time): the old one is moved aside first and removed only after."""
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
@@ -216,27 +79,126 @@ def replace_folder(tmp: Path, folder: Path) -> None:
 # ---- the store ---------------------------------------------------------------------------------------------
 
 class ResultStore:
-    """Results under <root>/<study>/<key>/ (root: $PLAYGROUND_CACHE/results). The page and the CLI share it."""
+    """Results under <root>/<study>/<key> (root: $PLAYGROUND_CACHE/results). The page and the CLI share it."""
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else cache_root() / "results"
 
     def folder(self, study: Study, key: str) -> Path:
+        """The entry's stable name (a link to its current version)."""
         return self.root / study.name / key
 
     def load(self, study: Study, key: str) -> StoredResult | None:
         """The stored result, None when there is none; StoredResultError when the one there cannot be used."""
-        folder = self.folder(study, key)
-        return read_result(folder, study) if folder.exists() else None
+        link = self.folder(study, key)
+        sweep(link.parent)
+        for _ in range(READ_TRIES):
+            where = resolve(link)
+            if where is None:
+                return None
+            try:
+                found = read_version(where, study, key)
+                return StoredResult(found.result, found.manifest, link)
+            except StoredResultError as e:
+                if resolve(link) == where:  # not replaced while it was read: the entry itself is bad
+                    raise
+                error = e
+        raise error
+
+    def entries(self, study: Study) -> list[tuple[dict, Path]]:
+        """(checked manifest, version folder) of every entry of the study whose manifest is whole and its key's;
+        the files are checked when read (`store_entry.read_file`)."""
+        parent, out = self.root / study.name, []
+        for link in sorted(parent.iterdir()) if parent.is_dir() else []:
+            where = resolve(link) if not link.name.startswith(".") else None
+            if where is None:
+                continue
+            try:
+                out.append((_manifest_of(where, link.name), where))
+            except StoredResultError:
+                continue
+        return out
 
     def save(self, study: Study, key: str, result: Any, manifest: dict) -> StoredResult:
-        folder = self.folder(study, key)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f"{key}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_result(result, tmp, manifest)
-        replace_folder(tmp, folder)
-        return StoredResult(result, read_manifest(folder), folder)
+        """Store `result` as the entry of `key`, atomically (see the module docstring)."""
+        link = self.folder(study, key)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        sweep(link.parent)
+        version = tagged(link)
+        try:
+            written = write_entry(result, version, {**manifest, "key": key})
+            point(link, version)
+        except BaseException:
+            remove(version)
+            raise
+        return StoredResult(result, written, link)
+
+
+def resolve(link: Path) -> Path | None:
+    """The folder an entry's name stands for: the version its link names, the name itself when it is a plain
+    folder (an older store, or a test's hand-made entry), None when there is no entry."""
+    try:
+        return link.parent / os.readlink(link)
+    except FileNotFoundError:
+        return None
+    except OSError:  # not a link
+        return link if link.exists() else None
+
+
+def _manifest_of(where: Path, key: str) -> dict:
+    """The checked manifest of the version `where` of entry `key`: its folder's name and its manifest both say so."""
+    if where.name != key and stem_of(where.name) != key:
+        raise StoredResultError(f"{where} is not a version of the entry {key}.")
+    return read_manifest(where, key)
+
+
+def read_version(where: Path, study: Study, key: str) -> StoredResult:
+    _manifest_of(where, key)
+    return read_result(where, study, key)
+
+
+def point(link: Path, version: Path) -> None:
+    """Make `link` name `version` in one step: a new link made under a temporary name is renamed over it; then
+    the version it named before is removed (it can never be named again: every version's name is new)."""
+    tmp = tagged(link, ".tmp")
+    os.symlink(version.name, tmp)
+    try:
+        for _ in range(READ_TRIES):
+            before = resolve(link)
+            try:
+                os.replace(tmp, link)
+                break
+            except IsADirectoryError:  # a plain folder is in the way: moved aside, then removed
+                aside = tagged(link)
+                try:
+                    link.rename(aside)
+                except FileNotFoundError:  # another save moved it first
+                    pass
+                remove(aside)
+        else:
+            raise StoredResultError(f"{link} could not be replaced by a link to {version.name}.")
+    finally:
+        remove(tmp)
+    if before is not None and before != version and before != link:
+        remove(before)
+
+
+def sweep(parent: Path) -> None:
+    """Remove from a study's folder what saves left behind (see the module docstring)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        path = parent / name
+        key = stem_of(name)
+        if key is not None:
+            # the writer's end is checked before the link is read: a writer that ended has renamed its last link
+            if writer_gone(path) and resolve(parent / key) != path:
+                remove(path)
+        elif (old := _OLD_LEFTOVER.match(name)) and not (parent / name).is_symlink():
+            if older_than(path, STALE_SECONDS) or (old["pid"] and not pid_alive(int(old["pid"]))):
+                remove(path)
 
 
 def machine() -> str:
@@ -291,7 +253,7 @@ def run_cached(study: Study, pair, config: Any, *, data: Any = None, progress: P
         try:
             found = store.load(study, key)
         except StoredResultError as e:
-            notice(f"{e} Computing it again.")
+            notice(" ".join(f"{e} Computing it again.".split()))  # one line, whatever a parser's message held
             found = None
         if found is not None:
             return found
@@ -332,7 +294,7 @@ def shipped(study: Study, pair, root: Path = SHIPPED_ROOT) -> Shipped | None:
     if reason is not None:  # never shown, so not read
         return Shipped(None, manifest, reason)
     try:
-        return Shipped(read_result(folder, study), manifest, None)
+        return Shipped(read_result(folder, study, manifest["key"]), manifest, None)
     except StoredResultError as e:
         return Shipped(None, manifest, str(e))
 
@@ -341,8 +303,11 @@ def ship(study: Study, stored: StoredResult, root: Path = SHIPPED_ROOT) -> Path:
     """Copy a stored result into the shipped results (what `python -m analyses <study> --ship` does)."""
     folder = root / study.name
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(stored.folder, tmp)
-    replace_folder(tmp, folder)
+    tmp = tagged(folder, ".tmp")
+    try:
+        shutil.copytree(resolve(stored.folder) or stored.folder, tmp)
+        read_result(tmp, study, stored.manifest["key"])  # the copy is whole and verified before it is shipped
+        replace_folder(tmp, folder)
+    finally:
+        remove(tmp)
     return folder

@@ -4,9 +4,11 @@
         ...
 
 It reads the results' manifests and their direction files only, never a whole result: the user's store
-(<root>/<study>/<key>/) and the demo pair's shipped results (assets/demo/results/<study>/). A result counts when
+(<root>/<study>/<key>) and the demo pair's shipped results (assets/demo/results/<study>/). A result counts when
 its manifest's fingerprints are this pair's and the study's version wrote it (another version's numbers are stale,
-as in `analyses.store`); a folder that cannot be read is left out, as `run_cached` would compute it again."""
+as in `analyses.store`). Each manifest and each direction file is checked as `analyses.store` checks them (the
+manifest's checksum and key, each file's size and sha256); what fails is left out, as `run_cached` would compute
+it again."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,10 +17,9 @@ import analyses
 from steering.directions import Direction
 from steering.errors import SteeringError
 
-from .store import MANIFEST, SHIPPED_ROOT, ResultStore, StoredResultError, fingerprints, read_manifest
+from .store import MANIFEST, SHIPPED_ROOT, ResultStore, StoredResultError, fingerprints, read_file, read_manifest
+from .store_entry import DIRECTION, dict_files
 from .study import Study
-
-SUFFIX = ".direction.safetensors"
 
 
 def directions_for(pair, store: ResultStore | None = None,
@@ -29,8 +30,8 @@ def directions_for(pair, store: ResultStore | None = None,
     prints = fingerprints(pair)
     found = []
     for study in analyses.STUDIES:
-        results = [(m, folder, "") for m, folder in _current(study, prints, (store.root / study.name).glob("*"))]
-        results += [(m, folder, " (shipped)") for m, folder in _current(study, prints, [shipped_root / study.name])]
+        results = [(m, folder, "") for m, folder in store.entries(study) if _current(study, prints, m)]
+        results += [(m, folder, " (shipped)") for m, folder in _shipped(study, prints, shipped_root / study.name)]
         results.sort(key=lambda r: str(r[0].get("created_at", "")), reverse=True)
         for manifest, folder, note in results:
             date = str(manifest.get("created_at", ""))[:10]
@@ -39,37 +40,36 @@ def directions_for(pair, store: ResultStore | None = None,
     return found
 
 
-def _current(study: Study, prints: dict, folders) -> list[tuple[dict, Path]]:
-    """(manifest, folder) of the result folders this pair's models and this version of the study wrote."""
-    out = []
-    for folder in folders:
-        if not (folder / MANIFEST).is_file():
-            continue
-        try:
-            manifest = read_manifest(folder)
-        except StoredResultError:
-            continue
-        if (manifest.get("study"), manifest.get("version")) == (study.name, study.version) \
-                and manifest.get("fingerprints") == prints:
-            out.append((manifest, folder))
-    return out
+def _current(study: Study, prints: dict, manifest: dict) -> bool:
+    """Whether this pair's models and this version of the study wrote the result."""
+    return (manifest.get("study"), manifest.get("version")) == (study.name, study.version) \
+        and manifest.get("fingerprints") == prints
+
+
+def _shipped(study: Study, prints: dict, folder: Path) -> list[tuple[dict, Path]]:
+    if not (folder / MANIFEST).is_file():
+        return []
+    try:
+        manifest = read_manifest(folder)
+    except StoredResultError:
+        return []
+    return [(manifest, folder)] if _current(study, prints, manifest) else []
 
 
 def _directions_in(folder: Path, manifest: dict) -> list[tuple[str, Direction]]:
-    """("field" or "field · key", Direction) for the result's direction files, in field order; files that
-    cannot be read are left out."""
+    """("field" or "field · key", Direction) for the result's direction files as its manifest lists them, in field
+    order; files that fail their check or cannot be read are left out."""
     out = []
     for field, kind in (manifest.get("fields") or {}).items():
         if kind == "direction":
-            files = [(field, folder / f"{field}{SUFFIX}")]
+            files = [(field, f"{field}{DIRECTION}")]
         elif kind == "directions":
-            files = [(f"{field} · {p.name[len(field) + 1:-len(SUFFIX)]}", p)
-                     for p in sorted(folder.glob(f"{field}.*{SUFFIX}"))]
+            files = [(f"{field} · {key}", name) for key, name in dict_files(field, manifest["files"])]
         else:
             continue
-        for name, path in files:
+        for label, name in files:
             try:
-                out.append((name, Direction.load(path)))
-            except SteeringError:
+                out.append((label, Direction.from_bytes(read_file(folder, manifest, name), name)))
+            except SteeringError:  # StoredResultError for a failed check, InvalidInputError for a bad file
                 continue
     return out

@@ -1,7 +1,8 @@
 """The `Direction` value: one vector per layer and a record of what made it; arithmetic, comparison, save/load.
 
 A direction file is a safetensors file holding `vectors` [n_layers, d_model] (and `resid_norms` [n_layers] when
-known), with the metadata both inside it and in a JSON sidecar beside it (`name.safetensors` + `name.json`)."""
+known), with the metadata both inside it and in a JSON sidecar beside it (`name.safetensors` + `name.json`); the
+sidecar also holds the safetensors file's size and sha256, so a reader can tell the pair belongs together."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save
 
+from .atomic import sha256, write_atomic
 from .errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError
 
 FORMAT = "post-training-playground/direction@1"
@@ -106,11 +108,14 @@ class Direction:
         return self + (-other)
 
     def save(self, path: str | Path) -> Path:
-        """Write `path` (.safetensors) and its JSON sidecar; returns the safetensors path."""
+        """Write `path` (.safetensors) and its JSON sidecar, each replaced in one step (steering/atomic.py): a
+        reader sees each file whole, old or new, and the sidecar's sha256 tells whether the two match."""
         path = Path(path).with_suffix(".safetensors")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.to_bytes())
-        path.with_suffix(".json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        data = self.to_bytes()
+        write_atomic(path, data)
+        sidecar = {**self.metadata(), "safetensors_size": len(data), "safetensors_sha256": sha256(data)}
+        write_atomic(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
         return path
 
     def to_bytes(self) -> bytes:

@@ -39,3 +39,9 @@ class AdapterMissingError(SteeringError, FileNotFoundError):
 
 class InvalidInputError(SteeringError, ValueError):
     """User input that cannot be used: empty prompt lists, bad alpha, malformed files."""
+
+
+class StoreError(SteeringError):
+    """An entry of an on-disk store (the result store, the direction cache) that cannot be used: unreadable,
+    truncated, altered, incomplete or another key's. Not the user's error: callers report it in one line and
+    compute the entry again."""

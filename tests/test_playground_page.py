@@ -191,7 +191,7 @@ def test_a_studys_stored_direction_can_be_chosen(page, tiny_request, tmp_path, m
     monkeypatch.setattr(analyses, "STUDIES", [study])
     pair = load_pair(base=tiny_request.base, post=tiny_request.post)
     write_result(Result({"post": _direction(dataset="refuse")}), ResultStore().root / "toy" / "k",
-                 {"study": "toy", "version": "toy@1", "fingerprints": fingerprints(pair),
+                 {"study": "toy", "version": "toy@1", "key": "k", "fingerprints": fingerprints(pair),
                   "created_at": "2026-12-01T10:00:00+00:00"})
     at = page.radio(key="pg_source").set_value("From a study's result").run()
     assert at.selectbox(key="pg_study_direction").options == ["toy · directions · post · 2026-12-01"]

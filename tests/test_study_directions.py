@@ -46,8 +46,8 @@ def _study(version: str = "toy@1") -> Study:
 def _write(folder, pair, created_at: str, seed: int, version: str = "toy@1") -> Result:
     result = Result(pd.DataFrame({"a": [1]}), _direction(seed, "mean"),
                     {"base": _direction(seed + 1, "base"), "post": _direction(seed + 2, "post")})
-    write_result(result, folder, {"study": "toy", "version": version, "fingerprints": fingerprints(pair),
-                                  "created_at": created_at})
+    write_result(result, folder, {"study": "toy", "version": version, "key": folder.name,
+                                  "fingerprints": fingerprints(pair), "created_at": created_at})
     return result
 
 
@@ -92,5 +92,8 @@ def test_an_unreadable_direction_file_is_left_out(store, tmp_path):
     folder = store.root / "toy" / "k"
     _write(folder, FakePair(), "2026-12-01T10:00:00+00:00", seed=0)
     (folder / "directions.base.direction.safetensors").write_bytes(b"garbage")
+    (store.root / "toy" / "k2").mkdir()  # another key's entry copied into k2's folder is not k2's
+    for file in folder.iterdir():
+        (store.root / "toy" / "k2" / file.name).write_bytes(file.read_bytes())
     labels = [label for label, _ in directions_for(FakePair(), store, shipped_root=tmp_path / "none")]
     assert labels == ["toy · direction · 2026-12-01", "toy · directions · post · 2026-12-01"]
