@@ -7,7 +7,7 @@ from steering.generation import DecodingSettings, SteeringSpec, compare, generat
 from steering.interventions import ablate, record
 from steering.model_view import ModelView
 
-pytestmark = pytest.mark.demo
+pytestmark = [pytest.mark.demo, pytest.mark.numeric]
 
 TRUE = ["The city of Paris is in France.", "The city of Tokyo is in Japan.", "The city of Cairo is in Egypt.",
         "The city of Madrid is in Spain."]

@@ -9,6 +9,8 @@ from steering.errors import InvalidInputError
 from steering.interventions import add, affine_ablate
 from steering.model_view import ModelView
 
+pytestmark = pytest.mark.numeric  # per-row interventions against single rows
+
 PROMPTS = ["w1 w2 the cat is", "dog is", "w5 w6 w7 w8 w9 w10 w11 a"]
 
 

@@ -46,6 +46,7 @@ def _assert_same(fast: kn.Result, ref: kn.Result, atol: float) -> None:
             assert (a[c] - b[c]).abs().max() < atol, (name, c)
 
 
+@pytest.mark.numeric
 def test_fast_path_equals_the_reference(pair) -> None:
     progress = Partials()
     fast = kn.trace_items(pair, FACTS, SMALL, progress, require_kept=False)
@@ -72,6 +73,7 @@ def test_fast_path_equals_the_reference_in_float64(tmp_path) -> None:
         assert_close(getattr(fast, name)["score"], getattr(ref, name)["score"], EPS, name)
 
 
+@pytest.mark.numeric
 def test_paired_fast_path_equals_the_reference(pair) -> None:
     frame = pd.DataFrame({"subject": ["w3", "w5"], "corrupt_subject": ["w4", "w6"], "object": ["dog", "cat"],
                           "true_statement": ["the w3 is a dog .", "the w5 is a cat ."],

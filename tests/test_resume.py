@@ -9,6 +9,8 @@ from steering.interventions import add, record
 from steering.model_view import ModelView
 from steering.resume import resume_at
 
+pytestmark = pytest.mark.numeric  # resumed passes against full passes
+
 PROMPTS = ["w1 w2 the cat is", "dog is", "w5 w6 w7 w8 w9 w10 w11 a"]
 
 

@@ -9,6 +9,8 @@ from steering.interventions import add
 from steering.model_view import ModelView
 from steering.suffix import run_prefix, run_suffix
 
+pytestmark = pytest.mark.numeric  # suffix passes against full passes
+
 PROMPTS = ["w1 w2 the cat is", "dog is a", "w5 w6 w7 w8 w9 w10 w11 a"]
 
 

@@ -12,6 +12,8 @@ from steering.tracing import (Readout, clean_states, full_grid, noise_corruption
                               run_embeds,
                               trace_cell_loop, trace_grid, window_layers)
 
+pytestmark = pytest.mark.numeric  # batched grids against per-cell loops
+
 
 def _ids(text: str) -> torch.Tensor:
     return torch.tensor(tiny_tokenizer()(text).input_ids)

@@ -14,6 +14,8 @@ from steering.tracing import (Grid, Readout, clean_states, clean_states_of, corr
                               full_grid, noise_corruption, plan_cost, plan_rows, run_embeds, trace_cell_loop,
                               trace_grid, trace_grids, window_layers)
 
+pytestmark = pytest.mark.numeric  # the fast engine against its references
+
 COMPONENTS = ("resid", "mlp", "attn")
 
 
