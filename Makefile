@@ -5,7 +5,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: app dev test bench
+.PHONY: app dev test test-one-thread bench
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -27,6 +27,10 @@ dev: $(VENV)/.installed
 
 test: $(VENV)/.installed /usr/bin/chromium
 	$(PY) -m pytest -q --durations=20
+
+# the float comparisons again on one thread: another reduction order, as another processor would give (CI runs it)
+test-one-thread: $(VENV)/.installed
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -m numeric --durations=10
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q nnsight
