@@ -39,3 +39,15 @@ class AdapterMissingError(SteeringError, FileNotFoundError):
 
 class InvalidInputError(SteeringError, ValueError):
     """User input that cannot be used: empty prompt lists, bad alpha, malformed files."""
+
+
+class SettingError(InvalidInputError):
+    """A setting outside its allowed values (a study's Config field, an alpha, a device): NaN and infinity
+    included. The message names the setting and what it may be, e.g. "n_test must be an integer of at least 0
+    (0 = all), not -5"; fix: give a value in that range."""
+
+
+class InvalidDirectionError(InvalidInputError):
+    """A direction that cannot steer: vectors not [n_layers, d_model], NaN or infinite numbers in them, or
+    resid_norms that are not [n_layers] finite values. Usually a corrupt upload or a broken computation; fix:
+    recompute or re-export the direction."""

@@ -12,13 +12,25 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from .directions import Direction
-from .errors import InvalidInputError
+from .errors import InvalidInputError, SettingError
 from .interventions import Positions, Rows, ablate, add
 from .model_view import ModelView
 from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
 MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+
+
+def check_alpha(alpha: float, what: str = "alpha") -> float:
+    """A steering strength as a float: finite (a NaN alpha steers every token to NaN, and an empty text follows)
+    and within ±MAX_ALPHA."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise SettingError(f"{what} must be a number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, not {alpha!r}.") from None
+    if not math.isfinite(value) or abs(value) > MAX_ALPHA:
+        raise SettingError(f"{what} must be a finite number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, not {alpha}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,9 @@ class SteeringSpec:
     positions: Positions = "all"
     units: Literal["resid", "raw"] = "resid"
 
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)  # refused where the spec is made, before any model is touched
+
     def validate(self, model: PreTrainedModel) -> None:
         view = ModelView.of(model)
         self.direction.check_fits(view.n_layers, view.d_model)
@@ -46,8 +61,7 @@ class SteeringSpec:
             view.check_layer(layer)
         if self.mode not in ("add", "ablate"):
             raise InvalidInputError(f"Unknown mode {self.mode!r}: use 'add' or 'ablate'.")
-        if not math.isfinite(self.alpha) or abs(self.alpha) > MAX_ALPHA:
-            raise InvalidInputError(f"alpha must be a finite number within ±{MAX_ALPHA:g}, not {self.alpha}.")
+        check_alpha(self.alpha)
 
     @contextmanager
     def applied(self, model: PreTrainedModel, rows: Rows = None) -> Iterator[None]:
