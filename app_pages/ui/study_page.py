@@ -95,6 +95,7 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
         run = st.form_submit_button("Run", type="primary", help="compute it live with these settings")
     try:
         config = config_from(study, {**values, **(extra or {})})
+        study.check(config)  # NaN, infinity or a setting out of range: one sentence, before any lookup or work
         if check is not None:
             check(config)
     except (SteeringError, TypeError, ValueError) as e:
