@@ -27,7 +27,8 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
     try:
         value = float(alpha)
     except (TypeError, ValueError):
-        raise SettingError(f"{what} must be a number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, not {alpha!r}.") from None
+        raise SettingError(f"{what} must be a number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, "
+                           f"not {alpha!r}.") from None
     if not math.isfinite(value) or abs(value) > MAX_ALPHA:
         raise SettingError(f"{what} must be a finite number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, not {alpha}.")
     return value

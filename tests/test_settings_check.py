@@ -148,8 +148,12 @@ class _FakePair:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--alphas", "nan"], "error: every value of alphas must be a finite number, not nan (in nan)."),
-    (["--alphas", "inf,-1e30"], "error: every value of alphas must be a finite number, not inf (in inf, -1e+30)."),
+    (["--alphas", "nan"], "error: every value of alphas must be a finite number of at least -100 and at most 100, "
+                          "not nan (in nan)."),
+    (["--alphas", "inf,-1e30"], "error: every value of alphas must be a finite number of at least -100 and at most "
+                                "100, not inf (in inf, -1e+30)."),
+    (["--alphas", "1,-1e30"], "error: every value of alphas must be a finite number of at least -100 and at most "
+                              "100, not -1e+30 (in 1.0, -1e+30)."),
     (["--n-test=-5"], "error: n_test must be an integer of at least 0 (0 = all), not -5."),
 ])
 def test_the_cli_prints_one_error_line_and_exits_2_storing_nothing(argv, message, tmp_path, monkeypatch, capsys):

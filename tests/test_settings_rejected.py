@@ -72,4 +72,5 @@ def test_the_page_shows_one_sentence_for_a_nan_alpha(open_page):
     at.text_input(key="truthfulness_alphas").input("1, nan")
     at = next(b for b in at.button if b.label == "Run").click().run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["every value of alphas must be a finite number, not nan (in 1.0, nan)."]
+    assert [e.value for e in at.error] == [
+        "every value of alphas must be a finite number of at least -100 and at most 100, not nan (in 1.0, nan)."]

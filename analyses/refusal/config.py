@@ -41,7 +41,7 @@ class Config:
                                 "added is alpha x |resid| x unit direction (the demo's residual norm grows from ~26 "
                                 "to ~37,640 over depth, so no fixed raw scale fits every layer; 0.1 makes the demo's "
                                 "post-trained model refuse most harmless prompts without breaking its text)",
-                           label="addition alpha (x residual norm)")
+                           label="addition alpha (x residual norm)", at_least=-100, at_most=100)  # as MAX_ALPHA
     prune_layer_fraction: float = setting(0.2, "filter: discard candidates in the last 20% of layers",
                                           label="discard the last fraction of layers", at_least=0, below=1)
     max_kl: float = setting(0.1, "filter: discard candidates whose ablation moves the harmless next-token "

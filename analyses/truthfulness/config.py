@@ -32,7 +32,7 @@ class Config:
     n_calib: int = setting(12, "train statements scored unsteered to set each model's TRUE/FALSE threshold",
                            label="Calibration statements", at_least=0, special="0 = all")
     alphas: tuple[float, ...] = setting((1.0, 4.0), "intervention strengths (1 = one true/false gap in all)",
-                                        label="Alphas")
+                                        label="Alphas", at_least=-100, at_most=100)  # beyond: noise
     answers: tuple[str, str] = setting(("TRUE", "FALSE"), "the answer words scored as P(first) - P(second)",
                                        label="Answer words, true then false")
     logistic_c: float = setting(1.0, "inverse regularisation of the logistic probe", above=0)
