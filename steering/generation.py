@@ -87,6 +87,9 @@ class DecodingSettings:
     def generate_kwargs(self) -> dict:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise InvalidInputError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS}, not {self.max_new_tokens}.")
+        if not self.greedy and not (0 < self.temperature <= 100 and 0 < self.top_p <= 1):  # NaN fails both too
+            raise SettingError(f"Sampling needs a temperature above 0 (at most 100) and top_p above 0 and at most 1, "
+                               f"not temperature {self.temperature} and top_p {self.top_p}.")
         if self.greedy:
             return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "top_p": None, "top_k": None,
                     "temperature": None}

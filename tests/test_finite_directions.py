@@ -78,6 +78,16 @@ def test_check_alpha_accepts_exactly_the_finite_alphas_within_the_bound(alpha):
             SteeringSpec(Direction(_vectors(), INFO), layers=(0,), alpha=alpha)
 
 
+@pytest.mark.parametrize("changes", [{"temperature": float("nan")}, {"temperature": 0.0}, {"top_p": float("inf")},
+                                     {"top_p": 1.5}])
+def test_sampling_settings_are_finite_and_in_range(changes):
+    from steering.generation import DecodingSettings
+
+    with pytest.raises(SettingError, match="Sampling needs a temperature above 0"):
+        DecodingSettings(greedy=False, **changes).generate_kwargs()
+    assert DecodingSettings(greedy=True, **changes).generate_kwargs()["do_sample"] is False  # ignored when greedy
+
+
 def test_a_sweep_with_a_nan_alpha_is_refused_before_generating():
     from tiny import tiny_model, tiny_tokenizer
 

@@ -48,9 +48,9 @@ def test_every_study_has_float_settings_and_its_defaults_pass():
         study.check(study.Config())
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from(FLOAT_FIELDS), st.sampled_from(NON_FINITE))
-def test_any_non_finite_float_setting_is_refused_before_any_work(where, bad):
+@pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("where", FLOAT_FIELDS, ids=lambda w: f"{w[0].__module__.split('.')[1]}.{w[1]}")
+def test_every_non_finite_float_setting_is_refused_before_any_work(where, bad):
     config_cls, name, is_tuple = where
     config = _with(config_cls, name, is_tuple, bad)
     with pytest.raises(SettingError, match=f"{name} must be a finite number"):
@@ -61,6 +61,23 @@ def test_any_non_finite_float_setting_is_refused_before_any_work(where, bad):
             study.run(None, config)
         with pytest.raises(SettingError):
             study.resolve_data(None, config)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(FLOAT_FIELDS), st.floats(allow_nan=True, allow_infinity=True))
+def test_a_float_setting_passes_exactly_when_finite_and_within_its_bounds(where, value):
+    config_cls, name, is_tuple = where
+    meta = next(f for f in fields(config_cls) if f.name == name).metadata
+    ok = math.isfinite(value) and (("at_least" not in meta or value >= meta["at_least"])
+                                   and ("above" not in meta or value > meta["above"])
+                                   and ("at_most" not in meta or value <= meta["at_most"])
+                                   and ("below" not in meta or value < meta["below"]))
+    config = _with(config_cls, name, is_tuple, value)
+    if ok:
+        check_settings(config)
+    else:
+        with pytest.raises(SettingError, match=f"{name} must be"):
+            check_settings(config)
 
 
 def _valid(f, kind: type):
