@@ -157,13 +157,6 @@ def test_a_new_study_gets_the_check_for_free(changes):
     assert len(calls) == 1
 
 
-class _FakePair:
-    post = None
-
-    def fingerprint(self, role: str) -> str:
-        return f"fake/{role}"
-
-
 @pytest.mark.parametrize("argv, message", [
     (["--alphas", "nan"], "error: every value of alphas must be a finite number of at least -100 and at most 100, "
                           "not nan (in nan)."),
@@ -173,9 +166,10 @@ class _FakePair:
                               "100, not -1e+30 (in 1.0, -1e+30)."),
     (["--n-test=-5"], "error: n_test must be an integer of at least 0 (0 = all), not -5."),
 ])
-def test_the_cli_prints_one_error_line_and_exits_2_storing_nothing(argv, message, tmp_path, monkeypatch, capsys):
+def test_the_cli_prints_one_error_line_and_exits_2_before_loading_anything(argv, message, tmp_path, monkeypatch,
+                                                                          capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cli, "pair_from_args", lambda args, **kwargs: _FakePair())
+    monkeypatch.setattr(cli, "pair_from_args", lambda args, **kwargs: pytest.fail("loaded the pair first"))
     code = cli.main(["truthfulness", "--out", str(tmp_path / "out"), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [message]
