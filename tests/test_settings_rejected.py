@@ -57,6 +57,18 @@ def test_only_a_csv_header_naming_the_prompt_column_is_dropped(text, prompts):
     assert parse_prompt_list(text) == prompts
 
 
+def test_the_cli_reads_a_csv_file_by_its_header_and_a_txt_file_line_by_line(tmp_path):
+    from analyses.refusal.extras import read_lists
+
+    prompts = [f"instruction {i}" for i in range(10)]
+    (tmp_path / "h.csv").write_text("prompt\n" + "\n".join(prompts))
+    (tmp_path / "n.txt").write_text("Prompt\n" + "\n".join(prompts[1:]))
+    data = read_lists(tmp_path / "h.csv", tmp_path / "n.txt")
+    harmful = [p for split in ("train", "val", "test") for p in data.get("harmful", split)]
+    harmless = [p for split in ("train", "val", "test") for p in data.get("harmless", split)]
+    assert sorted(harmful) == sorted(prompts) and "Prompt" in harmless and len(harmless) == 10
+
+
 def test_an_uploaded_csv_file_needs_its_header():
     assert parse_prompt_list("prompt\nfirst\nsecond\n", csv_file=True) == ["first", "second"]
     with pytest.raises(InvalidInputError, match="line 1: a CSV file needs a header row naming its prompt column"):
