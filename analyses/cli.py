@@ -129,6 +129,7 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
 
     def body() -> None:
         config = config_from_args(args, study.Config)
+        study.check(config)  # a bad setting is refused before the pair is loaded (issue 27)
         data = study.cli.data(args) if study.cli.data is not None else None
         if args.ship and (args.base or args.pair != "demo" or data is not None):
             raise SystemExit("--ship is for the demo pair on the built-in data only.")

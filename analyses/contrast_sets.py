@@ -42,20 +42,45 @@ def builtin_sets() -> dict[str, ContrastSet]:
     )}
 
 
-def parse_prompt_list(text: str, what: str = "list") -> list[str]:
-    """One prompt per line; blank lines are skipped. A CSV with a header row 'prompt' or 'text' is read by column."""
+PROMPT_COLUMNS = ("prompt", "text", "instruction", "statement")  # the header names a CSV's prompt column may have
+
+
+def parse_prompt_list(text: str, what: str = "list", *, csv_file: bool = False) -> list[str]:
+    """The prompts of a typed or uploaded list. The rule, in full:
+
+    - an uploaded .csv file (csv_file=True) is a CSV: its first row is the header and must name a prompt column
+      (one of PROMPT_COLUMNS), even when it is the only column;
+    - otherwise, a CSV: its first row has two or more comma-separated cells and one of them is exactly (case and spaces
+      aside) a column name in PROMPT_COLUMNS ("prompt, category"): that row is the header, the prompts are that
+      column, and a row with another number of cells is an error naming its line (never a silent misreading: a
+      plain list that starts "Text, then..." is told to start with another line);
+    - anything else is a plain list: every non-blank line is a prompt, the first one included. Nothing is ever
+      dropped as a header from a plain list, so a list whose first prompt is "Prompt" keeps it (a one-column CSV
+      reads as a plain list: its header line is a prompt too)."""
     if not text.strip():
         raise InvalidInputError(f"The {what} is empty: give at least one prompt, one per line.")
-    first = text.lstrip().splitlines()[0].strip().lower()
-    if first in ("prompt", "text", "instruction", "statement") or first.startswith(("prompt,", "text,", "statement,")):
+    if csv_file or _csv_header(text) is not None:
         return _csv_column(text, what)
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _csv_header(text: str) -> list[str] | None:
+    """The header cells when the first line is a CSV header naming a prompt column; None for a plain list."""
+    first = text.strip().splitlines()[0]
+    try:
+        cells = [c.strip().lower() for c in next(csv.reader([first]))]
+    except (csv.Error, StopIteration):
+        return None
+    return cells if len(cells) >= 2 and any(c in PROMPT_COLUMNS for c in cells) else None
 
 
 def _csv_column(text: str, what: str) -> list[str]:
     reader = csv.reader(io.StringIO(text.strip()))
     header = [h.strip().lower() for h in next(reader)]
-    column = next(h for h in header if h in ("prompt", "text", "instruction", "statement"))
+    column = next((h for h in header if h in PROMPT_COLUMNS), None)
+    if column is None:
+        raise InvalidInputError(f"{what}, line 1: a CSV file needs a header row naming its prompt column, one of "
+                                f"{', '.join(PROMPT_COLUMNS)} (found: {', '.join(header) or 'nothing'}).")
     index = header.index(column)
     out = []
     for number, row in enumerate(reader, start=2):
@@ -63,7 +88,8 @@ def _csv_column(text: str, what: str) -> list[str]:
             continue
         if len(row) != len(header):
             raise InvalidInputError(f"{what}, line {number}: expected {len(header)} columns "
-                                    f"({', '.join(header)}), found {len(row)}.")
+                                    f"({', '.join(header)}), found {len(row)}: line 1 reads as a CSV header naming "
+                                    f"the '{column}' column; for a plain list, start it with another line.")
         if not row[index].strip():
             raise InvalidInputError(f"{what}, line {number}: the '{column}' cell is empty.")
         out.append(row[index].strip())

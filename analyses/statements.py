@@ -136,6 +136,16 @@ def city_statements(seed: int = 0) -> pd.DataFrame:
 _LABELS = {"1": 1, "true": 1, "t": 1, "yes": 1, "0": 0, "false": 0, "f": 0, "no": 0}
 
 
+def check_one_label_each(frame: pd.DataFrame, name: str) -> None:
+    """A statement labelled both true and false cannot train a probe (its two rows cancel, and may land on both
+    sides of the split), and one given twice would be tested on what it was trained on: each statement once."""
+    labels = frame.groupby("statement", sort=False)["label"].agg(["nunique", "size"])
+    for statement, (n_labels, n_rows) in labels[labels["size"] > 1].iterrows():
+        what = "labelled both true and false" if n_labels > 1 else f"given {n_rows} times"
+        raise InvalidInputError(f"{name}: the statement '{statement}' is {what}; give each statement once, "
+                                "with one label (1 or 0).")
+
+
 def parse_statement_csv(text: str, name: str = "the file") -> pd.DataFrame:
     """The user's own set: a CSV with columns statement,label (label 1/0 or true/false), one statement per row.
     Each row becomes its own fact; the split is the same seeded shuffle as the built-in sets."""
@@ -161,6 +171,7 @@ def parse_statement_csv(text: str, name: str = "the file") -> pd.DataFrame:
             raise InvalidInputError(f"{name}, line {line}: label '{row[l_col]}' is not one of 1, 0, true, false.")
         out.append({"statement": statement, "label": _LABELS[label], "subject": "", "object": "", "fact": len(out)})
     frame = pd.DataFrame(out, columns=["statement", "label", "subject", "object", "fact"])
+    check_one_label_each(frame, name)
     counts = frame["label"].value_counts()
     if counts.get(1, 0) < 2 or counts.get(0, 0) < 2:
         raise InvalidInputError(f"{name} needs at least two true and two false statements "

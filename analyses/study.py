@@ -21,15 +21,22 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .config_check import check_settings, checked_run
+
 Scalar = float | int | str | bool | None
 Progress = Callable[[float, str], None]
 
 
 def setting(default: Any, help: str, *, choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
-            label: str | None = None) -> Any:
+            label: str | None = None, at_least: float | None = None, above: float | None = None,
+            at_most: float | None = None, below: float | None = None, special: str = "") -> Any:
     """A Config field with its help text (shown by --help and as the widget's tooltip), optional choices (a list
-    or a function returning one) and an optional short widget label."""
-    return field(default=default, metadata={"help": help, "choices": choices, "label": label})
+    or a function returning one) and an optional short widget label. The bounds (at_least/above, at_most/below:
+    of each element for a tuple) and `special` (what a special value in them means, "0 = all") are enforced by
+    `analyses.config_check` before any work; a float is always refused when it is NaN or infinite."""
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
+    return field(default=default, metadata={"help": help, "choices": choices, "label": label, "special": special,
+                                            **{k: v for k, v in bounds.items() if v is not None}})
 
 
 def help_of(f: Field) -> str:
@@ -113,9 +120,21 @@ class Study:
     work: Callable[[Any, Any, Any], float] | None = None
     base_only: bool = False
 
+    def __post_init__(self) -> None:
+        # every front door (page, CLI, bench, lab, a script calling STUDY.run) gets the generic settings check
+        # before any work, and a new study gets it without a line of its own
+        object.__setattr__(self, "run", checked_run(self.run))
+
+    def check(self, config: Any) -> None:
+        """SettingError, one sentence, for a setting outside its declared range or a non-finite float."""
+        check_settings(config)
+
     def one_line(self) -> str:
         return self.summary or self.about.split(". ")[0].rstrip(".")
 
     def resolve_data(self, pair, config, data: Any = None) -> Any:
-        """The data a run uses: the user's, or the study's built-in set for this config."""
+        """The data a run uses: the user's, or the study's built-in set for this config. The config is checked
+        first: the store's lookup and the page's resolve the data before anything else, so a bad setting never
+        reaches the store (not even to find an old result stored under it)."""
+        self.check(config)
         return self.default_data(pair, config) if data is None else data

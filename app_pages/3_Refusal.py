@@ -37,7 +37,8 @@ def _data():
         text = col.text_area(f"{side.capitalize()} instructions (one per line, or CSV with a 'prompt' column)",
                              key=f"rf_{side}")
         sources[side] = (text, col.file_uploader("…or upload them", type=["txt", "csv"], key=f"rf_{side}_file"))
-    return split_lists(*(parse_prompt_list(decode_upload(up.getvalue(), up.name) if up else text, f"{side} list")
+    return split_lists(*(parse_prompt_list(decode_upload(up.getvalue(), up.name) if up else text, f"{side} list",
+                                           csv_file=up is not None and up.name.lower().endswith(".csv"))
                          for side, (text, up) in sources.items()))
 
 

@@ -17,7 +17,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save
 
 from .atomic import sha256, write_atomic
-from .errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError
+from .errors import IncompatibleDirectionError, InvalidDirectionError, InvalidInputError, LayerOutOfRangeError
 
 FORMAT = "post-training-playground/direction@1"
 USAGE = (
@@ -48,6 +48,9 @@ class Direction:
     vectors: torch.Tensor  # [n_layers, d_model] float32
     info: DirectionInfo
     resid_norms: torch.Tensor | None = None  # [n_layers] typical residual norm at the reading position
+
+    def __post_init__(self) -> None:
+        check_direction_values(self.vectors, self.resid_norms, self.info.model)
 
     @property
     def n_layers(self) -> int:
@@ -160,6 +163,32 @@ class Direction:
         if missing:
             raise InvalidInputError(f"{name}'s metadata lacks {', '.join(sorted(missing))}.")
         return cls(vectors.float(), DirectionInfo(**fields), tensors.get("resid_norms"))
+
+
+def check_direction_values(vectors: torch.Tensor, resid_norms: torch.Tensor | None, source: str) -> None:
+    """Refuse numbers that cannot steer, where a direction is made (computed, loaded, uploaded, from a control
+    vector, or by arithmetic): a NaN would otherwise spread through every row a hook touches, and a NaN alpha
+    scale from a NaN norm likewise."""
+    if not isinstance(vectors, torch.Tensor) or vectors.dim() != 2:
+        raise InvalidDirectionError(f"The direction from {source} needs vectors of shape [n_layers, d_model], not "
+                                    f"{_shape(vectors)}.")
+    if not bool(torch.isfinite(vectors).all()):
+        bad = sorted({int(i) for i in (~torch.isfinite(vectors)).any(dim=-1).nonzero().flatten().tolist()})
+        raise InvalidDirectionError(f"The direction from {source} has NaN or infinite values at layer(s) "
+                                    f"{', '.join(map(str, bad[:8]))}{'...' if len(bad) > 8 else ''}: every value "
+                                    "must be a finite number; recompute or re-export it.")
+    if resid_norms is None:
+        return
+    if not isinstance(resid_norms, torch.Tensor) or tuple(resid_norms.shape) != (vectors.shape[0],):
+        raise InvalidDirectionError(f"The direction from {source} has resid_norms of shape {_shape(resid_norms)}; "
+                                    f"they must be one norm per layer, shape [{vectors.shape[0]}].")
+    if not bool((torch.isfinite(resid_norms) & (resid_norms >= 0)).all()):
+        raise InvalidDirectionError(f"The direction from {source} has resid_norms that are NaN, infinite or "
+                                    "negative: each must be a finite norm of at least 0.")
+
+
+def _shape(value: object) -> str:
+    return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _safetensors_metadata(data: bytes) -> dict:

@@ -45,3 +45,15 @@ class StoreError(SteeringError):
     """An entry of an on-disk store (the result store, the direction cache) that cannot be used: unreadable,
     truncated, altered, incomplete or another key's. Not the user's error: callers report it in one line and
     compute the entry again."""
+
+
+class SettingError(InvalidInputError):
+    """A setting outside its allowed values (a study's Config field, an alpha, a device): NaN and infinity
+    included. The message names the setting and what it may be, e.g. "n_test must be an integer of at least 0
+    (0 = all), not -5"; fix: give a value in that range."""
+
+
+class InvalidDirectionError(InvalidInputError):
+    """A direction that cannot steer: vectors not [n_layers, d_model], NaN or infinite numbers in them, or
+    resid_norms that are not [n_layers] finite values. Usually a corrupt upload or a broken computation; fix:
+    recompute or re-export the direction."""

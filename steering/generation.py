@@ -12,13 +12,26 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from .directions import Direction
-from .errors import InvalidInputError
+from .errors import InvalidInputError, SettingError
 from .interventions import Positions, Rows, ablate, add
 from .model_view import ModelView
 from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
 MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+
+
+def check_alpha(alpha: float, what: str = "alpha") -> float:
+    """A steering strength as a float: finite (a NaN alpha steers every token to NaN, and an empty text follows)
+    and within ±MAX_ALPHA."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise SettingError(f"{what} must be a number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, "
+                           f"not {alpha!r}.") from None
+    if not math.isfinite(value) or abs(value) > MAX_ALPHA:
+        raise SettingError(f"{what} must be a finite number between -{MAX_ALPHA:g} and {MAX_ALPHA:g}, not {alpha}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,9 @@ class SteeringSpec:
     positions: Positions = "all"
     units: Literal["resid", "raw"] = "resid"
 
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)  # refused where the spec is made, before any model is touched
+
     def validate(self, model: PreTrainedModel) -> None:
         view = ModelView.of(model)
         self.direction.check_fits(view.n_layers, view.d_model)
@@ -46,8 +62,7 @@ class SteeringSpec:
             view.check_layer(layer)
         if self.mode not in ("add", "ablate"):
             raise InvalidInputError(f"Unknown mode {self.mode!r}: use 'add' or 'ablate'.")
-        if not math.isfinite(self.alpha) or abs(self.alpha) > MAX_ALPHA:
-            raise InvalidInputError(f"alpha must be a finite number within ±{MAX_ALPHA:g}, not {self.alpha}.")
+        check_alpha(self.alpha)
 
     @contextmanager
     def applied(self, model: PreTrainedModel, rows: Rows = None) -> Iterator[None]:
@@ -72,6 +87,9 @@ class DecodingSettings:
     def generate_kwargs(self) -> dict:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise InvalidInputError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS}, not {self.max_new_tokens}.")
+        if not self.greedy and not (0 < self.temperature <= 100 and 0 < self.top_p <= 1):  # NaN fails both too
+            raise SettingError(f"Sampling needs a temperature above 0 (at most 100) and top_p above 0 and at most 1, "
+                               f"not temperature {self.temperature} and top_p {self.top_p}.")
         if self.greedy:
             return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "top_p": None, "top_k": None,
                     "temperature": None}

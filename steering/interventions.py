@@ -138,14 +138,22 @@ def position_mask(offsets: torch.Tensor, positions: Positions) -> torch.Tensor:
     return torch.isin(offsets, torch.as_tensor(list(positions), dtype=offsets.dtype))
 
 
-def _mask(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
-    """[batch, pos, 1] mask in the hidden state's dtype and device."""
+def _selected(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
+    """[batch, pos] bool on the hidden state's device: the tokens an intervention may write."""
     pos = position_mask(offsets, positions).to(hidden.device)
     row = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
     if rows is not None:
         rows_t = torch.as_tensor(rows, device=hidden.device)
         row = rows_t if rows_t.dtype == torch.bool else torch.zeros_like(row).index_fill_(0, rows_t, True)
-    return (row[:, None] & pos[None, :]).unsqueeze(-1).to(hidden.dtype)
+    return row[:, None] & pos[None, :]
+
+
+def _write(hidden: torch.Tensor, selected: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """`new` at the selected tokens, `hidden` itself everywhere else. A selection, not a multiplication by a 0/1
+    mask: 0 x NaN is NaN, so a non-finite vector would otherwise reach (and empty) the rows left unsteered; here
+    an unselected token is bit-identical to a run without hooks. (No early exit when none is selected: that test
+    would synchronise a GPU at every hook call.)"""
+    return torch.where(selected.unsqueeze(-1), new, hidden)
 
 
 @dataclass
@@ -236,8 +244,12 @@ def add(
         cast = _Cast(vector if per_row else vector * alpha)
 
         def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-            delta = _mask(hidden, offsets, positions, rows) * _rows_of(cast.like(hidden), hidden, "add")
-            return hidden + (delta * scale.like(hidden) if per_row else delta)
+            delta = _rows_of(cast.like(hidden), hidden, "add")
+            selected = _selected(hidden, offsets, positions, rows)
+            if per_row:  # a row of alpha 0 is not steered at all (a sweep's other layers, its baseline)
+                row_alpha = scale.like(hidden)
+                delta, selected = delta * row_alpha, selected & (row_alpha.reshape(-1, 1) != 0)
+            return _write(hidden, selected, hidden + delta)
 
         return fn
 
@@ -263,7 +275,7 @@ def ablate(
 
     def project_out(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         u = unit.like(hidden)
-        return hidden - _mask(hidden, offsets, positions, rows) * (hidden @ u).unsqueeze(-1) * u
+        return _write(hidden, _selected(hidden, offsets, positions, rows), hidden - (hidden @ u).unsqueeze(-1) * u)
 
     chosen = range(view.n_layers) if layers is None else [view.check_layer(layer) for layer in layers]
     fns = [(f"{kind}.{layer}", project_out) for layer in chosen for kind in ("resid_pre", "attn_out", "mlp_out")]
@@ -304,14 +316,13 @@ def patch(
         yield
 
 
-def _affine_mask(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
-    """_mask, with a contiguous `range` of offsets tested by its bounds (so range(-5, 10_000), "every token from the
-    5th-last prompt token on, generated ones included", costs no per-pass lookup)."""
+def _affine_selected(hidden: torch.Tensor, offsets: torch.Tensor, positions: Positions, rows: Rows) -> torch.Tensor:
+    """_selected, with a contiguous `range` of offsets tested by its bounds (so range(-5, 10_000), "every token from
+    the 5th-last prompt token on, generated ones included", costs no per-pass lookup)."""
     if isinstance(positions, range) and positions.step == 1:
         pos = ((offsets >= positions.start) & (offsets < positions.stop)).to(hidden.device)
-        base = _mask(hidden, offsets, "all", rows)
-        return base * pos[None, :, None].to(hidden.dtype)
-    return _mask(hidden, offsets, positions, rows)
+        return _selected(hidden, offsets, "all", rows) & pos[None, :]
+    return _selected(hidden, offsets, positions, rows)
 
 
 @contextmanager
@@ -355,7 +366,7 @@ def _affine_one(unit: _Cast, c: float, positions: Positions, rows: Rows) -> Hook
     def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         u = unit.like(hidden)
         shift = (hidden @ u - c).unsqueeze(-1) * u
-        return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+        return _write(hidden, _affine_selected(hidden, offsets, positions, rows), hidden - shift)
 
     return fn
 
@@ -367,6 +378,6 @@ def _affine_rows(unit: _Cast, c: torch.Tensor, positions: Positions, rows: Rows)
     def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         u = _rows_of(unit.like(hidden), hidden, "affine_ablate")  # [rows, 1, d]
         shift = (torch.bmm(hidden, u.transpose(1, 2)) - values.like(hidden)[:, :, None]) * u
-        return hidden - _affine_mask(hidden, offsets, positions, rows) * shift
+        return _write(hidden, _affine_selected(hidden, offsets, positions, rows), hidden - shift)
 
     return fn

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from . import memory
 from .architectures import architecture_for
-from .errors import InvalidInputError
+from .errors import InvalidInputError, SettingError
 from .model_view import ModelView
 from .registry import PairSpec, Source, pair_spec
 from .sources import Report, _quiet, resolve
@@ -24,6 +24,9 @@ from .sources import Report, _quiet, resolve
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Quantization = Literal["none", "8bit", "4bit"] | None
 Device = Literal["auto", "cpu", "cuda"]
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZATIONS = (None, "none", "8bit", "4bit")
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,21 @@ class LoadSettings:
     device: Device = "auto"
 
     def resolved(self) -> "LoadSettings":
+        self.check()
         device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError("device='cuda' was asked for, but no CUDA GPU is visible.")
         dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
         quantization = None if self.quantization in (None, "none") else self.quantization
-        if dtype not in memory.BYTES_PER_PARAM or quantization not in (None, "8bit", "4bit"):
-            raise InvalidInputError(f"Unknown dtype {dtype!r} or quantization {quantization!r}.")
         return LoadSettings(dtype, quantization, device)
+
+    def check(self) -> None:
+        """Refuse a value outside the allowed ones: device 'tpu' once loaded on the CPU and reported 'tpu'."""
+        for name, value, allowed in (("device", self.device, DEVICES), ("dtype", self.dtype, DTYPES),
+                                     ("quantization", self.quantization, QUANTIZATIONS)):
+            if value not in allowed:
+                raise SettingError(f"Unknown {name} {value!r}: use one of "
+                                   f"{', '.join(repr(a) for a in allowed if a is not None)}.")
 
 
 @dataclass
@@ -94,6 +104,7 @@ def _quantization_config(settings: LoadSettings) -> BitsAndBytesConfig | None:
 
 def load_model(folder: Path, settings: LoadSettings) -> PreTrainedModel:
     """One causal LM from a resolved folder, in eval mode, with the given (resolved) settings."""
+    settings.check()
     kwargs: dict = {"dtype": getattr(torch, settings.dtype)}
     quantization = _quantization_config(settings)
     if quantization is not None:

@@ -12,7 +12,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .directions import Direction
 from .extraction import collect_residuals
-from .generation import DecodingSettings
+from .errors import InvalidInputError
+from .generation import DecodingSettings, check_alpha
 from .interventions import Positions, add
 from .model_view import ModelView
 from .tokens import encode
@@ -61,7 +62,10 @@ def alpha_sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
     stayed: a loop has a low perplexity but few distinct pairs)."""
     view = ModelView.of(model)
     direction.check_fits(view.n_layers, view.d_model)
-    grid = [(layer, float(alpha)) for layer in layers for alpha in alphas]
+    if not alphas or not layers:
+        raise InvalidInputError("Give at least one alpha and one layer.")
+    alphas = [check_alpha(a, f"Sweep alpha {a}") for a in alphas]  # each one: max(alphas, key=abs) skips a NaN
+    grid = [(layer, alpha) for layer in layers for alpha in alphas]
     batch = encode(tokenizer, [text] * len(grid), view.device)
     unit_vectors = direction.steering_vectors(list(layers), 1.0)  # alpha is per row below
     torch.manual_seed(decoding.seed)

@@ -17,21 +17,22 @@ class Config:
     layer: int = setting(-1, "MLP layer whose neurons are scored and ablated; negative counts from the end "
                              "(-1 = last)", label="MLP layer (-1 = last)")
     null_dims: int = setting(10, "bottom singular vectors of the unembedding that span its effective null space",
-                             label="Null-space dimensions")
+                             label="Null-space dimensions", at_least=1)
     top_norm_fraction: float = setting(0.25, "candidates come from this top fraction of neurons by output-weight "
-                                             "norm...", label="Top fraction by norm")
+                                             "norm...", label="Top fraction by norm", above=0, at_most=1)
     n_candidates: int = setting(10, "...and are the ones of them with the lowest logit variance",
-                                label="Candidates (lowest logit variance)")
+                                label="Candidates (lowest logit variance)", at_least=1)
     n_random: int = setting(5, "random neurons (same indices in both models, none a candidate) ablated as a "
-                               "control", label="Random control neurons")
+                               "control", label="Random control neurons", at_least=0)
     max_tokens: int = setting(512, "tokens of held-out text for the ablations (and the neurons' mean activations)",
-                              label="Tokens of held-out text")
+                              label="Tokens of held-out text", at_least=2)
     n_questions: int = setting(200, "calibration questions, half capitals, half cities",
-                               label="Calibration questions")
+                               label="Calibration questions", at_least=2)
     n_bins: int = setting(10, "equal-width confidence bins for ECE and the reliability diagram",
-                          label="Confidence bins")
-    batch_size: int = setting(4, "texts per forward pass in the ablations (4x as many questions per pass)")
-    seed: int = setting(0, "seed for the random control neurons and the drawn questions")
+                          label="Confidence bins", at_least=2)
+    batch_size: int = setting(4, "texts per forward pass in the ablations (4x as many questions per pass)",
+                         at_least=1)
+    seed: int = setting(0, "seed for the random control neurons and the drawn questions", at_least=0)
 
 
 def check_layer_setting(config: Config, n_layers: int) -> int:

@@ -18,16 +18,17 @@ class Config:
     chat: bool = setting(False, "send your text as one user turn through the chat template (the built-in examples "
                                 "always are)", label="Send it as a chat turn")
     position: int = setting(-1, "token position of the logit lens, counted from the text's first token (0 = BOS); "
-                                "-1 = where KL(post || base) peaks", label="Lens position (-1 = peak KL)")
+                                "-1 = where KL(post || base) peaks", label="Lens position (-1 = peak KL)", at_least=-1,
+                          special="-1 = where KL peaks")
     k: int = setting(5, "the activation difference is the mean over the first k tokens (after BOS) of each plain "
-                        "text", label="First k tokens of plain text")
+                        "text", label="First k tokens of plain text", at_least=1)
     reading: str = setting("logit_lens", "how the activation difference is read: the final norm and unembedding "
                                          "of the difference (logit_lens), or added to an identity prompt in the "
                                          "post-trained model, reading what its next token gains (patchscope)",
                            choices=READINGS, label="Reading of the difference")
     top_n: int = setting(10, "tokens per list (lens layers, promoted and demoted, rose and fell)",
-                         label="Tokens per list")
-    batch_size: int = setting(64, "plain texts per forward pass for the activation difference")
+                         label="Tokens per list", at_least=1)
+    batch_size: int = setting(64, "plain texts per forward pass for the activation difference", at_least=1)
 
 
 def check_settings(config: Config) -> None:

@@ -21,28 +21,28 @@ class Config:
                               "P(TRUE) - P(FALSE) after a few-shot prompt (the paper)", choices=CORRUPTIONS)
     dataset: str = setting("cities", "fact table", choices=dataset_names, label="Fact table")
     n_items: int = setting(4, "items traced and averaged: the first ones (seeded order) that both models get right",
-                           label="Items to average")
+                           label="Items to average", at_least=1)
     n_screen: int = setting(200, "at most this many candidates are screened, 40 at a time until n_items are found",
-                            label="Items to screen (at most)")
+                            label="Items to screen (at most)", at_least=1)
     components: str = setting("resid,mlp,attn", "comma-separated: resid (residual stream), mlp, attn")
     window: int = setting(10, "mlp/attn: a cell restores layers l - window//2 .. l + window//2 - 1, clipped",
-                          label="MLP/attention window (layers)")
+                          label="MLP/attention window (layers)", at_least=1)
     noise_scale: float = setting(3.0, "noise std in units of the std of the subjects' token embeddings (base model)",
-                                 label="Noise (× std of subject embeddings)")
+                                 label="Noise (× std of subject embeddings)", above=0)
     n_samples: int = setting(2, "noise samples per item (each a group of batch rows with the same noise)",
-                             label="Noise samples")
+                             label="Noise samples", at_least=1)
     top_k: int = setting(10, "noise: the object's first token must be among the clean run's top k",
-                         label="Object among top k")
+                         label="Object among top k", at_least=1)
     min_gap: float = setting(0.05, "keep items whose clean readout exceeds the corrupted one by at least this",
-                             label="Min clean - corrupted")
+                             label="Min clean - corrupted", above=0)
     n_shots: int = setting(4, "paired: few-shot examples in the prompt (with 2 the demo base ranks no pair right)",
-                           label="Few-shot examples (paired)")
+                           label="Few-shot examples (paired)", at_least=0)
     answers: str = setting("TRUE,FALSE", "paired: the two answer words (first token of each)",
                            label="Answer words (paired)")
     cross_model: bool = setting(True, "also patch base -> post and post -> base (residual stream)",
                                 label="Cross-model patching (residual stream)")
-    batch_size: int = setting(64, "restorations per forward pass")
-    seed: int = setting(0, "seed of the item order, the noise and the few-shot examples")
+    batch_size: int = setting(64, "restorations per forward pass", at_least=1)
+    seed: int = setting(0, "seed of the item order, the noise and the few-shot examples", at_least=0)
 
 
 def components(config: Config) -> list[str]:

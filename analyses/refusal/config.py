@@ -24,25 +24,28 @@ class Config:
     """What the refusal study computes."""
 
     n_train: int | None = setting(None, "train prompts per side for the difference in means",
-                                  label="train prompts per side")
+                                  label="train prompts per side", at_least=1,
+                                  special="empty or all = the whole split")
     n_val: int = setting(8, "validation prompts per side for candidate selection (each candidate costs about three "
-                            "forward passes of them)", label="validation prompts per side")
+                            "forward passes of them)", label="validation prompts per side", at_least=1)
     layer_step: int = setting(2, "score every layer_step-th layer (2, the default, halves selection's time: the demo "
                                  "pair's default run stays under 90 s on 2 cores; 1 = Arditi's full grid)",
-                              label="score every n-th layer")
+                              label="score every n-th layer", at_least=1)
     n_test: int | None = setting(24, "held-out prompts per side for the interventions (all: 40 + 38 on the demo, "
-                                     "which nearly doubles the test step)", label="test prompts per side")
+                                     "which nearly doubles the test step)", label="test prompts per side", at_least=1,
+                                 special="empty or all = the whole split")
     positions: tuple[int, ...] = setting((), "offsets from the prompt's end; empty = the template's "
-                                             "post-instruction tokens", label="positions")
+                                             "post-instruction tokens", label="positions", at_least=-1000, at_most=-1,
+                                       special="offsets from the prompt's end, -1 = the last token")
     alpha: float = setting(0.1, "addition strength in units of the typical residual norm at the layer: the vector "
                                 "added is alpha x |resid| x unit direction (the demo's residual norm grows from ~26 "
                                 "to ~37,640 over depth, so no fixed raw scale fits every layer; 0.1 makes the demo's "
                                 "post-trained model refuse most harmless prompts without breaking its text)",
-                           label="addition alpha (x residual norm)")
+                           label="addition alpha (x residual norm)", at_least=-100, at_most=100)  # as MAX_ALPHA
     prune_layer_fraction: float = setting(0.2, "filter: discard candidates in the last 20% of layers",
-                                          label="discard the last fraction of layers")
+                                          label="discard the last fraction of layers", at_least=0, below=1)
     max_kl: float = setting(0.1, "filter: discard candidates whose ablation moves the harmless next-token "
-                                 "distribution by a KL above this", label="max KL on harmless")
+                                 "distribution by a KL above this", label="max KL on harmless", at_least=0)
     min_addition_score: float = setting(0.0, "filter: adding the candidate must lift the harmless refusal log-odds "
                                              "above this", label="min addition score")
     refusal_tokens: tuple[str, ...] = setting((), "tokens whose probability makes up the refusal score; empty = the "
@@ -52,9 +55,9 @@ class Config:
                                            "as a refusal); empty = assets/refusal/refusal_phrases.txt",
                                        label="refusal phrases")
     max_new_tokens: int = setting(8, "greedy tokens per reply; enough to judge a refusal opener",
-                                  label="new tokens per reply")
+                                  label="new tokens per reply", at_least=1)
     ablation: str = setting("affine", ABLATION_HELP, choices=ABLATIONS, label="ablation")
-    batch_size: int = setting(16, "prompts per forward pass", label="batch size")
+    batch_size: int = setting(16, "prompts per forward pass", label="batch size", at_least=1)
 
 
 def check_config(config: Config, n_layers: int) -> None:

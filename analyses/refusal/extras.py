@@ -20,7 +20,8 @@ def add_options(group: argparse._ArgumentGroup) -> None:
 
 def read_lists(harmful: Path, harmless: Path) -> RefusalData:
     """The two files' instructions, split 60/20/20 like the built-in sets."""
-    lists = [parse_prompt_list(decode_upload(p.read_bytes(), p.name), p.name) for p in (harmful, harmless)]
+    lists = [parse_prompt_list(decode_upload(p.read_bytes(), p.name), p.name, csv_file=p.suffix.lower() == ".csv")
+             for p in (harmful, harmless)]
     return split_lists(*lists)
 
 

@@ -48,14 +48,21 @@ def _widget(study: Study, f, hint) -> Any:
         return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0,
                             help=help_text, key=key)
     if isinstance(default, float):
-        return st.number_input(label, value=default, help=help_text, key=key, format="%g")
+        return st.number_input(label, value=default, help=help_text, key=key, format="%g", **_limits(f, float))
     if isinstance(default, int):
-        return st.number_input(label, value=default, step=1, help=help_text, key=key)
+        return st.number_input(label, value=default, step=1, help=help_text, key=key, **_limits(f, int))
     if default is None:  # `int | None`: empty means all
         return st.number_input(f"{label} (empty = all)", value=None, min_value=1, step=1, help=help_text, key=key)
     if isinstance(default, tuple):
         return st.text_input(f"{label} (comma-separated)", ", ".join(map(str, default)), help=help_text, key=key)
     return st.text_input(label, default, help=help_text, key=key)
+
+
+def _limits(f, kind: type) -> dict[str, Any]:
+    """The widget's min/max from the field's inclusive bounds (the check names the exclusive ones)."""
+    meta = f.metadata
+    return {name: kind(meta[bound]) for name, bound in (("min_value", "at_least"), ("max_value", "at_most"))
+            if bound in meta}
 
 
 def config_from(study: Study, values: Mapping[str, Any]) -> Any:
@@ -95,6 +102,7 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
         run = st.form_submit_button("Run", type="primary", help="compute it live with these settings")
     try:
         config = config_from(study, {**values, **(extra or {})})
+        study.check(config)  # NaN, infinity or a setting out of range: one sentence, before any lookup or work
         if check is not None:
             check(config)
     except (SteeringError, TypeError, ValueError) as e:
