@@ -1,14 +1,13 @@
 """Two-sided prompt lists for computing a direction: built-in sets, and the user's own (typed or uploaded)."""
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 
 from steering.errors import InvalidInputError
 from steering.refusal_data import refusal_study_split
 from steering.registry import ASSETS
 
+from .csv_files import csv_rows
 from .statements import city_statements
 
 
@@ -53,12 +52,15 @@ def parse_prompt_list(text: str, what: str = "list") -> list[str]:
 
 
 def _csv_column(text: str, what: str) -> list[str]:
-    reader = csv.reader(io.StringIO(text.strip()))
-    header = [h.strip().lower() for h in next(reader)]
-    column = next(h for h in header if h in ("prompt", "text", "instruction", "statement"))
+    rows = csv_rows(text.strip(), what)
+    header = [h.strip().lower() for h in rows[0]]
+    column = next((h for h in header if h in ("prompt", "text", "instruction", "statement")), None)
+    if column is None:  # the first line named a column, but not as a CSV cell (e.g. inside quotes with a comma)
+        raise InvalidInputError(f"{what}, line 1: the header must name a 'prompt' or 'text' column "
+                                f"(found: {', '.join(header) or 'nothing'}).")
     index = header.index(column)
     out = []
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows[1:], start=2):
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):

@@ -4,7 +4,7 @@ from .quiet import silence_hub_kernel_warning
 silence_hub_kernel_warning()  # before anything imports bitsandbytes (peft does)
 
 from .directions import Direction, DirectionInfo
-from .errors import (AdapterMissingError, IncompatibleDirectionError, InsufficientMemoryError, InvalidInputError,
+from .errors import (AdapterMissingError, BadFileError, IncompatibleDirectionError, InsufficientMemoryError, InvalidInputError,
                      LayerOutOfRangeError, ModelNotAvailableError, SteeringError, UnknownPairError,
                      UnsupportedArchitectureError)
 from .extraction import collect_residuals, diff_in_means
@@ -14,7 +14,7 @@ from .pairs import LoadSettings, ModelPair, load_model, load_pair
 from .registry import pair_names, pair_spec
 
 __all__ = [
-    "AdapterMissingError", "Direction", "DirectionInfo", "IncompatibleDirectionError", "InsufficientMemoryError",
+    "AdapterMissingError", "BadFileError", "Direction", "DirectionInfo", "IncompatibleDirectionError", "InsufficientMemoryError",
     "InvalidInputError", "LayerOutOfRangeError", "LoadSettings", "ModelNotAvailableError", "ModelPair", "ModelView",
     "SteeringError", "UnknownPairError", "UnsupportedArchitectureError", "ablate", "add", "collect_residuals",
     "diff_in_means", "hooks", "load_model", "load_pair", "pair_names", "pair_spec", "patch", "record",

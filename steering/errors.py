@@ -39,3 +39,16 @@ class AdapterMissingError(SteeringError, FileNotFoundError):
 
 class InvalidInputError(SteeringError, ValueError):
     """User input that cannot be used: empty prompt lists, bad alpha, malformed files."""
+
+
+class BadFileError(InvalidInputError):
+    """A file that cannot be read as what it claims to be (a CSV, a GGUF, a config.json, a direction file): the
+    message names the file, what is wrong with it and how to fix it. An InvalidInputError, so pages and the CLI
+    that catch those show it as one line."""
+
+    def __init__(self, file: object, problem: str, fix: str):
+        self.file, self.problem, self.fix = str(file), problem, fix
+        super().__init__(f"{self.file}: {problem.rstrip('.')}. {fix}")
+
+    def __reduce__(self):  # rebuilt from its three parts, not from the joined message
+        return type(self), (self.file, self.problem, self.fix)
