@@ -154,7 +154,11 @@ class Direction:
         missing = {"model", "dataset", "dataset_hash"} - fields.keys()
         if missing:
             raise InvalidInputError(f"{name}'s metadata lacks {', '.join(sorted(missing))}.")
-        return cls(vectors.float(), DirectionInfo(**fields), tensors.get("resid_norms"))
+        norms = tensors.get("resid_norms")
+        if norms is not None and tuple(norms.shape) != (vectors.shape[0],):  # the page would index past its end
+            raise InvalidInputError(f"{name}: 'resid_norms' has shape {list(norms.shape)}, not [{vectors.shape[0]}] "
+                                    "(one norm per layer of 'vectors'). Save the direction again with this project.")
+        return cls(vectors.float(), DirectionInfo(**fields), None if norms is None else norms.float())
 
 
 def _safetensors_metadata(data: bytes) -> dict:

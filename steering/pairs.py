@@ -19,7 +19,7 @@ from .architectures import architecture_for
 from .errors import InvalidInputError
 from .model_view import ModelView
 from .registry import PairSpec, Source, pair_spec
-from .sources import Report, _quiet, resolve
+from .sources import Report, _quiet, read_config, resolve
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Quantization = Literal["none", "8bit", "4bit"] | None
@@ -148,14 +148,19 @@ def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def _custom_spec(base: Source, post: Source | None) -> PairSpec:
-    if post is None:
-        raise InvalidInputError("Give both base= and post= sources, or a registered pair name.")
-    return PairSpec(name=f"{base} | {post}", base=base, post=post)
+def _custom_spec(base: Source | None, post: Source | None, base_only: bool = False) -> PairSpec:
+    """The spec of two sources; a base alone (post None) only with base_only, as the base of a pair without a
+    post-trained model (the studies then run on the base alone)."""
+    if base is None:
+        raise InvalidInputError("Give a registered pair name, or a base= source (and a post= source).")
+    if post is None and not base_only:
+        raise InvalidInputError("Give both base= and post= sources (or base_only=True), or a registered pair name.")
+    return PairSpec(name=str(base) if post is None else f"{base} | {post}", base=base,
+                    post=base if post is None else post)
 
 
-def _spec(name: str | None, base: Source | None, post: Source | None) -> PairSpec:
-    return pair_spec(name) if name is not None else _custom_spec(base, post)
+def _spec(name: str | None, base: Source | None, post: Source | None, base_only: bool = False) -> PairSpec:
+    return pair_spec(name) if name is not None else _custom_spec(base, post, base_only)
 
 
 def prepare_sources(
@@ -168,7 +173,7 @@ def prepare_sources(
 ) -> dict[str, Path]:
     """Resolve a pair's sources to local folders, doing the one-time conversions (GGUF, adapter merge) with
     progress reported. load_pair does this too; call it first where progress must be shown outside a cache."""
-    spec = _spec(name, base, post)
+    spec = _spec(name, base, post, base_only)
     template = spec.chat_template_text()
     folders = {"base": resolve(spec.base, report, template)}
     if not base_only:
@@ -188,7 +193,7 @@ def load_pair(
     report: Report = _quiet,
 ) -> ModelPair:
     """Load a registered pair by name, or a pair of sources. Checks memory before loading anything."""
-    spec = _spec(name, base, post)
+    spec = _spec(name, base, post, base_only)
     settings = LoadSettings(dtype, quantization, device).resolved()
     resolved = prepare_sources(name, base=base, post=post, base_only=base_only, report=report)
     base_dir, post_dir = resolved["base"], resolved.get("post")
@@ -214,9 +219,7 @@ def load_pair(
 
 
 def _model_type(folder: Path) -> str:
-    import json
-
-    return json.loads((folder / "config.json").read_text()).get("model_type", "unknown")
+    return str(read_config(folder).get("model_type", "unknown"))
 
 
 def _check_same_shape(pair: ModelPair) -> None:
