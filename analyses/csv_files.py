@@ -19,6 +19,9 @@ FIELD_LIMIT = csv.field_size_limit()  # the csv module's longest cell: 131,072 c
 # OWASP, CSV injection: a spreadsheet runs a cell starting with one of these as a formula (tab and carriage return
 # too, since some spreadsheets strip them first); a leading single quote makes it plain text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# RFC 4180's CRLF: the csv module quotes a cell only for the characters of its line end, so with pandas' "\n" a
+# cell holding a bare "\r" would go out unquoted and a spreadsheet would break the row there.
+LINE_END = "\r\n"
 
 
 def csv_rows(text: str, name: str) -> list[list[str]]:
@@ -58,11 +61,11 @@ def escaped(frame: pd.DataFrame) -> pd.DataFrame:
 
 def table_csv(frame: pd.DataFrame) -> str:
     """The frame as CSV text for a download button, escaped (see `escaped`)."""
-    return escaped(frame).to_csv(index=False)
+    return escaped(frame).to_csv(index=False, lineterminator=LINE_END)
 
 
 def write_table_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """The frame as a CSV file, escaped (see `escaped`)."""
     path = Path(path)
-    escaped(frame).to_csv(path, index=False)
+    escaped(frame).to_csv(path, index=False, lineterminator=LINE_END)
     return path
