@@ -105,7 +105,11 @@ def direction_file(draw) -> bytes:
     names = draw(st.lists(st.sampled_from(["vectors", "resid_norms", "other", ""]), unique=True, max_size=3))
     dtype = draw(st.sampled_from([torch.float32, torch.float16, torch.int64, torch.bool]))
     tensors = {name: torch.zeros(draw(SHAPES), dtype=dtype) for name in names}
-    meta = draw(META | st.just({"model": "m", "dataset": "d", "dataset_hash": "h"}))
+    if draw(st.booleans()):  # often a well-formed [layers, d] 'vectors', so the other parts get tested
+        layers = draw(st.integers(1, 4))
+        tensors["vectors"] = torch.zeros(layers, draw(st.integers(1, 4)))
+        tensors["resid_norms"] = torch.ones(draw(st.sampled_from([(layers,), (layers + 1,), (layers, 1), ()])))
+    meta = draw(st.just({"model": "m", "dataset": "d", "dataset_hash": "h"}) | META)
     text = draw(st.sampled_from([json.dumps(meta), json.dumps([meta]), "{", json.dumps("x")]))
     return save(tensors, metadata=draw(st.sampled_from([{"direction": text}, {}, {"other": text}])))
 
