@@ -102,7 +102,7 @@ def exit_code(body: Callable[[], None]) -> int:
     try:
         body()
     except (SteeringError, OSError) as e:  # OSError: a file given on the command line cannot be read
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, as the README promises
         return 2
     return 0
 

@@ -47,8 +47,9 @@ class BadFileError(InvalidInputError):
     that catch those show it as one line."""
 
     def __init__(self, file: object, problem: str, fix: str):
-        self.file, self.problem, self.fix = str(file), problem, fix
-        super().__init__(f"{self.file}: {problem.rstrip('.')}. {fix}")
+        # one line: the CLI prints it after "error:", and a library's message may run over several
+        self.file, self.problem, self.fix = str(file), " ".join(problem.split()), fix
+        super().__init__(f"{self.file}: {self.problem.rstrip('.')}. {fix}")
 
     def __reduce__(self):  # rebuilt from its three parts, not from the joined message
         return type(self), (self.file, self.problem, self.fix)

@@ -6,17 +6,20 @@
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import memory
 from .architectures import architecture_for
-from .errors import InvalidInputError
+from .errors import BadFileError, InvalidInputError, SteeringError
 from .model_view import ModelView
 from .registry import PairSpec, Source, pair_spec
 from .sources import Report, _quiet, read_config, resolve
@@ -102,12 +105,27 @@ def load_model(folder: Path, settings: LoadSettings) -> PreTrainedModel:
         kwargs["device_map"] = "auto"  # accelerate spreads a pair too large for one GPU over several
     elif quantization is not None:
         kwargs["device_map"] = "cpu"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), readable(folder):
         warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     architecture_for(model.config.model_type)  # fail now, with the supported list, not inside a study
     _check_tied_embeddings(model, folder)
     return model.eval()
+
+
+@contextlib.contextmanager
+def readable(folder: Path):
+    """What transformers, safetensors and huggingface_hub raise on a model folder with a truncated weights file or a
+    config.json of the wrong types, as one BadFileError naming the folder (the library's own errors pass as they
+    are)."""
+    try:
+        yield
+    except SteeringError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as e:
+        raise BadFileError(folder, f"transformers cannot load the model in it ({str(e).strip()[:300]})",
+                           "Check that it holds a whole model (config.json and its .safetensors weights); download "
+                           "it again if a file was cut short.") from None
 
 
 def _check_tied_embeddings(model: PreTrainedModel, folder: Path) -> None:
@@ -200,7 +218,8 @@ def load_pair(
     arch = architecture_for(_model_type(base_dir))
     if settings.dtype == "float16" and arch.float16_overflow:
         warnings.warn(f"{arch.name} overflows in float16 ({arch.float16_overflow}): use bfloat16 or float32.")
-    estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
+    with readable(base_dir):
+        estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
     memory.check_fits(estimate, settings.device)
     report(f"Loading {spec.name} ({estimate}) on {settings.device}, {settings.dtype}"
            + (f", {settings.quantization}" if settings.quantization else ""))
@@ -246,8 +265,9 @@ def load_beside(loaded: ModelPair, name: str, report: Report = _quiet) -> ModelP
         post, post_dir = loaded.base, loaded.folders["base"]
     else:
         post_dir = resolve(spec.post, report, spec.chat_template_text())
-        memory.check_fits(memory.estimate(post_dir, loaded.settings.dtype, loaded.settings.quantization, n_models=1),
-                          loaded.settings.device)
+        with readable(post_dir):
+            need = memory.estimate(post_dir, loaded.settings.dtype, loaded.settings.quantization, n_models=1)
+        memory.check_fits(need, loaded.settings.device)
         post = load_model(post_dir, loaded.settings)
         _stop_at_end_of_turn(post, loaded.tokenizer, spec.end_of_turn)
     pair = ModelPair(spec.name, spec, loaded.base, post, loaded.tokenizer, loaded.settings, loaded.estimate,

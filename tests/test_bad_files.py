@@ -72,6 +72,23 @@ def test_a_folder_with_broken_config_json_is_a_named_error(tiny_folders, tmp_pat
         load_pair(base=str(folder), post=tiny_folders[1])
 
 
+@pytest.mark.parametrize("file, content", [
+    ("model.safetensors", b"\x40" + b"\x00" * 7 + b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'),
+    ("config.json", b'{"model_type": "llama", "hidden_size": "x"}'),
+    ("config.json", b'{"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 8, "num_attention_heads": 2, '
+                    b'"num_key_value_heads": 2, "intermediate_size": 16, "vocab_size": 107}'),  # not its weights
+])
+def test_a_folder_with_truncated_weights_or_a_wrong_config_is_a_named_error(tiny_folders, tmp_path, file, content):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_folders[0], folder)
+    (folder / file).write_bytes(content)
+    with pytest.raises(BadFileError, match=r"damaged: transformers cannot load the model in it .* download") as e:
+        load_pair(base=str(folder), post=tiny_folders[1])
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("content", [bytes(range(256)) * 8, b"GGUF\x03\x00\x00\x00" + b"\x07" * 40,
                                      b"GGUF\x63\x00\x00\x00rest"])
 def test_a_random_or_truncated_gguf_is_a_named_error(content, tmp_path, monkeypatch):
