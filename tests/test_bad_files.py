@@ -291,3 +291,15 @@ def test_the_truthfulness_page_names_an_over_long_cell(open_page):
 
 def test_named_errors_are_steering_errors():
     assert issubclass(BadFileError, InvalidInputError) and issubclass(BadFileError, SteeringError)
+
+
+def test_the_refusal_page_reads_cr_only_lists_and_names_an_over_long_cell(open_page):
+    at = open_page("3_Refusal.py", timeout=180)
+    at.radio(key="rf_data").set_value("Your two lists").run()
+    at.text_area(key="rf_harmful").input("prompt\r" + "\r".join(f"w{i} w{i + 1} the cat" for i in range(10)))
+    at.text_area(key="rf_harmless").input("\r".join(f"w{i + 40} a dog" for i in range(10))).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("harmful" in c.value and "train 6" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.text_area(key="rf_harmless").input("prompt\r" + "d" * 140_000 + "\rw1 a dog").run()
+    assert not at.exception
+    assert at.error and "harmless list: line 2 has a cell longer than 131,072" in at.error[0].value
