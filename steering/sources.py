@@ -55,6 +55,8 @@ def read_config(folder: Path) -> dict:
     path = Path(folder) / "config.json"
     try:
         config = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise BadFileError(path, f"it cannot be read ({e.strerror or e})", _CONFIG_FIX) from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadFileError(path, f"it is not valid JSON ({e})", _CONFIG_FIX) from None
     if not isinstance(config, dict):
@@ -128,12 +130,12 @@ def gguf_folder(gguf: Path, report: Report = _quiet, chat_template: str | None =
     model loaded from GGUF, so a fresh model is built from its config and given the de-quantized state dict."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_gguf_header(gguf)  # 8 bytes: before the whole file is hashed
     dest = cache_root() / "models" / f"{gguf.stem}-{_fingerprint(gguf)}"
     if (dest / _COMPLETE).exists():
         return dest
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    check_gguf_header(gguf)
     with _bad_gguf_named(gguf):
         report(f"Converting {gguf.name} to safetensors (once; about a minute): tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -163,8 +165,11 @@ def check_gguf_header(path: Path) -> None:
     that follows parses it anyway (see _bad_gguf_named)."""
     from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
 
-    with path.open("rb") as f:
-        head = f.read(8)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise BadFileError(path, f"it cannot be read ({e.strerror or e})", _GGUF_FIX) from None
     if len(head) < 8 or head[:4] != b"GGUF":
         raise BadFileError(path, "it does not start with the GGUF magic number, so it is not a GGUF file", _GGUF_FIX)
     version = int.from_bytes(head[4:], "little")
