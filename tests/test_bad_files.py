@@ -303,3 +303,21 @@ def test_the_refusal_page_reads_cr_only_lists_and_names_an_over_long_cell(open_p
     at.text_area(key="rf_harmless").input("prompt\r" + "d" * 140_000 + "\rw1 a dog").run()
     assert not at.exception
     assert at.error and "harmless list: line 2 has a cell longer than 131,072" in at.error[0].value
+
+
+def test_the_sidebar_loads_a_custom_base_alone(tiny_folders, tmp_path, monkeypatch):
+    """The sidebar's custom sources with the post-trained box left empty: the base alone, as `--base` alone."""
+    from streamlit.testing.v1 import AppTest
+
+    from app_pages.ui.pair_picker import PairRequest
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["pair_request"] = PairRequest(None, base=tiny_folders[0], post=tiny_folders[1])
+    at.run()
+    at.sidebar.selectbox[0].select(at.sidebar.selectbox[0].options[-1]).run()  # custom sources
+    at.sidebar.text_input[0].input(tiny_folders[0])
+    next(b for b in at.sidebar.button if b.label == "Load pair").click().run()
+    assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
+    assert at.session_state["pair"].post is None
+    assert any("Base model only" in c.value for c in at.sidebar.caption)
