@@ -113,9 +113,12 @@ def test_the_head_of_a_real_gguf_is_a_named_error(tmp_path, monkeypatch):
 
 # the command line -----------------------------------------------------------------------------------------------
 def _one_error_line(capsys) -> str:
+    """The one `error:` line, last on stderr (transformers' loading bars may come before it), no traceback."""
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+    errors = [line for line in err if "error" in line.lower()]
+    assert len(errors) == 1 and err[-1] == errors[0] and errors[0].startswith("error: "), err
+    assert not any("Traceback" in line for line in err), err
+    return errors[0]
 
 
 def test_cli_bad_sources_exit_2_with_one_error_line(tiny_folders, tmp_path, monkeypatch, capsys):
@@ -136,6 +139,20 @@ def test_cli_bad_csv_exits_2_with_one_error_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "big.csv").write_text("\r".join([*STATEMENTS, "z" * 140_000 + ",1"]))
     assert cli.main(["truthfulness", "--statements", str(tmp_path / "big.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "big.csv: line 6 has a cell longer than 131,072" in _one_error_line(capsys)
+
+
+def test_cli_base_alone_runs_the_study_on_that_model(tiny_folders, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "h.txt").write_text("\n".join(f"w{i} w{i + 1} the cat" for i in range(10)))
+    (tmp_path / "n.txt").write_text("\n".join(f"w{i + 40} w{i + 41} a dog" for i in range(10)))
+    argv = ["--base", tiny_folders[0], "--out", str(tmp_path / "out"), "--harmful", str(tmp_path / "h.txt"),
+            "--harmless", str(tmp_path / "n.txt"), "--refusal-tokens", "w1,w2", "--n-val", "2", "--n-test", "2",
+            "--max-new-tokens", "2", "--positions=-1", "--layer-step", "2"]
+    assert cli.main(["refusal", *argv]) == 0
+    assert "the study runs on the base model alone" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "out" / "scores.csv")["model"]) == {"base"}
+    assert cli.main(["diffing", *argv[:4]]) == 2
+    assert "compares two models" in _one_error_line(capsys)
 
 
 def test_cli_base_alone_is_that_model_alone(tiny_folders):
