@@ -338,3 +338,17 @@ def test_the_sidebar_loads_a_custom_base_alone(tiny_folders, tmp_path, monkeypat
     assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
     assert at.session_state["pair"].post is None
     assert any("Base model only" in c.value for c in at.sidebar.caption)
+
+
+def test_the_command_as_typed_exits_2_with_one_error_line(tmp_path):
+    """`python -m analyses` in its own process: --post without --base once exited 1 with no `error:` line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PLAYGROUND_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "analyses", "confidence", "--post", "x", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: --post needs --base: give --base SOURCE --post SOURCE, or "
+                                                "--pair NAME."]
