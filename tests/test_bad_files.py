@@ -1,15 +1,11 @@
-"""Issue 27, the tester's examples one by one: ordinary bad files give one named error (one `error:` line and exit
-code 2 on the command line, an error element in a page), never a traceback; and what goes out (CSV exports, the
-reproduce snippet) is safe to open."""
+"""Issue 27, the tester's examples one by one: ordinary bad files (CSV, config.json, .gguf, model weights,
+direction files, control vectors) and out-of-range refusal positions give one named error, and the command line
+one `error:` line and exit code 2, never a traceback. The pages' side is in test_bad_files_pages.py, what goes out
+in test_exports.py, the properties over random files in test_fuzz_files.py."""
 from __future__ import annotations
 
-import ast
-import csv
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +20,7 @@ from analyses.statements import parse_statement_csv
 from analyses.truthfulness.data import uploaded_statements
 from steering import load_pair
 from steering.control_vector import _MemoryWriter, from_control_vector
-from steering.directions import Direction, DirectionInfo
+from steering.directions import Direction
 from steering.errors import BadFileError, InvalidInputError, SteeringError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,120 +220,9 @@ def test_refusal_positions_past_the_shortest_prompt_are_refused_before_any_work(
         compute.work(pair, Config(positions=(-999,), refusal_tokens=("w1",)), data=data)
 
 
-# what goes out --------------------------------------------------------------------------------------------------
-@dataclass
-class _Result:
-    table: pd.DataFrame
-
-
-DANGEROUS = ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\ry", "plain", "it's =fine"]
-
-
-def _read_back(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def test_exported_csv_escapes_formula_cells_but_not_numbers(tmp_path):
-    from analyses.common import write_tables
-    from analyses.csv_files import table_csv
-
-    frame = pd.DataFrame({"text": DANGEROUS, "number": [-1.5, -2.0, 3.0, -0.25, 0.0, -7.0, 1.0, -1e-9],
-                          "count": [-1, -2, 3, 4, 5, 6, 7, -8]})
-    write_tables(_Result(frame), tmp_path)
-    for text in ((tmp_path / "table.csv").read_bytes().decode(), table_csv(frame)):
-        rows = _read_back(text)
-        assert [r["text"] for r in rows] == ["'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "'\ry", "plain",
-                                             "it's =fine"]
-        assert [float(r["number"]) for r in rows] == frame["number"].tolist()
-        assert [r["count"] for r in rows][:2] == ["-1", "-2"]
-    assert frame["text"].tolist() == DANGEROUS  # the result itself is not changed
-
-
-def test_every_csv_export_goes_through_the_escaping_writer():
-    """The CLI's --out, the study pages' downloads and any later writer: no module but csv_files calls to_csv."""
-    offenders = [str(p.relative_to(ROOT)) for folder in ("analyses", "app_pages", "steering")
-                 for p in (ROOT / folder).rglob("*.py")
-                 if ".to_csv(" in p.read_text() and p.name != "csv_files.py"]
-    assert offenders == []
-
-
-def test_the_reproduce_snippet_compiles_and_round_trips_an_emoji():
-    from steering.generation import DecodingSettings, SteeringSpec
-    from steering.playground import ContrastPrompts, reproduce_snippet
-
-    pair = SimpleNamespace(settings=SimpleNamespace(dtype="float32", quantization=None, device="cpu"),
-                           spec=SimpleNamespace(name="./a | ./b", base="./a", post="./b"))
-    prompts = ["Say hi 😀", "naïve \"quotes\" and \\ backslash", "tab\tand\nnewline"]
-    contrast = ContrastPrompts("mine", ("good 👍",), ("bad 👎\u2028",))
-    direction = Direction(torch.ones(3, 4), DirectionInfo("m", "d", "h"), torch.ones(3))
-    code = reproduce_snippet(pair, prompts, False, contrast, "base", SteeringSpec(direction), DecodingSettings())
-    code.encode("utf-8")  # no lone surrogates
-    tree = ast.parse(code)
-    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.walk(tree)
-              if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-              and node.targets[0].id in ("positive", "negative")}
-    assert values == {"positive": ["good 👍"], "negative": ["bad 👎\u2028"]}
-    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "compare")
-    assert ast.literal_eval(call.args[2]) == prompts
-
-
-# pages ----------------------------------------------------------------------------------------------------------
-def test_the_sidebar_shows_a_broken_custom_pair_as_an_error(tiny_folders, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    from app_pages.ui.pair_picker import PairRequest
-
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    folder = _broken_config_folder(tiny_folders, tmp_path)
-    at = AppTest.from_file(str(ROOT / "app_pages" / "5_Confidence.py"), default_timeout=120)
-    at.session_state["pair_request"] = PairRequest(None, base=str(folder), post=tiny_folders[1])
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert any("config.json" in e.value for e in at.error)
-
-
-def test_the_truthfulness_page_names_an_over_long_cell(open_page):
-    at = open_page("2_Truthfulness.py")
-    at.selectbox(key="tr_dataset").set_value("your own CSV (statement,label)")
-    at.run()
-    at.text_area(key="tr_paste").input("\r".join([*STATEMENTS, "q" * 140_000 + ",1"]))
-    at = at.run()
-    assert not at.exception
-    assert at.error and "line 6 has a cell longer than 131,072" in at.error[0].value
-
-
 def test_named_errors_are_steering_errors():
     assert issubclass(BadFileError, InvalidInputError) and issubclass(BadFileError, SteeringError)
 
-
-def test_the_refusal_page_reads_cr_only_lists_and_names_an_over_long_cell(open_page):
-    at = open_page("3_Refusal.py", timeout=180)
-    at.radio(key="rf_data").set_value("Your two lists").run()
-    at.text_area(key="rf_harmful").input("prompt\r" + "\r".join(f"w{i} w{i + 1} the cat" for i in range(10)))
-    at.text_area(key="rf_harmless").input("\r".join(f"w{i + 40} a dog" for i in range(10))).run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("harmful" in c.value and "train 6" in c.value for c in at.caption), [c.value for c in at.caption]
-    at.text_area(key="rf_harmless").input("prompt\r" + "d" * 140_000 + "\rw1 a dog").run()
-    assert not at.exception
-    assert at.error and "harmless list: line 2 has a cell longer than 131,072" in at.error[0].value
-
-
-def test_the_sidebar_loads_a_custom_base_alone(tiny_folders, tmp_path, monkeypatch):
-    """The sidebar's custom sources with the post-trained box left empty: the base alone, as `--base` alone."""
-    from streamlit.testing.v1 import AppTest
-
-    from app_pages.ui.pair_picker import PairRequest
-
-    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["pair_request"] = PairRequest(None, base=tiny_folders[0], post=tiny_folders[1])
-    at.run()
-    at.sidebar.selectbox[0].select(at.sidebar.selectbox[0].options[-1]).run()  # custom sources
-    at.sidebar.text_input[0].input(tiny_folders[0])
-    next(b for b in at.sidebar.button if b.label == "Load pair").click().run()
-    assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
-    assert at.session_state["pair"].post is None
-    assert any("Base model only" in c.value for c in at.sidebar.caption)
 
 
 def test_the_command_as_typed_exits_2_with_one_error_line(tmp_path):
