@@ -17,6 +17,7 @@ from steering.directions import Direction, DirectionInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 @dataclass
 class _Result:
     table: pd.DataFrame
