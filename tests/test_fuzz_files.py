@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from steering.directions import Direction, DirectionInfo
 from steering.errors import SteeringError
 from steering.sources import read_config, resolve
 
-FUZZ = settings(max_examples=150, deadline=None)
-FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# FUZZ_EXAMPLES=5000 pytest tests/test_fuzz_files.py for a deeper run than the suite's (about 20 s on 2 cores)
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None)
+FEW = settings(max_examples=max(1, EXAMPLES // 4), deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
 LINE_ENDS = st.sampled_from(["\n", "\r\n", "\r"])
 CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20) | st.sampled_from(
     ["1", "0", "true", "false", "statement", "label", "prompt", '"', '""', ",", "=1+1", "-2"])
