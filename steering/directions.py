@@ -157,7 +157,7 @@ class Direction:
         norms = tensors.get("resid_norms")
         if norms is not None and tuple(norms.shape) != (vectors.shape[0],):  # the page would index past its end
             raise InvalidInputError(f"{name}: 'resid_norms' has shape {list(norms.shape)}, not [{vectors.shape[0]}] "
-                                    "(one norm per layer of 'vectors'). Save the direction again with this project.")
+                                    f"(one norm per layer of 'vectors'). {REWRITE}")
         return cls(vectors.float(), DirectionInfo(**fields), None if norms is None else norms.float())
 
 
@@ -169,5 +169,8 @@ def _safetensors_metadata(data: bytes) -> dict:
     return json.loads(data[8:8 + length]).get("__metadata__") or {}
 
 
+REWRITE = "Save the direction again from the playground or a study's --out, and use that file."
+
+
 def _not_a_direction(name: str, why: object) -> InvalidInputError:
-    return InvalidInputError(f"{name} is not a direction file of this project: {why}")
+    return InvalidInputError(f"{name} is not a direction file of this project: {str(why).rstrip('.')}. {REWRITE}")
