@@ -79,3 +79,36 @@ def test_the_sidebar_loads_a_custom_base_alone(tiny_folders, tmp_path, monkeypat
     assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
     assert at.session_state["pair"].post is None
     assert any("Base model only" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("name, match", [("norms.safetensors", "'resid_norms' has shape [2], not [3]"),
+                                         ("minus.gguf", "'direction.-100' is not direction.N"),
+                                         ("random.gguf", "not a llama.cpp control vector")])
+def test_the_playground_names_a_bad_direction_file(open_page, name, match):
+    """Once an IndexError in the page (resid_norms one short; a control vector's direction.-100)."""
+    import json
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save
+
+    from steering.control_vector import _MemoryWriter
+
+    if name.startswith("norms"):
+        meta = {"direction": json.dumps({"model": "m", "dataset": "d", "dataset_hash": "h"})}
+        data = save({"vectors": torch.randn(3, 32), "resid_norms": torch.ones(2)}, metadata=meta)
+    elif name.startswith("minus"):
+        writer = _MemoryWriter("controlvector")
+        writer.add_tensor("direction.-100", np.ones(32, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        data = writer.buffer.getvalue()
+    else:
+        data = bytes(range(256))
+    at = open_page("1_Playground.py", timeout=120)
+    at.radio(key="pg_source").set_value("A direction file").run()
+    at.file_uploader(key="pg_dir_file").set_value((name, data, "application/octet-stream"))
+    at = at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and name in at.error[0].value and match in at.error[0].value
