@@ -22,7 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from steering import SteeringError
+from steering import InvalidInputError, SteeringError
 
 from .common import PrintProgress, write_charts, write_tables
 from .study import Study, choices_of, config_fields, element_type, help_of
@@ -86,12 +86,14 @@ def config_from_args(args: argparse.Namespace, config_cls: type) -> Any:
 
 
 def pair_from_args(args: argparse.Namespace, base_only: bool = False):
-    """The pair named by --pair, or the one given by --base (and --post); its base alone with base_only."""
+    """The pair named by --pair, or the one given by --base (and --post); its base alone with base_only, or when
+    --base comes without --post (the study then runs on that one model)."""
     from steering import load_pair
 
     if args.post and not args.base:
-        raise SystemExit("--post needs --base.")
-    return load_pair(None if args.base else args.pair, base=args.base, post=args.post, base_only=base_only)
+        raise InvalidInputError("--post needs --base: give --base SOURCE --post SOURCE, or --pair NAME.")
+    return load_pair(None if args.base else args.pair, base=args.base, post=args.post,
+                     base_only=base_only or bool(args.base and not args.post))
 
 
 def exit_code(body: Callable[[], None]) -> int:
@@ -100,7 +102,7 @@ def exit_code(body: Callable[[], None]) -> int:
     try:
         body()
     except (SteeringError, OSError) as e:  # OSError: a file given on the command line cannot be read
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, as the README promises
         return 2
     return 0
 
@@ -132,7 +134,7 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
         study.check(config)  # a bad setting is refused before the pair is loaded (issue 27)
         data = study.cli.data(args) if study.cli.data is not None else None
         if args.ship and (args.base or args.pair != "demo" or data is not None):
-            raise SystemExit("--ship is for the demo pair on the built-in data only.")
+            raise InvalidInputError("--ship is for the demo pair on the built-in data only.")
         pair = pair_from_args(args, base_only=study.base_only)
         if pair.post is None and not study.base_only:
             print("Note: this pair has no post-trained model; the study runs on the base model alone.")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .csv_files import write_table_csv
 from .study import Progress  # noqa: F401 (re-exported: the studies import it from here)
 
 
@@ -100,7 +101,7 @@ def write_tables(result: Any, out: Path, names: Sequence[str] | None = None) -> 
         value = getattr(result, f.name)
         if isinstance(value, pd.DataFrame):
             path = out / f"{f.name}.csv"
-            value.to_csv(path, index=False)
+            write_table_csv(value, path)  # text cells escaped: a spreadsheet must not run an upload's cell
             written.append(path)
         elif _json_plain(value):  # tensors and other objects are left to the study's own writer
             summary[f.name] = value

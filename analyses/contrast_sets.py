@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 
 from steering.errors import InvalidInputError
 from steering.refusal_data import refusal_study_split
 from steering.registry import ASSETS
 
+from .csv_files import csv_rows
 from .statements import city_statements
 
 
@@ -75,15 +75,15 @@ def _csv_header(text: str) -> list[str] | None:
 
 
 def _csv_column(text: str, what: str) -> list[str]:
-    reader = csv.reader(io.StringIO(text.strip()))
-    header = [h.strip().lower() for h in next(reader)]
+    rows = csv_rows(text.strip(), what)
+    header = [h.strip().lower() for h in rows[0]]
     column = next((h for h in header if h in PROMPT_COLUMNS), None)
     if column is None:
         raise InvalidInputError(f"{what}, line 1: a CSV file needs a header row naming its prompt column, one of "
                                 f"{', '.join(PROMPT_COLUMNS)} (found: {', '.join(header) or 'nothing'}).")
     index = header.index(column)
     out = []
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows[1:], start=2):
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):

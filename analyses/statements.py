@@ -9,7 +9,6 @@ so a fact's true and false versions are always on the same side.
 from __future__ import annotations
 
 import csv
-import io
 import random
 from collections.abc import Callable
 
@@ -17,6 +16,8 @@ import pandas as pd
 
 from steering.errors import InvalidInputError
 from steering.registry import ASSETS
+
+from .csv_files import csv_rows
 
 TEST_SHARE = 0.25
 COLUMNS = ["statement", "label", "subject", "object", "fact", "split"]
@@ -149,7 +150,7 @@ def check_one_label_each(frame: pd.DataFrame, name: str) -> None:
 def parse_statement_csv(text: str, name: str = "the file") -> pd.DataFrame:
     """The user's own set: a CSV with columns statement,label (label 1/0 or true/false), one statement per row.
     Each row becomes its own fact; the split is the same seeded shuffle as the built-in sets."""
-    rows = list(csv.reader(io.StringIO(text.strip())))
+    rows = csv_rows(text.strip(), name)
     if not rows:
         raise InvalidInputError(f"{name} is empty: it needs a header row 'statement,label' and one row per statement.")
     header = [h.strip().lower() for h in rows[0]]

@@ -22,7 +22,7 @@ from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
 from gguf.gguf_writer import WriterState
 
 from .directions import Direction, DirectionInfo
-from .errors import InvalidInputError
+from .errors import BadFileError, InvalidInputError
 
 ARCH = "controlvector"
 METHOD = "llama.cpp control vector"
@@ -98,18 +98,54 @@ def write_control_vector(vectors: dict[int, torch.Tensor], model_hint: str) -> b
 
 
 def read_control_vector(data: bytes, name: str = "control vector") -> tuple[dict[int, torch.Tensor], str]:
-    """(resid_pre layer -> vector, model hint) from a GGUF control vector's content."""
+    """(resid_pre layer -> vector, model hint) from a GGUF control vector's content. Refused, as llama.cpp refuses
+    them: a tensor name that is not direction.N with N >= 1, two tensors for one layer (direction.3 and
+    direction.03), a tensor that is not a 1-D float32 vector, and vectors of different lengths."""
     try:
         reader = _MemoryReader(data)
         field = reader.fields.get("controlvector.model_hint")
         hint = bytes(field.parts[field.data[0]]).decode() if field else ""
-        vectors = {int(t.name.split(".")[1]) + 1: torch.from_numpy(np.array(t.data, dtype=np.float32).reshape(-1))
-                   for t in reader.tensors if t.name.startswith("direction.")}
-    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"{name} is not a llama.cpp control vector (GGUF): {e}.") from None
-    if not vectors:
-        raise InvalidInputError(f"{name} holds no direction.N tensor, so it is not a llama.cpp control vector.")
+        tensors = [(t.name, t) for t in reader.tensors if t.name.startswith("direction.")]
+    # what gguf's parsing raised on 20,000 damaged control vectors: IndexError, ValueError (UnicodeDecodeError among
+    # them), KeyError; TypeError for a field of the wrong kind
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise _bad(name, f"it is not a GGUF file gguf can read ({e})") from None
+    if not tensors:
+        raise _bad(name, "it holds no direction.N tensor")
+    vectors: dict[int, torch.Tensor] = {}
+    seen: dict[int, str] = {}
+    for tensor_name, tensor in tensors:
+        layer = _llama_cpp_layer(tensor_name, name) + 1
+        if layer in seen:
+            raise _bad(name, f"two tensors steer llama.cpp layer {layer - 1} ({seen[layer]} and {tensor_name})")
+        seen[layer], vectors[layer] = tensor_name, _vector(tensor, name)
+    sizes = {v.numel() for v in vectors.values()}
+    if len(sizes) != 1:
+        raise _bad(name, f"its vectors have different lengths ({', '.join(map(str, sorted(sizes)))})")
     return vectors, hint
+
+
+def _llama_cpp_layer(tensor_name: str, name: str) -> int:
+    """N of `direction.N`: a plain decimal number from 1 up (llama.cpp has no slot 0; a negative N would wrap)."""
+    number = tensor_name.removeprefix("direction.")
+    if not (number.isascii() and number.isdigit()) or int(number) < 1:
+        raise _bad(name, f"tensor '{tensor_name}' is not direction.N with a layer number N of 1 or more")
+    return int(number)
+
+
+def _vector(tensor, name: str) -> torch.Tensor:
+    """One tensor as a float32 vector; llama.cpp reads only 1-D F32 tensors, so anything else is refused."""
+    shape = [int(n) for n in tensor.shape]
+    if tensor.tensor_type != gguf.GGMLQuantizationType.F32 or len(shape) != 1 or shape[0] < 1:
+        raise _bad(name, f"tensor '{tensor.name}' is {tensor.tensor_type.name} of shape {shape}, "
+                         "not a non-empty 1-D float32 vector")
+    return torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
+
+
+def _bad(name: str, problem: str) -> BadFileError:
+    return BadFileError(name, f"not a llama.cpp control vector: {problem}",
+                        "Export it again from this playground or with llama.cpp's tools (one 1-D float32 tensor "
+                        "direction.N per layer N >= 1).")
 
 
 def to_control_vector(direction: Direction, layers: list[int], alpha: float, model_hint: str) -> bytes:
@@ -125,10 +161,7 @@ def from_control_vector(data: bytes, n_layers: int, name: str = "control vector"
     if beyond:
         raise InvalidInputError(f"{name} steers llama.cpp layer {beyond[0] - 1}, but this model has only "
                                 f"{n_layers} layers (a control vector only fits the model it was made for).")
-    sizes = {v.numel() for v in vectors.values()}
-    if len(sizes) != 1:
-        raise InvalidInputError(f"{name}'s vectors have different lengths ({', '.join(map(str, sorted(sizes)))}).")
-    stacked = torch.zeros(n_layers, sizes.pop())
+    stacked = torch.zeros(n_layers, next(iter(vectors.values())).numel())
     for layer, vector in vectors.items():
         stacked[layer] = vector
     info = DirectionInfo(model=hint or "unknown", dataset=name, dataset_hash=hashlib.sha256(data).hexdigest()[:16],

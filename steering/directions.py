@@ -162,7 +162,11 @@ class Direction:
         missing = {"model", "dataset", "dataset_hash"} - fields.keys()
         if missing:
             raise InvalidInputError(f"{name}'s metadata lacks {', '.join(sorted(missing))}.")
-        return cls(vectors.float(), DirectionInfo(**fields), tensors.get("resid_norms"))
+        norms = tensors.get("resid_norms")
+        if norms is not None and tuple(norms.shape) != (vectors.shape[0],):  # the page would index past its end
+            raise InvalidInputError(f"{name}: 'resid_norms' has shape {list(norms.shape)}, not [{vectors.shape[0]}] "
+                                    f"(one norm per layer of 'vectors'). {REWRITE}")
+        return cls(vectors.float(), DirectionInfo(**fields), None if norms is None else norms.float())
 
 
 def check_direction_values(vectors: torch.Tensor, resid_norms: torch.Tensor | None, source: str) -> None:
@@ -199,5 +203,8 @@ def _safetensors_metadata(data: bytes) -> dict:
     return json.loads(data[8:8 + length]).get("__metadata__") or {}
 
 
+REWRITE = "Save the direction again from the playground or a study's --out, and use that file."
+
+
 def _not_a_direction(name: str, why: object) -> InvalidInputError:
-    return InvalidInputError(f"{name} is not a direction file of this project: {why}")
+    return InvalidInputError(f"{name} is not a direction file of this project: {str(why).rstrip('.')}. {REWRITE}")

@@ -57,3 +57,17 @@ class InvalidDirectionError(InvalidInputError):
     """A direction that cannot steer: vectors not [n_layers, d_model], NaN or infinite numbers in them, or
     resid_norms that are not [n_layers] finite values. Usually a corrupt upload or a broken computation; fix:
     recompute or re-export the direction."""
+
+
+class BadFileError(InvalidInputError):
+    """A file that cannot be read as what it claims to be (a CSV, a GGUF, a config.json, a direction file): the
+    message names the file, what is wrong with it and how to fix it. An InvalidInputError, so pages and the CLI
+    that catch those show it as one line."""
+
+    def __init__(self, file: object, problem: str, fix: str):
+        # one line: the CLI prints it after "error:", and a library's message may run over several
+        self.file, self.problem, self.fix = str(file), " ".join(problem.split()), fix
+        super().__init__(f"{self.file}: {self.problem.rstrip('.')}. {fix}")
+
+    def __reduce__(self):  # rebuilt from its three parts, not from the joined message
+        return type(self), (self.file, self.problem, self.fix)

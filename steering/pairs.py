@@ -6,20 +6,23 @@
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import memory
 from .architectures import architecture_for
-from .errors import InvalidInputError, SettingError
+from .errors import BadFileError, InvalidInputError, SettingError, SteeringError
 from .model_view import ModelView
 from .registry import PairSpec, Source, pair_spec
-from .sources import Report, _quiet, resolve
+from .sources import Report, _quiet, read_config, resolve
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Quantization = Literal["none", "8bit", "4bit"] | None
@@ -113,12 +116,27 @@ def load_model(folder: Path, settings: LoadSettings) -> PreTrainedModel:
         kwargs["device_map"] = "auto"  # accelerate spreads a pair too large for one GPU over several
     elif quantization is not None:
         kwargs["device_map"] = "cpu"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), readable(folder):
         warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     architecture_for(model.config.model_type)  # fail now, with the supported list, not inside a study
     _check_tied_embeddings(model, folder)
     return model.eval()
+
+
+@contextlib.contextmanager
+def readable(folder: Path):
+    """What transformers, safetensors and huggingface_hub raise on a model folder with a truncated weights file or a
+    config.json of the wrong types, as one BadFileError naming the folder (the library's own errors pass as they
+    are)."""
+    try:
+        yield
+    except SteeringError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as e:
+        raise BadFileError(folder, f"transformers cannot load the model in it ({str(e).strip()[:300]})",
+                           "Check that it holds a whole model (config.json and its .safetensors weights); download "
+                           "it again if a file was cut short.") from None
 
 
 def _check_tied_embeddings(model: PreTrainedModel, folder: Path) -> None:
@@ -159,14 +177,19 @@ def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def _custom_spec(base: Source, post: Source | None) -> PairSpec:
-    if post is None:
-        raise InvalidInputError("Give both base= and post= sources, or a registered pair name.")
-    return PairSpec(name=f"{base} | {post}", base=base, post=post)
+def _custom_spec(base: Source | None, post: Source | None, base_only: bool = False) -> PairSpec:
+    """The spec of two sources; a base alone (post None) only with base_only, as the base of a pair without a
+    post-trained model (the studies then run on the base alone)."""
+    if base is None:
+        raise InvalidInputError("Give a registered pair name, or a base= source (and a post= source).")
+    if post is None and not base_only:
+        raise InvalidInputError("Give both base= and post= sources (or base_only=True), or a registered pair name.")
+    return PairSpec(name=str(base) if post is None else f"{base} | {post}", base=base,
+                    post=base if post is None else post)
 
 
-def _spec(name: str | None, base: Source | None, post: Source | None) -> PairSpec:
-    return pair_spec(name) if name is not None else _custom_spec(base, post)
+def _spec(name: str | None, base: Source | None, post: Source | None, base_only: bool = False) -> PairSpec:
+    return pair_spec(name) if name is not None else _custom_spec(base, post, base_only)
 
 
 def prepare_sources(
@@ -179,7 +202,7 @@ def prepare_sources(
 ) -> dict[str, Path]:
     """Resolve a pair's sources to local folders, doing the one-time conversions (GGUF, adapter merge) with
     progress reported. load_pair does this too; call it first where progress must be shown outside a cache."""
-    spec = _spec(name, base, post)
+    spec = _spec(name, base, post, base_only)
     template = spec.chat_template_text()
     folders = {"base": resolve(spec.base, report, template)}
     if not base_only:
@@ -199,14 +222,15 @@ def load_pair(
     report: Report = _quiet,
 ) -> ModelPair:
     """Load a registered pair by name, or a pair of sources. Checks memory before loading anything."""
-    spec = _spec(name, base, post)
+    spec = _spec(name, base, post, base_only)
     settings = LoadSettings(dtype, quantization, device).resolved()
     resolved = prepare_sources(name, base=base, post=post, base_only=base_only, report=report)
     base_dir, post_dir = resolved["base"], resolved.get("post")
     arch = architecture_for(_model_type(base_dir))
     if settings.dtype == "float16" and arch.float16_overflow:
         warnings.warn(f"{arch.name} overflows in float16 ({arch.float16_overflow}): use bfloat16 or float32.")
-    estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
+    with readable(base_dir):
+        estimate = memory.estimate(base_dir, settings.dtype, settings.quantization, n_models=1 if base_only else 2)
     memory.check_fits(estimate, settings.device)
     report(f"Loading {spec.name} ({estimate}) on {settings.device}, {settings.dtype}"
            + (f", {settings.quantization}" if settings.quantization else ""))
@@ -225,9 +249,7 @@ def load_pair(
 
 
 def _model_type(folder: Path) -> str:
-    import json
-
-    return json.loads((folder / "config.json").read_text()).get("model_type", "unknown")
+    return str(read_config(folder).get("model_type", "unknown"))
 
 
 def _check_same_shape(pair: ModelPair) -> None:
@@ -254,8 +276,9 @@ def load_beside(loaded: ModelPair, name: str, report: Report = _quiet) -> ModelP
         post, post_dir = loaded.base, loaded.folders["base"]
     else:
         post_dir = resolve(spec.post, report, spec.chat_template_text())
-        memory.check_fits(memory.estimate(post_dir, loaded.settings.dtype, loaded.settings.quantization, n_models=1),
-                          loaded.settings.device)
+        with readable(post_dir):
+            need = memory.estimate(post_dir, loaded.settings.dtype, loaded.settings.quantization, n_models=1)
+        memory.check_fits(need, loaded.settings.device)
         post = load_model(post_dir, loaded.settings)
         _stop_at_end_of_turn(post, loaded.tokenizer, spec.end_of_turn)
     pair = ModelPair(spec.name, spec, loaded.base, post, loaded.tokenizer, loaded.settings, loaded.estimate,

@@ -2,7 +2,6 @@
 Python that reproduces it. The page (app_pages/1_Playground.py) only adds widgets and charts."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +99,8 @@ def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contr
             f"chosen = builtin_sets()[{contrast.name!r}]",
             "positive, negative = list(chosen.positive), list(chosen.negative)",
         ] if builtin_set else [
-            f"positive = {json.dumps(list(contrast.positive))}",
-            f"negative = {json.dumps(list(contrast.negative))}",
+            f"positive = {list(contrast.positive)!r}",  # repr: valid Python for any text (json.dumps writes an
+            f"negative = {list(contrast.negative)!r}",  # emoji as two \\u surrogates Python cannot encode)
         ])
         if contrast.chat:
             lines.append("positive, negative = format_prompts(pair.tokenizer, positive), format_prompts(pair.tokenizer, negative)")
@@ -114,7 +113,7 @@ def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contr
         f"positions={spec.positions!r}, units={spec.units!r})",
         f"decoding = DecodingSettings(max_new_tokens={decoding.max_new_tokens}, greedy={decoding.greedy}, "
         f"seed={decoding.seed}, temperature={decoding.temperature}, top_p={decoding.top_p})",
-        f"table = compare(pair.models(), pair.tokenizer, {json.dumps(list(prompts))}, spec, decoding=decoding, "
+        f"table = compare(pair.models(), pair.tokenizer, {list(prompts)!r}, spec, decoding=decoding, "
         f"chat={chat}).table",
         "print(table.to_string())",
     ]

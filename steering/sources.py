@@ -5,16 +5,18 @@ demo base; an AdapterSource (a PEFT adapter merged into a base, once, into the c
 from the local cache only: nothing is ever downloaded."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .cache import cache_root
-from .errors import AdapterMissingError, ModelNotAvailableError
+from .errors import AdapterMissingError, BadFileError, ModelNotAvailableError
 from .registry import AdapterSource, Source
 
 Report = Callable[[str], None]  # a line of progress for the user
@@ -40,8 +42,30 @@ def resolve(source: Source, report: Report = _quiet, chat_template: str | None =
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotAvailableError(f"Folder {path} holds no config.json: it is not a transformers model folder.")
+        read_config(path)
         return path
-    return _hub_cache(source)
+    folder = _hub_cache(source)
+    read_config(folder)
+    return folder
+
+
+def read_config(folder: Path) -> dict:
+    """The folder's config.json as a dict; BadFileError when it is not a JSON object (checked before transformers
+    reads it, which would raise JSONDecodeError or worse from deep inside)."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise BadFileError(path, f"it cannot be read ({e.strerror or e})", _CONFIG_FIX) from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadFileError(path, f"it is not valid JSON ({e})", _CONFIG_FIX) from None
+    if not isinstance(config, dict):
+        raise BadFileError(path, f"it holds a JSON {type(config).__name__}, not an object", _CONFIG_FIX)
+    return config
+
+
+_CONFIG_FIX = ("Restore the file from where the model came from (e.g. `hf download` again), or point to another "
+               "model folder.")
 
 
 def _hub_cache(repo_id: str) -> Path:
@@ -106,17 +130,19 @@ def gguf_folder(gguf: Path, report: Report = _quiet, chat_template: str | None =
     model loaded from GGUF, so a fresh model is built from its config and given the de-quantized state dict."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_gguf_header(gguf)  # 8 bytes: before the whole file is hashed
     dest = cache_root() / "models" / f"{gguf.stem}-{_fingerprint(gguf)}"
     if (dest / _COMPLETE).exists():
         return dest
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    report(f"Converting {gguf.name} to safetensors (once; about a minute): tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    if chat_template and not tokenizer.chat_template:
-        tokenizer.chat_template = chat_template
-    report(f"Converting {gguf.name}: de-quantizing the weights")
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with _bad_gguf_named(gguf):
+        report(f"Converting {gguf.name} to safetensors (once; about a minute): tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        if chat_template and not tokenizer.chat_template:
+            tokenizer.chat_template = chat_template
+        report(f"Converting {gguf.name}: de-quantizing the weights")
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config = loaded.config
     for attr in ("quantization_config", "_name_or_path"):
         if hasattr(config, attr):
@@ -128,6 +154,40 @@ def gguf_folder(gguf: Path, report: Report = _quiet, chat_template: str | None =
     fresh.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     return _publish(staging, dest)
+
+
+_GGUF_FIX = "Download the .gguf file again (a partial download is truncated), or point to another model."
+
+
+def check_gguf_header(path: Path) -> None:
+    """Refuse at once a file that does not start like a GGUF file (the magic 'GGUF', a version gguf reads). Only
+    the 8 bytes are read here: parsing the whole header of a real model takes tens of seconds, and the conversion
+    that follows parses it anyway (see _bad_gguf_named)."""
+    from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise BadFileError(path, f"it cannot be read ({e.strerror or e})", _GGUF_FIX) from None
+    if len(head) < 8 or head[:4] != b"GGUF":
+        raise BadFileError(path, "it does not start with the GGUF magic number, so it is not a GGUF file", _GGUF_FIX)
+    version = int.from_bytes(head[4:], "little")
+    if version not in READER_SUPPORTED_VERSIONS:
+        raise BadFileError(path, f"it is GGUF version {version}, which gguf cannot read "
+                                 f"(it reads {', '.join(map(str, READER_SUPPORTED_VERSIONS))})", _GGUF_FIX)
+
+
+@contextlib.contextmanager
+def _bad_gguf_named(path: Path):
+    """What gguf and transformers raise on a truncated or foreign GGUF file, as one BadFileError."""
+    try:
+        yield
+    # seen in the fuzz tests: struct.error and ValueError (truncated), IndexError and TypeError (garbled tensor infos
+    # or metadata), ValueError (no or another architecture); KeyError for a missing metadata key
+    except (ValueError, KeyError, IndexError, TypeError, struct.error) as e:
+        raise BadFileError(path, f"it cannot be read as a model ({str(e)[:200]})",
+                           _GGUF_FIX) from None
 
 
 def merged_adapter(source: AdapterSource, report: Report = _quiet, chat_template: str | None = None) -> Path:

@@ -19,6 +19,7 @@ import torch
 from steering.directions import Direction, DirectionInfo
 from steering.generation import format_prompts
 from steering.pairs import ModelPair
+from steering.playground import check_position_fits
 
 from ..common import Progress, Steps
 from .config import Config, check_config
@@ -112,6 +113,14 @@ def _formatted(tok, data: RefusalData, config: Config) -> dict[tuple[str, str], 
             for split, limit in (("train", config.n_train), ("val", config.n_val), ("test", config.n_test))}
 
 
+def _check_positions(tok, fmt: dict[tuple[str, str], list[str]], positions: tuple[int, ...]) -> None:
+    """Refuse, before any work, an offset that reaches past the start of the shortest prompt of any split (the
+    residual recorder would silently leave it out, and the run would fail at its end)."""
+    texts = [text for split in fmt.values() for text in split]
+    if texts and positions:
+        check_position_fits(tok, texts, min(positions))
+
+
 def _steps(progress: Progress | None, fmt: dict, roles, n_layers: int, layers: list[int],
            positions: tuple[int, ...]) -> Steps:
     """Weights in prompt-passes: a train prompt's pass; per candidate, the harmless val prompts from its layer on
@@ -150,6 +159,7 @@ def work(pair: ModelPair, config: Config, data: RefusalData | None = None) -> fl
     positions = tuple(config.positions) or post_instruction_positions(pair.tokenizer)
     layers = kept_layers(pair.n_layers, config.prune_layer_fraction)[::max(1, config.layer_step)]
     fmt = _formatted(pair.tokenizer, data, config)
+    _check_positions(pair.tokenizer, fmt, positions)
     return _steps(None, fmt, pair.models(), pair.n_layers, layers, positions).total
 
 
@@ -162,6 +172,7 @@ def run(pair: ModelPair, config: Config, *, data: RefusalData | None = None,
     positions = tuple(config.positions) or post_instruction_positions(tok)
     ids = refusal_token_ids(tok, config.refusal_tokens, config.phrases or None)
     fmt = _formatted(tok, data, config)
+    _check_positions(tok, fmt, positions)
     layers = kept_layers(pair.n_layers, config.prune_layer_fraction)[::max(1, config.layer_step)]
     steps = _steps(progress, fmt, models, pair.n_layers, layers, positions)
     diffs, norms, means, candidates, chosen, timings = {}, {}, {}, [], [], []

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from analyses.common import PrintProgress, write_charts
+from analyses.csv_files import write_table_csv
 from analyses.study import CliExtras
 
 from .charts import generalisation as generalisation_chart
@@ -43,7 +44,7 @@ def write(args: argparse.Namespace, pair, result, out: Path) -> None:
     table = generalisation(pair, GeneralConfig(n_per_set=args.general_n_per_set, batch_size=args.batch_size),
                            PrintProgress())
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "generalisation.csv", index=False)
+    write_table_csv(table, out / "generalisation.csv")
     write_charts({"generalisation": generalisation_chart(table)}, out)
     best = table.loc[table.groupby(["model", "held_out", "method"])["accuracy"].idxmax()]
     print("generalisation (best layer per held-out set):\n" + best.round(3).to_string(index=False))

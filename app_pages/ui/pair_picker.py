@@ -111,7 +111,9 @@ def _pick() -> PairRequest:
                              help="auto: bfloat16 on a GPU, float32 on the CPU. Gemma overflows in float16.")
         quantization = st.selectbox("quantization", ["none", "8bit", "4bit"], help="bitsandbytes; NF4 for 4-bit.")
         device = st.selectbox("device", ["auto", "cpu", "cuda"], help="auto: all GPUs when there are any.")
-    return PairRequest(name, base or None, post or None, dtype, quantization, device)
+    # a base without a post-trained model loads alone, as on the command line (--base without --post)
+    return PairRequest(name, base or None, post or None, dtype, quantization, device,
+                       base_only=bool(base and not post))
 
 
 def sidebar() -> None:
@@ -145,7 +147,7 @@ def sidebar() -> None:
 
 
 def _label(request: PairRequest) -> str:
-    return request.name or f"{request.base} | {request.post}"
+    return request.name or (f"{request.base} | {request.post}" if request.post else f"{request.base} (alone)")
 
 
 def _describe(pair: ModelPair) -> None:

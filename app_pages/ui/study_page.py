@@ -19,6 +19,7 @@ from typing import Any
 
 import streamlit as st
 
+from analyses.csv_files import table_csv
 from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, pair_for, result_key,
                             run_cached, shipped)
 from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
@@ -214,7 +215,7 @@ def downloads(study: Study, result: Any) -> None:
     for f in fields(result):
         value = getattr(result, f.name)
         if isinstance(value, pd.DataFrame):
-            items.append((f"{study.name}_{f.name}.csv", value.to_csv(index=False), "text/csv"))
+            items.append((f"{study.name}_{f.name}.csv", table_csv(value), "text/csv"))
     items += [(f"{name}.safetensors", direction.to_bytes(), "application/octet-stream")
               for name, direction in named_directions(study, result)]
     st.subheader("Downloads")
