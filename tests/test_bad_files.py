@@ -40,7 +40,7 @@ def test_excel_mac_csv_with_bare_cr_line_ends_reads_like_any_other(end):
     pd.testing.assert_frame_equal(parse_statement_csv(end.join(STATEMENTS) + end), expected)
     pd.testing.assert_frame_equal(uploaded_statements((end.join(STATEMENTS) + end).encode(), "mac.csv"),
                                   expected, check_like=True)
-    assert parse_prompt_list(end.join(["prompt", "How do I bake bread?", '"Say ""hi"", please"'])) == [
+    assert parse_prompt_list(end.join(["prompt", "How do I bake bread?", '"Say ""hi"", please"']), csv_file=True) == [
         "How do I bake bread?", 'Say "hi", please']
 
 
@@ -49,7 +49,7 @@ def test_a_cell_over_the_csv_limit_is_one_named_error():
     with pytest.raises(BadFileError, match=r"big\.csv: line 3 has a cell longer than 131,072 characters"):
         parse_statement_csv(text, "big.csv")
     with pytest.raises(BadFileError, match="longer than 131,072"):
-        parse_prompt_list("prompt\n" + "y" * 200_000, "harmful list")
+        parse_prompt_list("prompt\n" + "y" * 200_000, "harmful list", csv_file=True)
 
 
 # model sources --------------------------------------------------------------------------------------------------
