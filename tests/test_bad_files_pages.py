@@ -58,7 +58,8 @@ def test_the_refusal_page_reads_cr_only_lists_and_names_an_over_long_cell(open_p
     at.text_area(key="rf_harmless").input("\r".join(f"w{i + 40} a dog" for i in range(10))).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("harmful" in c.value and "train 6" in c.value for c in at.caption), [c.value for c in at.caption]
-    at.text_area(key="rf_harmless").input("prompt\r" + "d" * 140_000 + "\rw1 a dog").run()
+    # a typed CSV (its header names the prompt column beside another): the over-long cell is named
+    at.text_area(key="rf_harmless").input("prompt,kind\r" + "d" * 140_000 + ",a\rw1 a dog,b").run()
     assert not at.exception
     assert at.error and "harmless list: line 2 has a cell longer than 131,072" in at.error[0].value
 
