@@ -274,7 +274,6 @@ def test_cli_writes_tables_charts_and_directions(tiny_pair, tiny_result, tmp_pat
 
 
 @pytest.mark.demo
-@pytest.mark.numeric
 def test_demo_post_model_refuses_and_its_direction_ablates_and_induces_refusal():
     """The study's acceptance on a few demo prompts, with its default (affine) ablation at the cell the full run
     selects for the post-trained model (layer 12, the template's last token; README), from the train split."""

@@ -12,7 +12,7 @@ from analyses.truthfulness import Config, balanced, probed_layers, read_activati
 from analyses.truthfulness import probes as tp
 from steering import load_pair
 
-pytestmark = [pytest.mark.demo, pytest.mark.numeric]
+pytestmark = pytest.mark.demo
 
 
 @pytest.fixture(scope="module")
