@@ -12,8 +12,10 @@ from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
-from steering.generation import MAX_ALPHA, DecodingSettings, SteeringSpec, compare, format_prompts
-from steering.playground import ContrastPrompts, cosine_table, directions_for_pair, reproduce_snippet
+from steering.generation import (ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec, compare,
+                                 format_prompts)
+from steering.playground import (ContrastPrompts, cosine_table, directions_for_pair, mean_residuals, reference_prompts,
+                                 reproduce_snippet)
 from steering.sweep import alignment_per_layer, alpha_sweep
 
 st.set_page_config(page_title="Playground", page_icon=PLAYGROUND, layout="wide")
@@ -124,12 +126,19 @@ read_from = st.radio("Read the direction from", roles, index=roles.index("post")
 st.header("3 · Intervention")
 cols = st.columns([1, 2, 1, 1])
 mode = cols[0].radio("Mode", ["add", "ablate"], key="pg_mode",
-                     help="add: alpha × unit direction × typical residual norm. ablate: project the direction out "
-                          "of the residual stream at every layer (Arditi et al.).")
+                     help="add: alpha × unit direction × typical residual norm. ablate: remove what the model holds "
+                          "along the direction, in one of two ways (below).")
+# affine by default: on the demo pair Arditi's projection turns every text into one repeated token (the refusal
+# study measured a harmless KL of 10-40 nats), while affine keeps it readable
+ablation = cols[0].radio("Ablation", list(ABLATION_HELP), key="pg_ablation", disabled=mode != "ablate",
+                         help=" ".join(ABLATION_HELP.values()))
+if mode == "ablate":
+    cols[0].caption(ABLATION_HELP[ablation])
 n = pair.n_layers
 # one layer by default (a range slider with equal ends reads "9 9"); a range or all layers on request
 span = cols[1].radio("Layers", ["one", "a range", "all"], horizontal=True, key="pg_layer_span",
-                     help="add: where the vector is added; ablate: which layer's vector is projected out everywhere.")
+                     help="add: where the vector is added. ablate, affine: where the component is set; ablate, "
+                          "project: whose layer's vector is projected out at every layer.")
 if span == "a range":
     first, last = cols[1].select_slider("Layers, first to last", options=list(range(n)),
                                         value=(n // 2, min(n - 1, n // 2 + 2)), key="pg_layers")
@@ -172,12 +181,19 @@ if st.button("Generate", type="primary", key="pg_generate") and source_error is 
         prompts = parse_prompt_list(prompt_text, "prompt list")
         directions = get_directions()
         direction = directions.get(read_from, next(iter(directions.values())))
-        spec = SteeringSpec(direction, mode, layers, float(alpha), positions)
+        spec = SteeringSpec(direction, mode, layers, float(alpha), positions, ablation=ablation)
+        references, reference_label = None, None
+        if mode == "ablate" and ablation == "affine":
+            with st.spinner("Reading each model's mean residual on the reference prompts…"):
+                reference_texts, reference_position = reference_prompts(pair, contrast)
+                references = mean_residuals(pair, reference_texts, reference_position)
+            reference_label = (f"the first {len(reference_texts)} {contrast.name.split(' vs ')[-1]} prompts"
+                               if contrast is not None else f"{len(reference_texts)} harmless instructions")
         gen_bar = st.progress(0.0, text="Generating: base and post-trained, each with and without steering…")
         table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
                         progress=lambda done, total: gen_bar.progress(done / total, text=(
                             f"Generating: base and post-trained, each with and without steering… "
-                            f"{done}/{total} tokens"))).table
+                            f"{done}/{total} tokens")), references=references).table
         gen_bar.empty()
         with st.spinner("Reading how far each prompt already points along the direction…"):
             texts = format_prompts(pair.tokenizer, prompts, chat)
@@ -186,7 +202,8 @@ if st.button("Generate", type="primary", key="pg_generate") and source_error is 
         st.session_state["pg_result"] = dict(prompts=prompts, directions=directions, direction=direction, spec=spec,
                                              table=table, chat=chat, decoding=decoding, contrast=contrast,
                                              source_role=read_from, alignment=alignment,
-                                             direction_label=loaded[0] if contrast is None else None)
+                                             direction_label=loaded[0] if contrast is None else None,
+                                             reference_label=reference_label)
     except SteeringError as e:
         st.error(str(e))
 
@@ -203,7 +220,20 @@ norms = result["direction"].resid_norms
 norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[spec.layers[0]]):,.0f}, so alpha "
              f"{spec.alpha:g} adds a vector of norm {spec.alpha * float(norms[spec.layers[0]]):,.0f} there."
              if norms is not None and spec.mode == "add" else "")
-st.caption(f"{spec.mode} · layers {spec.layers[0]}–{spec.layers[-1]} · alpha {spec.alpha:g} · direction"
+
+
+def intervention_note(spec: SteeringSpec, reference_label: str | None) -> str:
+    """What was done, in the words of the mode that ran (ablation has no alpha)."""
+    layers = f"layers {spec.layers[0]}–{spec.layers[-1]}"
+    if spec.mode == "add":
+        return f"add · {layers} · alpha {spec.alpha:g}"
+    if spec.ablation == "affine":
+        return (f"ablate (affine) · at {layers}, the component along layer {spec.layers[0]}'s direction set to "
+                f"each model's own mean on {reference_label}")
+    return f"ablate (project) · layer {spec.layers[0]}'s direction projected out at every layer"
+
+
+st.caption(f"{intervention_note(spec, result.get('reference_label'))} · positions: {spec.positions} · direction"
            f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
            f"{norm_note}")
 ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for

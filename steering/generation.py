@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -13,12 +13,19 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCrite
 
 from .directions import Direction
 from .errors import InvalidInputError
-from .interventions import Positions, Rows, ablate, add
+from .interventions import Positions, Rows, ablate, add, affine_ablate
 from .model_view import ModelView
 from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
 MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+Ablation = Literal["affine", "project"]
+ABLATION_HELP = {
+    "affine": "affine (ACE, Marshall et al. 2024): at the chosen layers, set the component along the direction to "
+              "its mean on reference (harmless) prompts, so the stream looks as it does there; keeps text readable.",
+    "project": "project (Arditi et al. 2024): remove the component at every layer and from every write; on the "
+               "demo pair it breaks text (\"uved uved…\"), since the direction is dominated by one huge dimension.",
+}
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,10 @@ class SteeringSpec:
 
     add:    add alpha * (unit vector of layer l) * (typical residual norm at l) at each layer in `layers`
             (units='raw': alpha * the stored vector as is).
-    ablate: project the vector of layer `layers[0]` out of the residual stream at every layer (Arditi et al.).
+    ablate: ablation="project": project the vector of layer `layers[0]` out of the residual stream at every layer
+            (Arditi et al.); ablation="affine": at each layer in `layers` only, set the component along that vector
+            to the steered model's mean on reference prompts, `reference` [n_layers, d] (ACE; compare() sets it per
+            model from its `references`). Projection breaks the demo pair's text; affine does not.
     """
 
     direction: Direction
@@ -36,6 +46,8 @@ class SteeringSpec:
     alpha: float = 1.0
     positions: Positions = "all"
     units: Literal["resid", "raw"] = "resid"
+    ablation: Ablation = "project"
+    reference: torch.Tensor | None = field(default=None, compare=False, repr=False)  # [n_layers, d]
 
     def validate(self, model: PreTrainedModel) -> None:
         view = ModelView.of(model)
@@ -48,11 +60,21 @@ class SteeringSpec:
             raise InvalidInputError(f"Unknown mode {self.mode!r}: use 'add' or 'ablate'.")
         if not math.isfinite(self.alpha) or abs(self.alpha) > MAX_ALPHA:
             raise InvalidInputError(f"alpha must be a finite number within ±{MAX_ALPHA:g}, not {self.alpha}.")
+        if self.mode == "ablate" and self.ablation not in ABLATION_HELP:
+            raise InvalidInputError(f"Unknown ablation {self.ablation!r}: use 'affine' or 'project'.")
+        if self.mode == "ablate" and self.ablation == "affine" and self.reference is None:
+            raise InvalidInputError("The affine ablation needs the steered model's mean residual on reference "
+                                    "prompts: pass references= to compare() (steering.playground.mean_residuals).")
 
     @contextmanager
     def applied(self, model: PreTrainedModel, rows: Rows = None) -> Iterator[None]:
         self.validate(model)
-        if self.mode == "ablate":
+        if self.mode == "ablate" and self.ablation == "affine":
+            unit = torch.nn.functional.normalize(self.direction.at(self.layers[0]).float(), dim=0)
+            reference = {layer: float(self.reference[layer].float() @ unit) for layer in self.layers}
+            with affine_ablate(model, unit, reference, layers=self.layers, positions=self.positions, rows=rows):
+                yield
+        elif self.mode == "ablate":
             with ablate(model, self.direction.at(self.layers[0]), positions=self.positions, rows=rows):
                 yield
         else:
@@ -151,19 +173,23 @@ def compare(
     decoding: DecodingSettings = DecodingSettings(),
     chat: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    references: dict[str, torch.Tensor] | None = None,
 ) -> Comparison:
     """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
-    counts new tokens over all models (total = models x max new tokens)."""
+    counts new tokens over all models (total = models x max new tokens). `references[role]` [n_layers, d]: that
+    model's mean residual on reference prompts, which the affine ablation needs (each model its own)."""
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
-    for model in models.values():
-        steering.validate(model)
+    specs = {role: replace(steering, reference=references.get(role, steering.reference)) if references
+             else steering for role in models}
+    for role, model in models.items():
+        specs[role].validate(model)
     check_fits_context(next(iter(models.values())), tokenizer, texts, decoding.max_new_tokens)
     rows = []
     total = len(models) * decoding.max_new_tokens
     for i, (role, model) in enumerate(models.items()):
         step = (lambda done, _, i=i: progress(i * decoding.max_new_tokens + done, total)) if progress else None
-        outputs = generate(model, tokenizer, texts + texts, steering=steering,
+        outputs = generate(model, tokenizer, texts + texts, steering=specs[role],
                            steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step)
         for j, prompt in enumerate(kept):
             rows.append({"prompt": prompt, "model": role, "steered": False, "text": outputs[j]})

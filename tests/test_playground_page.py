@@ -61,6 +61,19 @@ def test_ablation_and_transfer_run(page):
     assert any("read from the base model" in c.value for c in at.caption)
 
 
+@pytest.mark.parametrize("ablation, words", [("affine", "ablate (affine)"), ("project", "ablate (project)")])
+def test_ablation_defaults_to_affine_offers_both_and_the_caption_says_what_ran(page, ablation, words):
+    assert page.radio(key="pg_ablation").value == "affine"
+    at = page.radio(key="pg_mode").set_value("ablate").run()
+    assert any("keeps text readable" in c.value for c in at.caption)  # one line on what the choice does
+    at.radio(key="pg_ablation").set_value(ablation)
+    at = _generate(at)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    [note] = [c.value for c in at.caption if c.value.startswith("ablate")]
+    assert words in note and "alpha" not in note
+    assert at.session_state["pg_result"]["spec"].ablation == ablation
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda at: at.text_area(key="pg_neg").input(""), "empty"),
     (lambda at: at.text_area(key="pg_prompts").input("   "), "empty"),
