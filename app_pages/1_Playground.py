@@ -7,13 +7,14 @@ import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
 from analyses.study_directions import directions_for
+from app_pages.ui.checked import Checks
 from app_pages.ui.icons import PLAYGROUND
 from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
-from steering.generation import (ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec, compare,
-                                 format_prompts)
+from steering.generation import (ABLATION_HELP, MAX_ALPHA, TOLERATED_ALPHA, DecodingSettings, SteeringSpec,
+                                 compare, format_prompts)
 from steering.playground import (ContrastPrompts, cosine_table, directions_for_pair, mean_residuals, reference_prompts,
                                  reproduce_snippet)
 from steering.sweep import alignment_per_layer, alpha_sweep
@@ -26,6 +27,7 @@ if pair is None:
     st.stop()
 ROLE_NAMES = {"base": "Base", "post": "Post-trained"}
 roles = list(pair.models())
+checks = Checks()  # a value out of range is refused where it is typed, and Generate waits for it
 
 # 1. Prompt ------------------------------------------------------------------------------------------------------
 st.header("1 · Prompt")
@@ -110,8 +112,8 @@ try:
                   "From a study's result": study_direction}[source]()
     else:
         lists = contrast_lists_from_builtin_set() if source == SOURCES[0] else contrast_lists_typed()
-        position = int(st.number_input("Token position, counted from the end of the prompt (-1 = last token)",
-                                       max_value=-1, value=-1, key="pg_position"))
+        position = int(checks.number(st, "Token position, counted from the end of the prompt (-1 = last token)",
+                                     -1, lo=-10_000, hi=-1, step=1, key="pg_position", what="The token position"))
         name, positive, negative, list_chat = lists
         contrast = ContrastPrompts(name, tuple(positive), tuple(negative), list_chat, position)
 except SteeringError as e:
@@ -146,8 +148,11 @@ else:
     first = last = cols[1].select_slider("Layer", options=list(range(n)), value=n // 2, key="pg_layer",
                                          disabled=span == "all")
 all_layers = span == "all"
-alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=0.1,
-                             step=0.05, key="pg_alpha", disabled=mode == "ablate")
+alpha = checks.number(cols[2], "alpha (× residual norm)", 0.1, lo=-MAX_ALPHA, hi=MAX_ALPHA, step=0.05,
+                      key="pg_alpha", disabled=mode == "ablate", what="alpha", check=mode == "add")
+if mode == "add" and checks.ok and abs(alpha) > TOLERATED_ALPHA:
+    cols[2].warning(f"alpha {alpha:g} is far past what these models tolerate: above about {TOLERATED_ALPHA:g} × "
+                    "the residual norm the text turns to noise.")
 positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",
                           format_func={"all": "prompt and generated", "prompt": "prompt only",
                                        "generated": "generated only"}.get)
@@ -158,8 +163,8 @@ with st.expander("Decoding"):
     dcols = st.columns(4)
     greedy = dcols[0].radio("Decoding", ["greedy", "sampling"], key="pg_decoding") == "greedy"
     seed = int(dcols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
-    temperature = dcols[2].number_input("Temperature", 0.05, 2.0, 0.8, key="pg_temp", disabled=greedy)
-    max_new = int(dcols[3].number_input("Max new tokens", 1, 256, 32, key="pg_max_new"))
+    temperature = checks.number(dcols[2], "Temperature", 0.8, lo=0.05, hi=2.0, key="pg_temp", disabled=greedy)
+    max_new = int(checks.number(dcols[3], "Max new tokens", 32, lo=1, hi=256, step=1, key="pg_max_new"))
 decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature)
 
 
@@ -176,7 +181,8 @@ def get_directions() -> dict[str, Direction]:
 
 
 # A broken source already shows its error above; generating would only add a second, misleading one.
-if st.button("Generate", type="primary", key="pg_generate") and source_error is None:
+if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.ok,
+             help=None if checks.ok else " ".join(checks.problems)) and source_error is None:
     try:
         prompts = parse_prompt_list(prompt_text, "prompt list")
         directions = get_directions()

@@ -19,6 +19,7 @@ from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
 MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+TOLERATED_ALPHA = 1.0  # beyond about 1x the residual norm the demo pair writes noise (0.4 at layer 9 already does)
 Ablation = Literal["affine", "project"]
 ABLATION_HELP = {
     "affine": "affine (ACE, Marshall et al. 2024): at the chosen layers, set the component along the direction to "

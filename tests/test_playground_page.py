@@ -222,3 +222,25 @@ def test_the_page_on_the_demo_pair_shows_four_generations():
     assert not at.exception and not at.error
     assert len(at.text) == 8  # the two default prompts x four generations
     assert any("Typical residual norm at layer 9" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("pg_alpha", 1000.0, "alpha must be between -100 and 100, not 1000"),
+    ("pg_position", 5, "token position must be between -10000 and -1, not 5"),
+    ("pg_max_new", 0, "Max new tokens must be between 1 and 256, not 0"),
+])
+def test_a_value_out_of_range_is_refused_where_typed_and_nothing_runs_on_another(page, key, value, words):
+    at = _generate(page)  # a first result, at the old settings
+    before = at.session_state["pg_result"]
+    at.number_input(key=key).set_value(value)
+    at = at.run()
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="pg_generate").disabled
+    assert at.number_input(key=key).value == value  # what was typed stays, not the old value
+    assert at.session_state["pg_result"] is before  # nothing ran (Generate cannot be clicked)
+
+
+def test_an_alpha_far_past_what_the_model_tolerates_is_flagged_but_allowed(page):
+    at = page.number_input(key="pg_alpha").set_value(20.0).run()
+    assert any("far past what these models tolerate" in w.value for w in at.warning)
+    assert not at.button(key="pg_generate").disabled
