@@ -13,8 +13,8 @@ from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
-from steering.generation import (ABLATION_HELP, MAX_ALPHA, TOLERATED_ALPHA, DecodingSettings, SteeringSpec,
-                                 compare, format_prompts)
+from steering.generation import (ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec,
+                                 alpha_warning, compare, format_prompts)
 from steering.playground import (ContrastPrompts, cosine_table, directions_for_pair, mean_residuals, reference_prompts,
                                  reproduce_snippet)
 from steering.sweep import alignment_per_layer, alpha_sweep
@@ -150,9 +150,8 @@ else:
 all_layers = span == "all"
 alpha = checks.number(cols[2], "alpha (× residual norm)", 0.1, lo=-MAX_ALPHA, hi=MAX_ALPHA, step=0.05,
                       key="pg_alpha", disabled=mode == "ablate", what="alpha", check=mode == "add")
-if mode == "add" and checks.ok and abs(alpha) > TOLERATED_ALPHA:
-    cols[2].warning(f"alpha {alpha:g} is far past what these models tolerate: above about {TOLERATED_ALPHA:g} × "
-                    "the residual norm the text turns to noise.")
+if mode == "add" and checks.ok and alpha_warning(alpha):
+    cols[2].warning(alpha_warning(alpha))
 positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",
                           format_func={"all": "prompt and generated", "prompt": "prompt only",
                                        "generated": "generated only"}.get)

@@ -9,6 +9,7 @@ from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
+from steering.generation import alpha_warning
 from steering.judging import refusal_phrases
 
 st.set_page_config(page_title="Refusal", page_icon=study_icon(STUDY), layout="wide")
@@ -52,7 +53,7 @@ with st.expander("Refusal phrases"):
     phrases = st.text_area("Refusal phrases (a reply starting with one counts as a refusal)",
                            "\n".join(refusal_phrases()), height=120, key="rf_phrases")
 stored = study_result(STUDY, pair, skip=("phrases",), extra={"phrases": phrases_setting(phrases.splitlines())},
-                      data=data)
+                      data=data, warn=lambda config: alpha_warning(config.alpha))
 if stored is None:
     st.stop()
 result, config = stored.result, stored.manifest["config"]

@@ -29,6 +29,14 @@ ABLATION_HELP = {
 }
 
 
+def alpha_warning(alpha: float) -> str | None:
+    """One sentence when an addition strength is allowed but far past what the models tolerate (None otherwise)."""
+    if not math.isfinite(alpha) or abs(alpha) <= TOLERATED_ALPHA:
+        return None
+    return (f"alpha {alpha:g} is far past what these models tolerate: above about {TOLERATED_ALPHA:g} × the residual "
+            "norm the text turns to noise.")
+
+
 @dataclass(frozen=True)
 class SteeringSpec:
     """What to do with a direction during generation.

@@ -52,7 +52,8 @@ def _widget(study: Study, f, hint) -> Any:
     if isinstance(default, int):
         return st.number_input(label, value=default, step=1, help=help_text, key=key)
     if default is None:  # `int | None`: empty means all
-        return st.number_input(f"{label} (empty = all)", value=None, min_value=1, step=1, help=help_text, key=key)
+        # no min_value: the browser would keep the old value of a 0 without a word; the study's check names it
+        return st.number_input(f"{label} (empty = all)", value=None, step=1, help=help_text, key=key)
     if isinstance(default, tuple):
         return st.text_input(f"{label} (comma-separated)", ", ".join(map(str, default)), help=help_text, key=key)
     return st.text_input(label, default, help=help_text, key=key)
@@ -81,14 +82,16 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
                  data: Any = None, columns: int = 4,
-                 check: Callable[[Any], Any] | None = None) -> StoredResult | None:
+                 check: Callable[[Any], Any] | None = None,
+                 warn: Callable[[Any], str | None] | None = None) -> StoredResult | None:
     """The settings form and the result for its settings.
 
     Run computes it live with a progress bar (and stores it). Without a click the page shows, at once, the result
     for the current settings when one exists: from this session, from the user's store (a CLI run finds its way
     here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
     set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost.
-    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work."""
+    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work; `warn(config)`
+    flags, in one sentence, settings that run but far outside what the model tolerates."""
     with st.form(f"{study.name}_form"):
         with st.expander("Settings", expanded=False):
             values = settings(study, skip=skip, columns=columns)
@@ -100,6 +103,9 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     except (SteeringError, TypeError, ValueError) as e:
         st.error(str(e))
         return None
+    flagged = warn(config) if warn is not None else None
+    if flagged:
+        st.warning(flagged)
     state = f"{study.name}_stored"
     estimate = run_estimate(study, pair, config, data)
     if estimate:
