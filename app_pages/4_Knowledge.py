@@ -8,7 +8,7 @@ from analyses.knowledge import charts
 from analyses.knowledge.data import dataset_names
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
-from app_pages.ui.progress import run_with_progress
+from app_pages.ui.progress import run_with_progress, stopped_notice
 from app_pages.ui.study_page import config_from, downloads, headline, study_result
 from steering import SteeringError
 
@@ -124,6 +124,7 @@ st.caption("Traced whether or not the models get it right, with the settings abo
            "last applied with Run).")
 config = _config(top)
 fact = _fact_input(config) if config is not None else None
+stopped_notice("kn_fact")
 if fact is not None and st.button("Trace this fact", type="primary", key="kn_trace_fact"):
     run_with_progress("kn_fact", lambda p: trace_fact(pair, fact, config, p))
 if st.session_state.get("kn_fact") is not None:

@@ -24,7 +24,7 @@ from analyses.store import (ResultStore, StoredResult, StoredResultError, named_
 from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
 from steering import InvalidInputError, SteeringError
 
-from .progress import run_with_progress
+from .progress import run_with_progress, stopped_notice
 
 
 def settings(study: Study, *, skip: Sequence[str] = (), columns: int = 4) -> dict[str, Any]:
@@ -107,6 +107,7 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     if flagged:
         st.warning(flagged)
     state = f"{study.name}_stored"
+    stopped_notice(state)
     estimate = run_estimate(study, pair, config, data)
     if estimate:
         st.caption(estimate)
