@@ -18,18 +18,9 @@ st.markdown(
     "transfer it from one model to the other, and see where facts are stored and how confidence is regulated. "
     "The methods follow Du et al., *How Post-Training Reshapes LLMs* (COLM 2025, arXiv:2504.02904)."
 )
-st.caption(
-    "The default **demo pair** is Google's pretrained Gemma 3 270M (installed from PyPI) and this project's own "
-    "small LoRA fine-tune of it: good for showing the phenomena on a laptop, far from the paper's 7–13B pairs."
-)
-
-st.subheader("What you can look at")
-st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
-             "transfer it; four generations side by side", icon=PLAYGROUND)
-for study in STUDIES:
-    st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study_icon(study))
-st.page_link(LAB.page, label=f"**{LAB.title}** — {LAB.one_line()}", icon=study_icon(LAB))
-
+# the two replies come first, above the fold at 900 px: they are the page's first demonstration
+BASE_NOTE = ("A base model was never taught chat turns, so it continues the text, often echoing the turn "
+             "markers: that difference is what post-training adds, and what the paper studies.")
 pair = current_pair()
 if pair is not None:
     st.subheader("Both models, same prompt")
@@ -41,6 +32,8 @@ if pair is not None:
             for col, (role, model) in zip(st.columns(len(pair.models())), pair.models().items()):
                 with col:
                     st.markdown(f"**{'Base' if role == 'base' else 'Post-trained'}**")
+                    if role == "base" and chat:
+                        st.caption(BASE_NOTE)
                     bar = st.progress(0.0, text=f"The {role} model is writing…")
                     reply = generate(model, pair.tokenizer, texts, decoding=DecodingSettings(max_new_tokens=40),
                                      progress=lambda done, total, bar=bar, role=role: bar.progress(
@@ -49,3 +42,15 @@ if pair is not None:
                     st.write(reply[0])
         except SteeringError as e:
             st.error(str(e))
+
+st.caption(
+    "The default **demo pair** is Google's pretrained Gemma 3 270M (installed from PyPI) and this project's own "
+    "small LoRA fine-tune of it: good for showing the phenomena on a laptop, far from the paper's 7–13B pairs."
+)
+
+st.subheader("What you can look at")
+st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
+             "transfer it; four generations side by side", icon=PLAYGROUND)
+for study in STUDIES:
+    st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study_icon(study))
+st.page_link(LAB.page, label=f"**{LAB.title}** — {LAB.one_line()}", icon=study_icon(LAB))
