@@ -10,6 +10,7 @@ from analyses.study_directions import directions_for
 from app_pages.ui.checked import Checks
 from app_pages.ui.icons import PLAYGROUND
 from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.progress import PageProgress, stopped_notice
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
@@ -179,6 +180,22 @@ def get_directions() -> dict[str, Direction]:
     return found
 
 
+ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for
+
+
+def four_columns(prompt: str) -> dict[tuple[str, str, bool], object]:
+    """The prompt's echo and one headed column per (model, steered): where its text goes, streamed or final."""
+    shown = prompt if len(prompt) <= ECHO_CHARS else f"{prompt[:ECHO_CHARS]}… ({len(prompt):,} characters in all)"
+    st.markdown(f"**Prompt:** {shown}")
+    keys = [(prompt, role, steered) for role in roles for steered in (False, True)]
+    out = {}
+    for col, key in zip(st.columns(len(keys)), keys):
+        col.markdown(f"**{ROLE_NAMES[key[1]]}{' · steered' if key[2] else ''}**")
+        out[key] = col
+    return out
+
+
+stopped_notice("pg_result")
 # A broken source already shows its error above; generating would only add a second, misleading one.
 if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.ok,
              help=None if checks.ok else " ".join(checks.problems)) and source_error is None:
@@ -194,12 +211,20 @@ if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.
                 references = mean_residuals(pair, reference_texts, reference_position)
             reference_label = (f"the first {len(reference_texts)} {contrast.name.split(' vs ')[-1]} prompts"
                                if contrast is not None else f"{len(reference_texts)} harmless instructions")
-        gen_bar = st.progress(0.0, text="Generating: base and post-trained, each with and without steering…")
-        table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
-                        progress=lambda done, total: gen_bar.progress(done / total, text=(
-                            f"Generating: base and post-trained, each with and without steering… "
-                            f"{done}/{total} tokens")), references=references).table
-        gen_bar.empty()
+        gen_bar = PageProgress(stop_key="pg_result")
+        live = st.empty()  # the four columns written token by token, replaced by the result below when done
+        try:
+            with live.container():
+                slots = {key: slot.empty() for prompt in prompts for key, slot in four_columns(prompt).items()}
+            table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
+                            progress=lambda done, total: gen_bar(done / total, (
+                                f"Generating: base and post-trained, each with and without steering… "
+                                f"{done}/{total} tokens")), references=references,
+                            on_text=lambda rows: [slots[(r["prompt"], r["model"], r["steered"])].text(r["text"])
+                                                  for r in rows]).table
+        finally:
+            gen_bar.clear()
+            live.empty()
         with st.spinner("Reading how far each prompt already points along the direction…"):
             texts = format_prompts(pair.tokenizer, prompts, chat)
             alignment = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, direction).assign(model=ROLE_NAMES[r])
@@ -241,15 +266,10 @@ def intervention_note(spec: SteeringSpec, reference_label: str | None) -> str:
 st.caption(f"{intervention_note(spec, result.get('reference_label'))} · positions: {spec.positions} · direction"
            f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
            f"{norm_note}")
-ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for
+texts_by_key = dict(zip(zip(table.prompt, table.model, table.steered), table.text))
 for prompt in result["prompts"]:
-    shown_prompt = prompt if len(prompt) <= ECHO_CHARS else (f"{prompt[:ECHO_CHARS]}… ({len(prompt):,} characters "
-                                                              "in all)")
-    st.markdown(f"**Prompt:** {shown_prompt}")
-    shown = table[table.prompt == prompt]
-    for col, (_, row) in zip(st.columns(len(shown)), shown.iterrows()):
-        col.markdown(f"**{ROLE_NAMES[row.model]}{' · steered' if row.steered else ''}**")
-        col.text(row.text)
+    for key, col in four_columns(prompt).items():
+        col.text(texts_by_key[key])
 
 left, right = st.columns(2)
 cos = cosine_table(result["directions"])

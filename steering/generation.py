@@ -118,15 +118,25 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], c
     return [chat_prompt(tokenizer, p) for p in prompts] if chat else list(prompts)
 
 
-class _TokenProgress(StoppingCriteria):
-    """Reports (tokens generated, max new tokens) after every decoding step; never stops anything."""
+TokensSoFar = Callable[[torch.Tensor], None]  # every row's new tokens so far, [rows, steps]
 
-    def __init__(self, report: Callable[[int, int], None], total: int):
+
+class _TokenProgress(StoppingCriteria):
+    """After every decoding step: reports (tokens generated, max new tokens) and hands every row's new tokens so far
+    to `on_tokens` (a stopping criterion is the one per-step hook generate offers with the ids; it stops nothing,
+    so the tokens are those of the same single batched call as without it)."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, total: int, prompt_length: int,
+                 on_tokens: TokensSoFar | None = None):
         self.report, self.total, self.done = report, total, 0
+        self.prompt_length, self.on_tokens = prompt_length, on_tokens
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         self.done += 1
-        self.report(min(self.done, self.total), self.total)
+        if self.report:
+            self.report(min(self.done, self.total), self.total)
+        if self.on_tokens:
+            self.on_tokens(input_ids[:, self.prompt_length:])
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
@@ -140,16 +150,18 @@ def generate(
     steered_rows: Rows = None,
     decoding: DecodingSettings = DecodingSettings(),
     progress: Callable[[int, int], None] | None = None,
+    on_tokens: TokensSoFar | None = None,
 ) -> list[str]:
     """Continue already formatted texts; steering applies to `steered_rows` (all rows when None); `progress(done,
-    total)` hears of every new token (a prompt too long for the context is refused before any work)."""
+    total)` hears of every new token, `on_tokens(ids)` gets every row's new tokens so far after each step (to
+    stream them); a prompt too long for the context is refused before any work."""
     view = ModelView.of(model)
     batch = encode(tokenizer, texts, view.device)
     check_fits_context(model, tokenizer, texts, decoding.max_new_tokens, batch.input_ids.shape[1])
     torch.manual_seed(decoding.seed)
     context = steering.applied(model, steered_rows) if steering is not None else nullcontext()
-    extra = ({"stopping_criteria": StoppingCriteriaList([_TokenProgress(progress, decoding.max_new_tokens)])}
-             if progress else {})
+    watch = _TokenProgress(progress, decoding.max_new_tokens, batch.input_ids.shape[1], on_tokens)
+    extra = {"stopping_criteria": StoppingCriteriaList([watch])} if progress or on_tokens else {}
     with context:
         out = model.generate(**batch, **decoding.generate_kwargs(), **extra)
     return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
@@ -183,10 +195,13 @@ def compare(
     chat: bool = True,
     progress: Callable[[int, int], None] | None = None,
     references: dict[str, torch.Tensor] | None = None,
+    on_text: Callable[[list[dict]], None] | None = None,
 ) -> Comparison:
     """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
     counts new tokens over all models (total = models x max new tokens). `references[role]` [n_layers, d]: that
-    model's mean residual on reference prompts, which the affine ablation needs (each model its own)."""
+    model's mean residual on reference prompts, which the affine ablation needs (each model its own). `on_text(rows)`
+    streams: after every step of a model's one generate call, its rows so far, as the table's (prompt, model,
+    steered, text); greedy tokens are the same as without it."""
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
     specs = {role: replace(steering, reference=references.get(role, steering.reference)) if references
@@ -198,9 +213,17 @@ def compare(
     total = len(models) * decoding.max_new_tokens
     for i, (role, model) in enumerate(models.items()):
         step = (lambda done, _, i=i: progress(i * decoding.max_new_tokens + done, total)) if progress else None
+        stream = (lambda ids, role=role: on_text(_rows(kept, role, tokenizer.batch_decode(
+            ids, skip_special_tokens=True)))) if on_text else None
         outputs = generate(model, tokenizer, texts + texts, steering=specs[role],
-                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step)
-        for j, prompt in enumerate(kept):
-            rows.append({"prompt": prompt, "model": role, "steered": False, "text": outputs[j]})
-            rows.append({"prompt": prompt, "model": role, "steered": True, "text": outputs[len(texts) + j]})
+                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step,
+                           on_tokens=stream)
+        rows += _rows(kept, role, outputs)
     return Comparison(pd.DataFrame(rows), {"chat": chat, **decoding.__dict__})
+
+
+def _rows(prompts: Sequence[str], role: str, outputs: Sequence[str]) -> list[dict]:
+    """The table's rows of one model's batch, whose first half is unsteered and second half steered."""
+    n = len(prompts)
+    return [{"prompt": prompt, "model": role, "steered": steered, "text": outputs[j + n * steered]}
+            for j, prompt in enumerate(prompts) for steered in (False, True)]

@@ -244,3 +244,26 @@ def test_an_alpha_far_past_what_the_model_tolerates_is_flagged_but_allowed(page)
     at = page.number_input(key="pg_alpha").set_value(20.0).run()
     assert any("far past what these models tolerate" in w.value for w in at.warning)
     assert not at.button(key="pg_generate").disabled
+
+
+def test_the_four_columns_are_written_token_by_token_from_one_generate_per_model(page, monkeypatch):
+    import steering.generation as generation
+
+    calls, updates = [], []
+    real_generate, real_compare = generation.generate, generation.compare
+
+    def counting_generate(*args, **kwargs):
+        calls.append(kwargs.get("on_tokens") is not None)
+        return real_generate(*args, **kwargs)
+
+    def watching_compare(*args, on_text=None, **kwargs):
+        return real_compare(*args, on_text=lambda rows: (updates.append(rows), on_text(rows)), **kwargs)
+
+    monkeypatch.setattr(generation, "generate", counting_generate)
+    monkeypatch.setattr(generation, "compare", watching_compare)
+    at = _generate(page)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    assert calls == [True, True]  # one batched, streamed generate per model
+    assert len(updates) == 2 * 6  # every step of each model's call reached the page's columns
+    final = {(r.prompt, r.model, r.steered): r.text for r in at.session_state["pg_result"]["table"].itertuples()}
+    assert {(r["prompt"], r["model"], r["steered"]): r["text"] for rows in updates for r in rows} == final
