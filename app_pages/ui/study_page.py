@@ -201,7 +201,15 @@ def headline(study: Study, result: Any) -> None:
     order = [c for c in ("base", "post") if c in table.columns] + [c for c in table.columns if c not in ("base",
                                                                                                        "post")]
     st.subheader("Headline")
-    st.dataframe(table[order], width="stretch")
+    # a measure one model lacks is a dash, not "None"; the Styler keeps the numbers themselves in the table
+    st.dataframe(table[order].style.format(_cell, na_rep="—"), width="stretch")
+
+
+def _cell(value: Any) -> str:
+    """A headline number as a reader wants it: 4 significant digits, thousands separated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def downloads(study: Study, result: Any) -> None:
@@ -219,4 +227,12 @@ def downloads(study: Study, result: Any) -> None:
     st.subheader("Downloads")
     cols = st.columns(4)
     for i, (name, content, mime) in enumerate(items):
-        cols[i % 4].download_button(name, content, name, mime, key=f"{study.name}_dl_{name}")
+        # the label is what differs between files (a long common prefix cut every label to the same words)
+        cols[i % 4].download_button(_download_label(study, name), content, name, mime, key=f"{study.name}_dl_{name}",
+                                    help=f"Saves {name}")
+
+
+def _download_label(study: Study, file_name: str) -> str:
+    stem, _, ext = file_name.rpartition(".")
+    words = stem.removeprefix(f"{study.name}_").replace("_", " ")
+    return f"{words[:1].upper()}{words[1:]} (.{ext})"
