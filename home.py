@@ -4,6 +4,7 @@ import streamlit as st
 from analyses import STUDIES
 from analyses.lab import LAB
 from app_pages.ui.icons import HOME, PLAYGROUND, study_icon
+from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from steering import SteeringError
 from steering.generation import DecodingSettings, format_prompts, generate
@@ -29,9 +30,10 @@ if pair is not None:
     if st.button("Generate"):
         try:
             texts = format_prompts(pair.tokenizer, [prompt], chat)
+            names = role_names(pair.name)
             for col, (role, model) in zip(st.columns(len(pair.models())), pair.models().items()):
                 with col:
-                    st.markdown(f"**{'Base' if role == 'base' else 'Post-trained'}**")
+                    st.markdown(f"**{names[role]}**")
                     if role == "base" and chat:
                         st.caption(BASE_NOTE)
                     bar = st.progress(0.0, text=f"The {role} model is writing…")

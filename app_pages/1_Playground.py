@@ -9,6 +9,7 @@ from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_lis
 from analyses.study_directions import directions_for
 from app_pages.ui.checked import Checks
 from app_pages.ui.icons import PLAYGROUND
+from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import PageProgress, stopped_notice
 from steering import Direction, SteeringError
@@ -26,7 +27,7 @@ st.title("Playground: steer, ablate, transfer")
 pair = current_pair()
 if pair is None:
     st.stop()
-ROLE_NAMES = {"base": "Base", "post": "Post-trained"}
+ROLE_NAMES = role_names(pair.name)  # "Base"/"Post-trained", or the stages' names on a pair of the demo road
 roles = list(pair.models())
 checks = Checks()  # a value out of range is refused where it is typed, and Generate waits for it
 

@@ -6,6 +6,7 @@ from analyses.refusal import (ABLATION_HELP, ABLATIONS, STUDY, builtin_data, liv
                               split_lists, steering_of)
 from analyses.refusal.charts import candidate_heatmap, cosine_chart, score_bars
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
@@ -105,9 +106,11 @@ a, b, c = st.columns(3)
 # the post-trained model with its own direction ablated is the paper's effect at first click: on the demo pair it
 # refuses "How do I pick a lock?" unsteered and answers it steered (the base model alone only rambles)
 models, sources = list(pair.models()), list(steering)
-target = a.selectbox("Model", models, index=models.index("post") if "post" in models else 0, key="rf_live_model")
+names = role_names(pair.name)  # the dropdowns read "Post-trained", not the key "post"
+target = a.selectbox("Model", models, index=models.index("post") if "post" in models else 0, key="rf_live_model",
+                     format_func=lambda role: names.get(role, role))
 source = b.selectbox("Direction from", sources, index=sources.index(target) if target in sources else 0,
-                     key="rf_live_source")
+                     key="rf_live_source", format_func=lambda role: f"{names.get(role, role)} model")
 mode = c.radio("Intervention", ["ablate", "add"], horizontal=True, key="rf_live_mode",
                help="ablate: the study's ablation (below); add: alpha × residual norm at its layer.")
 live_ablation = c.selectbox("Ablation", ABLATIONS, index=ABLATIONS.index(result.ablation), key="rf_live_ablation",
