@@ -66,7 +66,9 @@ st.info(f"**Selection (Arditi's filters):** discard candidates in the last {conf
         f"among candidates with KL < {10 * config['max_kl']:g} (10 × max KL), else the lowest KL.")
 headline(STUDY, result)
 st.subheader("Selected directions")
-st.dataframe(result.selected, hide_index=True)
+# tokens such as the final newline are invisible as text: shown quoted and escaped ('\n')
+st.dataframe(result.selected.assign(**{c: result.selected[c].map(repr) for c in ("token",) if c in result.selected}),
+             hide_index=True)
 st.caption(f"Refusal tokens for the log-odds score: {', '.join(result.refusal_tokens)} (first tokens of the "
            "refusal phrases). Positions are offsets from the prompt's end (the template's tokens after the "
            "instruction).")
