@@ -5,6 +5,7 @@ from analyses.contrast_sets import decode_upload, parse_prompt_list
 from analyses.refusal import (ABLATION_HELP, ABLATIONS, STUDY, builtin_data, live_generation, phrases_setting,
                               split_lists, steering_of)
 from analyses.refusal.charts import candidate_heatmap, cosine_chart, score_bars
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
@@ -22,6 +23,7 @@ st.markdown(
     "directions differ, and that the post-trained model's direction steers the base model (**backward** transfer) "
     "better than the base model's steers the post-trained one (**forward** transfer). Both models read the "
     "instructions through the post-trained model's chat template.")
+gloss("KL", "affine")
 pair = current_pair()
 if pair is None:
     st.stop()

@@ -6,6 +6,7 @@ import streamlit as st
 from analyses.knowledge import COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, trace_fact
 from analyses.knowledge import charts
 from analyses.knowledge.data import dataset_names
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress, stopped_notice
@@ -21,6 +22,7 @@ st.title("Knowledge storage: causal tracing")
 st.caption("Put the clean run's hidden state back into a corrupted run, one (token, layer) cell at a time, and see "
            "how much of the clean output returns (0 = corrupted, 1 = clean). Du et al. 2025 find the maps of base "
            "and post-trained models alike: post-training does not move where facts are stored.")
+gloss("resid", "overshoot")
 pair = current_pair()
 if pair is None:
     st.stop()

@@ -4,6 +4,7 @@ import streamlit as st
 from analyses.lab import LAB, PANELS, merged, models_needed
 from analyses.lab import charts as ch
 from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -19,6 +20,7 @@ st.caption("The paper compares the two end points. The demo pair's post-training
            "studies run with lighter settings than their pages' defaults (the same at every stage); the page of any "
            "study runs on a stage when you pick it in the sidebar (e.g. demo@step108, or two stages with "
            "'two stages of the demo road').")
+gloss("KL", "ECE", "IoU", "resid")
 pair = current_pair()
 if pair is None:
     st.stop()

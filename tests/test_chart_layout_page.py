@@ -82,3 +82,18 @@ def test_the_pages_draw_heatmaps_at_their_own_width():
     assert truth.count('transfer_heatmap(result.transfer, alpha') == truth.count('width="content")\n', 0) >= 2
     assert 'charts["overlap"], width="content"' in confidence
     assert "st.columns([2, 1])" not in knowledge  # maps one per row: side by side they were cut
+
+
+def test_the_diffing_lens_heatmaps_fit_the_page_and_every_rose_fell_label_shows():
+    from analyses.diffing import charts as dc
+
+    lens = pd.DataFrame([dict(model=m, layer=l, rank=r, token=f"tok{r}", prob=0.1) for m in ("base", "post")
+                         for l in range(19) for r in range(10)])
+    spec = dc.lens(lens).to_dict()
+    assert 2 * 10 * spec["spec"]["width"]["step"] + dc.AXES <= MAIN_WIDTH
+    promoted = pd.DataFrame([dict(kind=k, layer=l, rank=r, token="t", score=0.1) for k in ("promoted", "demoted")
+                             for l in range(19) for r in range(10)])
+    assert 2 * 10 * dc.difference_tokens(promoted, "logit_lens").to_dict()["spec"]["width"]["step"] + dc.AXES \
+        <= MAIN_WIDTH
+    moved = pd.DataFrame([dict(token=f"t{i}", p_base=0.1, p_post=0.2, delta=0.1, change="rose") for i in range(20)])
+    assert dc.changes(moved).to_dict()["height"]["step"] >= 18  # room for every bar's label
