@@ -201,12 +201,29 @@ def headline(study: Study, result: Any) -> None:
     order = [c for c in ("base", "post") if c in table.columns] + [c for c in table.columns if c not in ("base",
                                                                                                        "post")]
     st.subheader("Headline")
-    # a measure one model lacks is a dash, not "None"; the Styler keeps the numbers themselves in the table
-    st.dataframe(table[order].style.format(_cell, na_rep="—"), width="stretch")
+    # A measure one model lacks is a dash. The browser draws a null cell as a grey "None" whatever a Styler says,
+    # so the dash is a value; a column holding one is sent as text (each number written out in full, which the
+    # page tests read back), and the Styler shows every number at 4 significant digits.
+    shown = table[order].copy()
+    for column in shown.columns[shown.isna().any()]:
+        shown[column] = [_full(v) for v in shown[column]]
+    st.dataframe(shown.style.format(_cell), width="stretch")
+
+
+def _full(value: Any) -> str:
+    """A cell of a column with a missing measure, as text: the dash, or the value written out in full."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return str(float(value)) if isinstance(value, float) else str(value)
 
 
 def _cell(value: Any) -> str:
     """A headline number as a reader wants it: 4 significant digits, thousands separated."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if value not in ("True", "False", "—") else value
+        except ValueError:
+            return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
