@@ -101,7 +101,7 @@ def test_no_page_draws_a_chart_wider_than_its_column_or_a_none_cell(server):
                 continue
             page.goto(url)
             page.wait_for_selector('[data-testid="stMain"]', timeout=300_000)
-            page.wait_for_function("() => !document.querySelector('[data-testid=\\"stStatusWidget\\"]')",
+            page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
                                    timeout=600_000)
             page.wait_for_timeout(3000)  # Vega draws after the page settles
             problems += [f"{name}: {line}" for line in page.evaluate(LAYOUT_JS)]
