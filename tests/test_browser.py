@@ -103,7 +103,12 @@ def test_no_page_draws_a_chart_wider_than_its_column_or_a_none_cell(server):
             page.wait_for_selector('[data-testid="stMain"]', timeout=300_000)
             page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
                                    timeout=600_000)
-            page.wait_for_timeout(3000)  # Vega draws after the page settles
+            # Streamlit scrolls inside its main area and Vega draws a chart only once it is in view: grow the
+            # viewport to the whole main area, as the look tool does, before measuring
+            tall = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+            page.set_viewport_size({"width": 1400, "height": max(1000, min(int(tall) + 40, 16000))})
+            page.wait_for_timeout(4000)
             problems += [f"{name}: {line}" for line in page.evaluate(LAYOUT_JS)]
+            page.set_viewport_size({"width": 1400, "height": 1000})
         browser.close()
     assert not problems, problems
