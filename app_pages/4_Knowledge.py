@@ -30,7 +30,7 @@ if pair is None:
 
 def _top_settings() -> dict:
     """The settings drawn above the form: they apply at once, to the dataset and to the one fact."""
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([2, 2, 3, 2])  # the components field holds three chips: "attn" was cut at 1/4
     corruption = c1.radio("Corruption", CORRUPTIONS, index=CORRUPTIONS.index(DEFAULT.corruption),
                           key="knowledge_corruption", help=HELP["corruption"])
     dataset = c2.selectbox("Fact table", dataset_names(), index=dataset_names().index(DEFAULT.dataset),
