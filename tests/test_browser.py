@@ -112,3 +112,23 @@ def test_no_page_draws_a_chart_wider_than_its_column_or_a_none_cell(server):
             page.set_viewport_size({"width": 1400, "height": 1000})
         browser.close()
     assert not problems, problems
+
+
+def test_the_runs_own_stop_leaves_a_usable_page(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/Playground")
+        page.get_by_role("button", name="Generate").wait_for(timeout=300_000)
+        page.get_by_role("button", name="Generate").click()
+        # the page's own Stop, beside the run's bar (not the toolbar's, which leaves the page greyed out)
+        page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click(timeout=300_000)
+        expect(page.get_by_text("Run stopped")).to_be_visible(timeout=120_000)
+        page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=120_000)
+        assert page.locator('[data-testid="stProgress"]').count() == 0  # no frozen bar
+        expect(page.get_by_role("button", name="Generate")).to_be_enabled()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()
