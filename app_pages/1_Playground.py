@@ -8,6 +8,7 @@ import streamlit as st
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
 from analyses.study_directions import directions_for
 from app_pages.ui.checked import Checks
+from app_pages.ui.generations import four_columns, intervention_note
 from app_pages.ui.icons import PLAYGROUND
 from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
@@ -181,21 +182,6 @@ def get_directions() -> dict[str, Direction]:
     return found
 
 
-ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for
-
-
-def four_columns(prompt: str) -> dict[tuple[str, str, bool], object]:
-    """The prompt's echo and one headed column per (model, steered): where its text goes, streamed or final."""
-    shown = prompt if len(prompt) <= ECHO_CHARS else f"{prompt[:ECHO_CHARS]}… ({len(prompt):,} characters in all)"
-    st.markdown(f"**Prompt:** {shown}")
-    keys = [(prompt, role, steered) for role in roles for steered in (False, True)]
-    out = {}
-    for col, key in zip(st.columns(len(keys)), keys):
-        col.markdown(f"**{ROLE_NAMES[key[1]]}{' · steered' if key[2] else ''}**")
-        out[key] = col
-    return out
-
-
 stopped_notice("pg_result")
 # A broken source already shows its error above; generating would only add a second, misleading one.
 if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.ok,
@@ -216,7 +202,7 @@ if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.
         live = st.empty()  # the four columns written token by token, replaced by the result below when done
         try:
             with live.container():
-                slots = {key: slot.empty() for prompt in prompts for key, slot in four_columns(prompt).items()}
+                slots = {key: slot.empty() for prompt in prompts for key, slot in four_columns(prompt, roles, ROLE_NAMES).items()}
             table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
                             progress=lambda done, total: gen_bar(done / total, (
                                 f"Generating: base and post-trained, each with and without steering… "
@@ -253,23 +239,12 @@ norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[sp
              if norms is not None and spec.mode == "add" else "")
 
 
-def intervention_note(spec: SteeringSpec, reference_label: str | None) -> str:
-    """What was done, in the words of the mode that ran (ablation has no alpha)."""
-    layers = f"layers {spec.layers[0]}–{spec.layers[-1]}"
-    if spec.mode == "add":
-        return f"add · {layers} · alpha {spec.alpha:g}"
-    if spec.ablation == "affine":
-        return (f"ablate (affine) · at {layers}, the component along layer {spec.layers[0]}'s direction set to "
-                f"each model's own mean on {reference_label}")
-    return f"ablate (project) · layer {spec.layers[0]}'s direction projected out at every layer"
-
-
 st.caption(f"{intervention_note(spec, result.get('reference_label'))} · positions: {spec.positions} · direction"
            f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
            f"{norm_note}")
 texts_by_key = dict(zip(zip(table.prompt, table.model, table.steered), table.text))
 for prompt in result["prompts"]:
-    for key, col in four_columns(prompt).items():
+    for key, col in four_columns(prompt, roles, ROLE_NAMES).items():
         col.text(texts_by_key[key])
 
 left, right = st.columns(2)
