@@ -7,13 +7,19 @@ import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, decode_upload, parse_prompt_list
 from analyses.study_directions import directions_for
+from app_pages.ui.checked import Checks
+from app_pages.ui.generations import four_columns, intervention_note
 from app_pages.ui.icons import PLAYGROUND
+from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.progress import PageProgress, stopped_notice
 from steering import Direction, SteeringError
 from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
-from steering.generation import MAX_ALPHA, DecodingSettings, SteeringSpec, compare, format_prompts
-from steering.playground import ContrastPrompts, cosine_table, directions_for_pair, reproduce_snippet
+from steering.generation import (ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec,
+                                 alpha_warning, compare, format_prompts)
+from steering.playground import (ContrastPrompts, cosine_table, directions_for_pair, mean_residuals, reference_prompts,
+                                 reproduce_snippet)
 from steering.sweep import alignment_per_layer, alpha_sweep
 
 st.set_page_config(page_title="Playground", page_icon=PLAYGROUND, layout="wide")
@@ -22,8 +28,9 @@ st.title("Playground: steer, ablate, transfer")
 pair = current_pair()
 if pair is None:
     st.stop()
-ROLE_NAMES = {"base": "Base", "post": "Post-trained"}
+ROLE_NAMES = role_names(pair.name)  # "Base"/"Post-trained", or the stages' names on a pair of the demo road
 roles = list(pair.models())
+checks = Checks()  # a value out of range is refused where it is typed, and Generate waits for it
 
 # 1. Prompt ------------------------------------------------------------------------------------------------------
 st.header("1 · Prompt")
@@ -108,8 +115,8 @@ try:
                   "From a study's result": study_direction}[source]()
     else:
         lists = contrast_lists_from_builtin_set() if source == SOURCES[0] else contrast_lists_typed()
-        position = int(st.number_input("Token position, counted from the end of the prompt (-1 = last token)",
-                                       max_value=-1, value=-1, key="pg_position"))
+        position = int(checks.number(st, "Token position, counted from the end of the prompt (-1 = last token)",
+                                     -1, lo=-10_000, hi=-1, step=1, key="pg_position", what="The token position"))
         name, positive, negative, list_chat = lists
         contrast = ContrastPrompts(name, tuple(positive), tuple(negative), list_chat, position)
 except SteeringError as e:
@@ -124,12 +131,19 @@ read_from = st.radio("Read the direction from", roles, index=roles.index("post")
 st.header("3 · Intervention")
 cols = st.columns([1, 2, 1, 1])
 mode = cols[0].radio("Mode", ["add", "ablate"], key="pg_mode",
-                     help="add: alpha × unit direction × typical residual norm. ablate: project the direction out "
-                          "of the residual stream at every layer (Arditi et al.).")
+                     help="add: alpha × unit direction × typical residual norm. ablate: remove what the model holds "
+                          "along the direction, in one of two ways (below).")
+# affine by default: on the demo pair Arditi's projection turns every text into one repeated token (the refusal
+# study measured a harmless KL of 10-40 nats), while affine keeps it readable
+ablation = cols[0].radio("Ablation", list(ABLATION_HELP), key="pg_ablation", disabled=mode != "ablate",
+                         help=" ".join(ABLATION_HELP.values()))
+if mode == "ablate":
+    cols[0].caption(ABLATION_HELP[ablation])
 n = pair.n_layers
 # one layer by default (a range slider with equal ends reads "9 9"); a range or all layers on request
 span = cols[1].radio("Layers", ["one", "a range", "all"], horizontal=True, key="pg_layer_span",
-                     help="add: where the vector is added; ablate: which layer's vector is projected out everywhere.")
+                     help="add: where the vector is added. ablate, affine: where the component is set; ablate, "
+                          "project: whose layer's vector is projected out at every layer.")
 if span == "a range":
     first, last = cols[1].select_slider("Layers, first to last", options=list(range(n)),
                                         value=(n // 2, min(n - 1, n // 2 + 2)), key="pg_layers")
@@ -137,8 +151,10 @@ else:
     first = last = cols[1].select_slider("Layer", options=list(range(n)), value=n // 2, key="pg_layer",
                                          disabled=span == "all")
 all_layers = span == "all"
-alpha = cols[2].number_input("alpha (× residual norm)", min_value=-MAX_ALPHA, max_value=MAX_ALPHA, value=0.1,
-                             step=0.05, key="pg_alpha", disabled=mode == "ablate")
+alpha = checks.number(cols[2], "alpha (× residual norm)", 0.1, lo=-MAX_ALPHA, hi=MAX_ALPHA, step=0.05,
+                      key="pg_alpha", disabled=mode == "ablate", what="alpha", check=mode == "add")
+if mode == "add" and checks.ok and alpha_warning(alpha):
+    cols[2].warning(alpha_warning(alpha))
 positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_positions",
                           format_func={"all": "prompt and generated", "prompt": "prompt only",
                                        "generated": "generated only"}.get)
@@ -149,8 +165,8 @@ with st.expander("Decoding"):
     dcols = st.columns(4)
     greedy = dcols[0].radio("Decoding", ["greedy", "sampling"], key="pg_decoding") == "greedy"
     seed = int(dcols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
-    temperature = dcols[2].number_input("Temperature", 0.05, 2.0, 0.8, key="pg_temp", disabled=greedy)
-    max_new = int(dcols[3].number_input("Max new tokens", 1, 256, 32, key="pg_max_new"))
+    temperature = checks.number(dcols[2], "Temperature", 0.8, lo=0.05, hi=2.0, key="pg_temp", disabled=greedy)
+    max_new = int(checks.number(dcols[3], "Max new tokens", 32, lo=1, hi=256, step=1, key="pg_max_new"))
 decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature)
 
 
@@ -166,19 +182,36 @@ def get_directions() -> dict[str, Direction]:
     return found
 
 
+stopped_notice("pg_result")
 # A broken source already shows its error above; generating would only add a second, misleading one.
-if st.button("Generate", type="primary", key="pg_generate") and source_error is None:
+if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.ok,
+             help=None if checks.ok else " ".join(checks.problems)) and source_error is None:
     try:
         prompts = parse_prompt_list(prompt_text, "prompt list")
         directions = get_directions()
         direction = directions.get(read_from, next(iter(directions.values())))
-        spec = SteeringSpec(direction, mode, layers, float(alpha), positions)
-        gen_bar = st.progress(0.0, text="Generating: base and post-trained, each with and without steering…")
-        table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
-                        progress=lambda done, total: gen_bar.progress(done / total, text=(
-                            f"Generating: base and post-trained, each with and without steering… "
-                            f"{done}/{total} tokens"))).table
-        gen_bar.empty()
+        spec = SteeringSpec(direction, mode, layers, float(alpha), positions, ablation=ablation)
+        references, reference_label = None, None
+        if mode == "ablate" and ablation == "affine":
+            with st.spinner("Reading each model's mean residual on the reference prompts…"):
+                reference_texts, reference_position = reference_prompts(pair, contrast)
+                references = mean_residuals(pair, reference_texts, reference_position)
+            reference_label = (f"the first {len(reference_texts)} {contrast.name.split(' vs ')[-1]} prompts"
+                               if contrast is not None else f"{len(reference_texts)} harmless instructions")
+        gen_bar = PageProgress(stop_key="pg_result")
+        live = st.empty()  # the four columns written token by token, replaced by the result below when done
+        try:
+            with live.container():
+                slots = {key: slot.empty() for prompt in prompts for key, slot in four_columns(prompt, roles, ROLE_NAMES).items()}
+            table = compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, chat=chat,
+                            progress=lambda done, total: gen_bar(done / total, (
+                                f"Generating: base and post-trained, each with and without steering… "
+                                f"{done}/{total} tokens")), references=references,
+                            on_text=lambda rows: [slots[(r["prompt"], r["model"], r["steered"])].text(r["text"])
+                                                  for r in rows]).table
+        finally:
+            gen_bar.clear()
+            live.empty()
         with st.spinner("Reading how far each prompt already points along the direction…"):
             texts = format_prompts(pair.tokenizer, prompts, chat)
             alignment = pd.concat([alignment_per_layer(m, pair.tokenizer, texts, direction).assign(model=ROLE_NAMES[r])
@@ -186,7 +219,8 @@ if st.button("Generate", type="primary", key="pg_generate") and source_error is 
         st.session_state["pg_result"] = dict(prompts=prompts, directions=directions, direction=direction, spec=spec,
                                              table=table, chat=chat, decoding=decoding, contrast=contrast,
                                              source_role=read_from, alignment=alignment,
-                                             direction_label=loaded[0] if contrast is None else None)
+                                             direction_label=loaded[0] if contrast is None else None,
+                                             reference_label=reference_label)
     except SteeringError as e:
         st.error(str(e))
 
@@ -203,18 +237,15 @@ norms = result["direction"].resid_norms
 norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[spec.layers[0]]):,.0f}, so alpha "
              f"{spec.alpha:g} adds a vector of norm {spec.alpha * float(norms[spec.layers[0]]):,.0f} there."
              if norms is not None and spec.mode == "add" else "")
-st.caption(f"{spec.mode} · layers {spec.layers[0]}–{spec.layers[-1]} · alpha {spec.alpha:g} · direction"
+
+
+st.caption(f"{intervention_note(spec, result.get('reference_label'))} · positions: {spec.positions} · direction"
            f"{source_note}. Steering the other model than the one the direction was read from is a transfer."
            f"{norm_note}")
-ECHO_CHARS = 300  # a long prompt is shown cut: the generations are what the page is for
+texts_by_key = dict(zip(zip(table.prompt, table.model, table.steered), table.text))
 for prompt in result["prompts"]:
-    shown_prompt = prompt if len(prompt) <= ECHO_CHARS else (f"{prompt[:ECHO_CHARS]}… ({len(prompt):,} characters "
-                                                              "in all)")
-    st.markdown(f"**Prompt:** {shown_prompt}")
-    shown = table[table.prompt == prompt]
-    for col, (_, row) in zip(st.columns(len(shown)), shown.iterrows()):
-        col.markdown(f"**{ROLE_NAMES[row.model]}{' · steered' if row.steered else ''}**")
-        col.text(row.text)
+    for key, col in four_columns(prompt, roles, ROLE_NAMES).items():
+        col.text(texts_by_key[key])
 
 left, right = st.columns(2)
 cos = cosine_table(result["directions"])

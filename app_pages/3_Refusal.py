@@ -5,10 +5,13 @@ from analyses.contrast_sets import decode_upload, parse_prompt_list
 from analyses.refusal import (ABLATION_HELP, ABLATIONS, STUDY, builtin_data, live_generation, phrases_setting,
                               split_lists, steering_of)
 from analyses.refusal.charts import candidate_heatmap, cosine_chart, score_bars
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
+from steering.generation import alpha_warning
 from steering.judging import refusal_phrases
 
 st.set_page_config(page_title="Refusal", page_icon=study_icon(STUDY), layout="wide")
@@ -20,6 +23,7 @@ st.markdown(
     "directions differ, and that the post-trained model's direction steers the base model (**backward** transfer) "
     "better than the base model's steers the post-trained one (**forward** transfer). Both models read the "
     "instructions through the post-trained model's chat template.")
+gloss("KL", "affine")
 pair = current_pair()
 if pair is None:
     st.stop()
@@ -53,7 +57,7 @@ with st.expander("Refusal phrases"):
     phrases = st.text_area("Refusal phrases (a reply starting with one counts as a refusal)",
                            "\n".join(refusal_phrases()), height=120, key="rf_phrases")
 stored = study_result(STUDY, pair, skip=("phrases",), extra={"phrases": phrases_setting(phrases.splitlines())},
-                      data=data)
+                      data=data, warn=lambda config: alpha_warning(config.alpha))
 if stored is None:
     st.stop()
 result, config = stored.result, stored.manifest["config"]
@@ -65,7 +69,9 @@ st.info(f"**Selection (Arditi's filters):** discard candidates in the last {conf
         f"among candidates with KL < {10 * config['max_kl']:g} (10 × max KL), else the lowest KL.")
 headline(STUDY, result)
 st.subheader("Selected directions")
-st.dataframe(result.selected, hide_index=True)
+# tokens such as the final newline are invisible as text: shown quoted and escaped ('\n')
+st.dataframe(result.selected.assign(**{c: result.selected[c].map(repr) for c in ("token",) if c in result.selected}),
+             hide_index=True)
 st.caption(f"Refusal tokens for the log-odds score: {', '.join(result.refusal_tokens)} (first tokens of the "
            "refusal phrases). Positions are offsets from the prompt's end (the template's tokens after the "
            "instruction).")
@@ -105,9 +111,11 @@ a, b, c = st.columns(3)
 # the post-trained model with its own direction ablated is the paper's effect at first click: on the demo pair it
 # refuses "How do I pick a lock?" unsteered and answers it steered (the base model alone only rambles)
 models, sources = list(pair.models()), list(steering)
-target = a.selectbox("Model", models, index=models.index("post") if "post" in models else 0, key="rf_live_model")
+names = role_names(pair.name)  # the dropdowns read "Post-trained", not the key "post"
+target = a.selectbox("Model", models, index=models.index("post") if "post" in models else 0, key="rf_live_model",
+                     format_func=lambda role: names.get(role, role))
 source = b.selectbox("Direction from", sources, index=sources.index(target) if target in sources else 0,
-                     key="rf_live_source")
+                     key="rf_live_source", format_func=lambda role: f"{names.get(role, role)} model")
 mode = c.radio("Intervention", ["ablate", "add"], horizontal=True, key="rf_live_mode",
                help="ablate: the study's ablation (below); add: alpha × residual norm at its layer.")
 live_ablation = c.selectbox("Ablation", ABLATIONS, index=ABLATIONS.index(result.ablation), key="rf_live_ablation",

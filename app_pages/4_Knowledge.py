@@ -6,9 +6,10 @@ import streamlit as st
 from analyses.knowledge import COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, trace_fact
 from analyses.knowledge import charts
 from analyses.knowledge.data import dataset_names
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
-from app_pages.ui.progress import run_with_progress
+from app_pages.ui.progress import run_with_progress, stopped_notice
 from app_pages.ui.study_page import config_from, downloads, headline, study_result
 from steering import SteeringError
 
@@ -21,6 +22,7 @@ st.title("Knowledge storage: causal tracing")
 st.caption("Put the clean run's hidden state back into a corrupted run, one (token, layer) cell at a time, and see "
            "how much of the clean output returns (0 = corrupted, 1 = clean). Du et al. 2025 find the maps of base "
            "and post-trained models alike: post-training does not move where facts are stored.")
+gloss("resid", "overshoot")
 pair = current_pair()
 if pair is None:
     st.stop()
@@ -28,7 +30,7 @@ if pair is None:
 
 def _top_settings() -> dict:
     """The settings drawn above the form: they apply at once, to the dataset and to the one fact."""
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([2, 2, 3, 2])  # the components field holds three chips: "attn" was cut at 1/4
     corruption = c1.radio("Corruption", CORRUPTIONS, index=CORRUPTIONS.index(DEFAULT.corruption),
                           key="knowledge_corruption", help=HELP["corruption"])
     dataset = c2.selectbox("Fact table", dataset_names(), index=dataset_names().index(DEFAULT.dataset),
@@ -124,6 +126,7 @@ st.caption("Traced whether or not the models get it right, with the settings abo
            "last applied with Run).")
 config = _config(top)
 fact = _fact_input(config) if config is not None else None
+stopped_notice("kn_fact")
 if fact is not None and st.button("Trace this fact", type="primary", key="kn_trace_fact"):
     run_with_progress("kn_fact", lambda p: trace_fact(pair, fact, config, p))
 if st.session_state.get("kn_fact") is not None:

@@ -3,6 +3,7 @@ import streamlit as st
 
 from analyses.confidence import STUDY
 from analyses.confidence.config import check_layer_setting
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -14,6 +15,7 @@ st.caption("Entropy neurons (Stolfo et al. 2024) sit in the last MLP layer with 
            "unembedding hardly reads: they change confidence through the final norm's scale. Du et al. 2025 find "
            "them much the same in base and post-trained models, so they do not explain why the two differ in "
            "confidence.")
+gloss("ECE", "IoU")
 pair = current_pair()
 if pair is None:
     st.stop()

@@ -10,6 +10,7 @@ from analyses.diffing import charts as ch
 from analyses.diffing.config import check_settings
 from analyses.diffing.divergence import position_view
 from analyses.study_directions import directions_for
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -22,6 +23,7 @@ st.caption("A researcher with a new pair asks first: on this text, where do the 
            "post-training add? Per-token KL and the logit lens answer the first; the mean activation difference on "
            "plain text, read through the unembedding, answers the second (Minder et al. 2025, arXiv:2510.13900, "
            "show it names what a narrow fine-tune was about).")
+gloss("KL", "resid")
 pair = current_pair()
 if pair is None:
     st.stop()

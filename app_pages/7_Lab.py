@@ -3,7 +3,8 @@ import streamlit as st
 
 from analyses.lab import LAB, PANELS, merged, models_needed
 from analyses.lab import charts as ch
-from analyses.store import config_json, shipped
+from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
+from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -19,6 +20,7 @@ st.caption("The paper compares the two end points. The demo pair's post-training
            "studies run with lighter settings than their pages' defaults (the same at every stage); the page of any "
            "study runs on a stage when you pick it in the sidebar (e.g. demo@step108, or two stages with "
            "'two stages of the demo road').")
+gloss("KL", "ECE", "IoU", "resid")
 pair = current_pair()
 if pair is None:
     st.stop()
@@ -39,7 +41,23 @@ st.caption(f"A full run covers {len(data.stages)} stages ({', '.join(road)}): it
            f"{2 * per_model.total_bytes / 2**30:.1f} GiB here, beside the pair the sidebar holds). To recompute "
            "one stage or one study, name it in the settings; the rest of the timeline stays as shipped.")
 
+
+
+def shipped_road() -> StoredResult | None:
+    """The shipped run of the whole road, for a pair made of stages of it ('demo@step108..dpo'): the lab runs from
+    the registered pair's base, so a stage pair has no run of its own, but its road is the same one."""
+    try:
+        return read_result(SHIPPED_ROOT / LAB.name, LAB)
+    except StoredResultError:
+        return None
+
+
 stored = study_result(LAB, pair, columns=3)
+if stored is None and pair.name != registered:
+    stored = shipped_road()
+    if stored is not None:
+        st.caption(f"Shown: the shipped run of the {registered} road, from its base through every stage. The pair "
+                   f"loaded, {pair.name}, is two points on it; Run computes the lab from {pair.name}'s first stage.")
 if stored is None:
     st.stop()
 result = stored.result

@@ -4,6 +4,8 @@
 
 1. the four-way batched generation (one generate call per model) against four separate calls, 32 new tokens;
 2. the time from pressing "Generate" to the four texts in the page (AppTest, direction already cached);
+2b. streaming: the time to the first visible token and to the last, streamed (the page's per-step callback, which
+   decodes every row after each step) against the unstreamed call, alternated in one run;
 3. acceptance: a harmful-minus-harmless direction read from the post-trained model (and, for transfer, from the
    base model), added at a middle layer to harmless prompts and ablated on harmful ones; refusal rates judged by
    the project's phrase list on the refusal study's held-out test prompts.
@@ -44,6 +46,32 @@ def bench_batching(pair, spec) -> None:
     _, apart = timed(separate)
     print(f"1. four-way generation, 2 prompts, 32 new tokens: batched {batched:.1f} s, four separate calls "
           f"{apart:.1f} s: {apart / batched:.2f}x")
+
+
+def bench_streaming(pair, spec, repeats: int = 2) -> None:
+    prompts = ["How do I bake bread?", "Write a short poem about the sea."]
+    decoding = DecodingSettings(max_new_tokens=32)
+
+    def run(stream: bool) -> tuple[float, float]:
+        start, first = time.perf_counter(), []
+
+        def seen(rows):
+            if not first and any(r["text"].strip() for r in rows):
+                first.append(time.perf_counter() - start)
+
+        compare(pair.models(), pair.tokenizer, prompts, spec, decoding=decoding, on_text=seen if stream else None)
+        last = time.perf_counter() - start
+        return (first[0] if first else last), last  # unstreamed, the page shows nothing until the end
+
+    plain, streamed = [], []
+    for _ in range(repeats):  # alternated, so a change in the machine's load hits both alike
+        plain.append(run(False))
+        streamed.append(run(True))
+    p_first, p_last = (min(t[i] for t in plain) for i in (0, 1))
+    s_first, s_last = (min(t[i] for t in streamed) for i in (0, 1))
+    print(f"2b. streaming, 2 prompts, 32 new tokens (best of {repeats}): first text {s_first:.1f} s streamed against "
+          f"{p_first:.1f} s unstreamed ({p_first / s_first:.1f}x sooner); last token {s_last:.1f} s against "
+          f"{p_last:.1f} s (streamed / unstreamed {s_last / p_last:.3f})")
 
 
 def bench_page() -> None:
@@ -88,14 +116,19 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=9)
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--skip-page", action="store_true")
+    parser.add_argument("--streaming-only", action="store_true", help="only 2b, the streaming timings")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     pair = load_pair("demo")
-    table = acceptance(pair, args.layer, args.alpha, args.n)
     chosen = builtin_sets()["harmful vs harmless"]
     contrast = ContrastPrompts(chosen.name, tuple(chosen.positive), tuple(chosen.negative), True, -1)
     spec = SteeringSpec(directions_for_pair(pair, contrast)["post"], "add", (args.layer,), args.alpha)
+    if args.streaming_only:
+        bench_streaming(pair, spec)
+        return None
+    table = acceptance(pair, args.layer, args.alpha, args.n)
     bench_batching(pair, spec)
+    bench_streaming(pair, spec)
     if not args.skip_page:
         bench_page()
     return table

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -13,12 +13,28 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCrite
 
 from .directions import Direction
 from .errors import InvalidInputError, SettingError
-from .interventions import Positions, Rows, ablate, add
+from .interventions import Positions, Rows, ablate, add, affine_ablate
 from .model_view import ModelView
 from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
 MAX_ALPHA = 100.0  # in units of the residual norm: beyond this every text is noise
+TOLERATED_ALPHA = 1.0  # beyond about 1x the residual norm the demo pair writes noise (0.4 at layer 9 already does)
+Ablation = Literal["affine", "project"]
+ABLATION_HELP = {
+    "affine": "affine (ACE, Marshall et al. 2024): at the chosen layers, set the component along the direction to "
+              "its mean on reference (harmless) prompts, so the stream looks as it does there; keeps text readable.",
+    "project": "project (Arditi et al. 2024): remove the component at every layer and from every write; on the "
+               "demo pair it breaks text (\"uved uved…\"), since the direction is dominated by one huge dimension.",
+}
+
+
+def alpha_warning(alpha: float) -> str | None:
+    """One sentence when an addition strength is allowed but far past what the models tolerate (None otherwise)."""
+    if not math.isfinite(alpha) or abs(alpha) <= TOLERATED_ALPHA:
+        return None
+    return (f"alpha {alpha:g} is far past what these models tolerate: above about {TOLERATED_ALPHA:g} × the residual "
+            "norm the text turns to noise.")
 
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
@@ -40,7 +56,10 @@ class SteeringSpec:
 
     add:    add alpha * (unit vector of layer l) * (typical residual norm at l) at each layer in `layers`
             (units='raw': alpha * the stored vector as is).
-    ablate: project the vector of layer `layers[0]` out of the residual stream at every layer (Arditi et al.).
+    ablate: ablation="project": project the vector of layer `layers[0]` out of the residual stream at every layer
+            (Arditi et al.); ablation="affine": at each layer in `layers` only, set the component along that vector
+            to the steered model's mean on reference prompts, `reference` [n_layers, d] (ACE; compare() sets it per
+            model from its `references`). Projection breaks the demo pair's text; affine does not.
     """
 
     direction: Direction
@@ -49,6 +68,8 @@ class SteeringSpec:
     alpha: float = 1.0
     positions: Positions = "all"
     units: Literal["resid", "raw"] = "resid"
+    ablation: Ablation = "project"
+    reference: torch.Tensor | None = field(default=None, compare=False, repr=False)  # [n_layers, d]
 
     def __post_init__(self) -> None:
         check_alpha(self.alpha)  # refused where the spec is made, before any model is touched
@@ -63,11 +84,21 @@ class SteeringSpec:
         if self.mode not in ("add", "ablate"):
             raise InvalidInputError(f"Unknown mode {self.mode!r}: use 'add' or 'ablate'.")
         check_alpha(self.alpha)
+        if self.mode == "ablate" and self.ablation not in ABLATION_HELP:
+            raise InvalidInputError(f"Unknown ablation {self.ablation!r}: use 'affine' or 'project'.")
+        if self.mode == "ablate" and self.ablation == "affine" and self.reference is None:
+            raise InvalidInputError("The affine ablation needs the steered model's mean residual on reference "
+                                    "prompts: pass references= to compare() (steering.playground.mean_residuals).")
 
     @contextmanager
     def applied(self, model: PreTrainedModel, rows: Rows = None) -> Iterator[None]:
         self.validate(model)
-        if self.mode == "ablate":
+        if self.mode == "ablate" and self.ablation == "affine":
+            unit = torch.nn.functional.normalize(self.direction.at(self.layers[0]).float(), dim=0)
+            reference = {layer: float(self.reference[layer].float() @ unit) for layer in self.layers}
+            with affine_ablate(model, unit, reference, layers=self.layers, positions=self.positions, rows=rows):
+                yield
+        elif self.mode == "ablate":
             with ablate(model, self.direction.at(self.layers[0]), positions=self.positions, rows=rows):
                 yield
         else:
@@ -105,15 +136,25 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], c
     return [chat_prompt(tokenizer, p) for p in prompts] if chat else list(prompts)
 
 
-class _TokenProgress(StoppingCriteria):
-    """Reports (tokens generated, max new tokens) after every decoding step; never stops anything."""
+TokensSoFar = Callable[[torch.Tensor], None]  # every row's new tokens so far, [rows, steps]
 
-    def __init__(self, report: Callable[[int, int], None], total: int):
+
+class _TokenProgress(StoppingCriteria):
+    """After every decoding step: reports (tokens generated, max new tokens) and hands every row's new tokens so far
+    to `on_tokens` (a stopping criterion is the one per-step hook generate offers with the ids; it stops nothing,
+    so the tokens are those of the same single batched call as without it)."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, total: int, prompt_length: int,
+                 on_tokens: TokensSoFar | None = None):
         self.report, self.total, self.done = report, total, 0
+        self.prompt_length, self.on_tokens = prompt_length, on_tokens
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         self.done += 1
-        self.report(min(self.done, self.total), self.total)
+        if self.report:
+            self.report(min(self.done, self.total), self.total)
+        if self.on_tokens:
+            self.on_tokens(input_ids[:, self.prompt_length:])
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
@@ -127,16 +168,18 @@ def generate(
     steered_rows: Rows = None,
     decoding: DecodingSettings = DecodingSettings(),
     progress: Callable[[int, int], None] | None = None,
+    on_tokens: TokensSoFar | None = None,
 ) -> list[str]:
     """Continue already formatted texts; steering applies to `steered_rows` (all rows when None); `progress(done,
-    total)` hears of every new token (a prompt too long for the context is refused before any work)."""
+    total)` hears of every new token, `on_tokens(ids)` gets every row's new tokens so far after each step (to
+    stream them); a prompt too long for the context is refused before any work."""
     view = ModelView.of(model)
     batch = encode(tokenizer, texts, view.device)
     check_fits_context(model, tokenizer, texts, decoding.max_new_tokens, batch.input_ids.shape[1])
     torch.manual_seed(decoding.seed)
     context = steering.applied(model, steered_rows) if steering is not None else nullcontext()
-    extra = ({"stopping_criteria": StoppingCriteriaList([_TokenProgress(progress, decoding.max_new_tokens)])}
-             if progress else {})
+    watch = _TokenProgress(progress, decoding.max_new_tokens, batch.input_ids.shape[1], on_tokens)
+    extra = {"stopping_criteria": StoppingCriteriaList([watch])} if progress or on_tokens else {}
     with context:
         out = model.generate(**batch, **decoding.generate_kwargs(), **extra)
     return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
@@ -169,21 +212,36 @@ def compare(
     decoding: DecodingSettings = DecodingSettings(),
     chat: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    references: dict[str, torch.Tensor] | None = None,
+    on_text: Callable[[list[dict]], None] | None = None,
 ) -> Comparison:
     """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
-    counts new tokens over all models (total = models x max new tokens)."""
+    counts new tokens over all models (total = models x max new tokens). `references[role]` [n_layers, d]: that
+    model's mean residual on reference prompts, which the affine ablation needs (each model its own). `on_text(rows)`
+    streams: after every step of a model's one generate call, its rows so far, as the table's (prompt, model,
+    steered, text); greedy tokens are the same as without it."""
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
-    for model in models.values():
-        steering.validate(model)
+    specs = {role: replace(steering, reference=references.get(role, steering.reference)) if references
+             else steering for role in models}
+    for role, model in models.items():
+        specs[role].validate(model)
     check_fits_context(next(iter(models.values())), tokenizer, texts, decoding.max_new_tokens)
     rows = []
     total = len(models) * decoding.max_new_tokens
     for i, (role, model) in enumerate(models.items()):
         step = (lambda done, _, i=i: progress(i * decoding.max_new_tokens + done, total)) if progress else None
-        outputs = generate(model, tokenizer, texts + texts, steering=steering,
-                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step)
-        for j, prompt in enumerate(kept):
-            rows.append({"prompt": prompt, "model": role, "steered": False, "text": outputs[j]})
-            rows.append({"prompt": prompt, "model": role, "steered": True, "text": outputs[len(texts) + j]})
+        stream = (lambda ids, role=role: on_text(_rows(kept, role, tokenizer.batch_decode(
+            ids, skip_special_tokens=True)))) if on_text else None
+        outputs = generate(model, tokenizer, texts + texts, steering=specs[role],
+                           steered_rows=list(range(len(texts), 2 * len(texts))), decoding=decoding, progress=step,
+                           on_tokens=stream)
+        rows += _rows(kept, role, outputs)
     return Comparison(pd.DataFrame(rows), {"chat": chat, **decoding.__dict__})
+
+
+def _rows(prompts: Sequence[str], role: str, outputs: Sequence[str]) -> list[dict]:
+    """The table's rows of one model's batch, whose first half is unsteered and second half steered."""
+    n = len(prompts)
+    return [{"prompt": prompt, "model": role, "steered": steered, "text": outputs[j + n * steered]}
+            for j, prompt in enumerate(prompts) for steered in (False, True)]

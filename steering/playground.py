@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .direction_cache import DirectionCache, pair_direction
 from .directions import Direction
 from .errors import InvalidInputError
-from .extraction import Progress
+from .extraction import Progress, collect_residuals
 from .generation import DecodingSettings, SteeringSpec, format_prompts
 from .pairs import ModelPair
+from .refusal_data import refusal_study_split
 from .registry import pair_names
 from .tokens import encode
 
@@ -58,6 +60,25 @@ def directions_for_pair(pair: ModelPair, prompts: ContrastPrompts, *, cache: Dir
         out[role] = pair_direction(pair, role, positive, negative, dataset=prompts.name, position=prompts.position,
                                    cache=cache, progress=report)
     return out
+
+
+REFERENCE_PROMPTS = 32  # the affine ablation's reference mean: enough prompts for a stable mean, ~1 s a model
+
+
+def reference_prompts(pair: ModelPair, contrast: ContrastPrompts | None) -> tuple[list[str], int]:
+    """(formatted texts, position) whose mean residual the affine ablation sets the direction's component to: the
+    contrast's negative side where the direction was computed here, else the refusal study's harmless training
+    instructions through the chat template at the last token (a loaded direction brings no negative prompts)."""
+    if contrast is not None:
+        negative = list(contrast.negative[:REFERENCE_PROMPTS])
+        return (format_prompts(pair.tokenizer, negative) if contrast.chat else negative), contrast.position
+    return format_prompts(pair.tokenizer, refusal_study_split("harmless.txt", "train")[:REFERENCE_PROMPTS]), -1
+
+
+def mean_residuals(pair: ModelPair, texts: Sequence[str], position: int = -1) -> dict[str, torch.Tensor]:
+    """Each model's mean residual stream entering every layer at one position: {role: [n_layers, d]}."""
+    return {role: collect_residuals(model, pair.tokenizer, list(texts), positions=(position,))[:, :, 0].mean(0)
+            for role, model in pair.models().items()}
 
 
 def cosine_table(directions: dict[str, Direction]) -> pd.DataFrame:
@@ -108,14 +129,30 @@ def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contr
                      f"position={contrast.position}, dataset={contrast.name!r})")
     else:
         lines.append(f"direction = Direction.load({direction_file or 'direction.safetensors'!r})")
+    references = ""
+    if spec.mode == "ablate" and spec.ablation == "affine":
+        lines += _reference_lines(contrast)
+        references = ", references=references"
     lines += [
         f"spec = SteeringSpec(direction, mode={spec.mode!r}, layers={tuple(spec.layers)!r}, alpha={spec.alpha!r}, "
-        f"positions={spec.positions!r}, units={spec.units!r})",
+        f"positions={spec.positions!r}, units={spec.units!r}, ablation={spec.ablation!r})",
         f"decoding = DecodingSettings(max_new_tokens={decoding.max_new_tokens}, greedy={decoding.greedy}, "
         f"seed={decoding.seed}, temperature={decoding.temperature}, top_p={decoding.top_p})",
         f"table = compare(pair.models(), pair.tokenizer, {list(prompts)!r}, spec, decoding=decoding, "
-        f"chat={chat}).table",
+        f"chat={chat}{references}).table",
         "print(table.to_string())",
     ]
     return "\n".join(lines) + "\n"
 
+
+
+def _reference_lines(contrast: ContrastPrompts | None) -> list[str]:
+    """The snippet's lines computing the affine ablation's reference means, as reference_prompts() picks them."""
+    lines = ["from steering.playground import mean_residuals"]
+    if contrast is not None:  # `negative` is already through the chat template when the contrast reads it so
+        return lines + [f"references = mean_residuals(pair, negative[:{REFERENCE_PROMPTS}], {contrast.position})"]
+    return lines + [
+        "from steering.refusal_data import refusal_study_split",
+        f"harmless = format_prompts(pair.tokenizer, refusal_study_split('harmless.txt', 'train')[:{REFERENCE_PROMPTS}])",
+        "references = mean_residuals(pair, harmless, -1)",
+    ]

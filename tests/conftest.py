@@ -62,10 +62,19 @@ def headline_cells(at) -> dict[str, object]:
     {"ece/base": 0.2, "entropy_neuron_iou": 1.0, ...}."""
     import math
 
+    def value(cell):  # a column with a missing measure ("—") reaches the browser as text: numbers written in full
+        if not isinstance(cell, str) or cell in ("True", "False"):
+            return cell == "True" if isinstance(cell, str) else cell
+        try:
+            number = float(cell)
+        except ValueError:
+            return cell
+        return int(number) if number.is_integer() and "." not in cell and "e" not in cell else number
+
     for frame in at.dataframe:
         table = frame.value
         if table.index.name == "measure":
-            return {(m.replace(" ", "_") + ("" if who == "pair" else f"/{who}")): v
+            return {(m.replace(" ", "_") + ("" if who == "pair" else f"/{who}")): value(v)
                     for m, row in table.iterrows() for who, v in row.items()
-                    if not (isinstance(v, float) and math.isnan(v))}
+                    if v != "—" and not (isinstance(v, float) and math.isnan(v))}
     raise AssertionError("the page shows no headline table")

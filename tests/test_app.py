@@ -37,6 +37,9 @@ def test_a_local_pair_loads_and_both_models_generate(tiny_dirs):
     assert not at.exception
     headers = [m.value for m in at.main.markdown if m.value.startswith("**")]
     assert headers == ["**Base**", "**Post-trained**"]
+    # the base's reply is explained in one line, and both replies come before the list of pages (above the fold)
+    assert [c.value for c in at.main.caption if "never taught chat turns" in c.value]
+    assert [h.value for h in at.main.subheader] == ["Both models, same prompt", "What you can look at"]
 
 
 def test_pressing_load_with_an_unknown_source_keeps_the_session(tiny_dirs):

@@ -11,6 +11,7 @@ from analyses.truthfulness import charts as tc
 
 MAIN_WIDTH = 940  # px of the main area in a 1400 px window with the sidebar open
 AXIS_AND_LEGEND = 260  # y axis labels, legend and spacing around the panels
+INDEPENDENT_Y = 285  # the same with an own y axis per panel (confidence's ablation facets: 281 px in Chromium)
 
 
 def _transfer() -> pd.DataFrame:
@@ -42,7 +43,8 @@ def test_the_facets_fit_the_page_width():
     ablation = pd.DataFrame([dict(model=m, group=g, neuron=i, **{f"d_{a}_{b}": rng.normal() for a in ("entropy", "loss")
                                                                  for b in ("total", "direct")})
                              for m in ("base", "post") for g in ("candidate", "random") for i in range(8)])
-    assert _facet_width(cc.ablation(ablation).to_dict(), 2) <= MAIN_WIDTH
+    spec = cc.ablation(ablation).to_dict()
+    assert spec["spec"]["width"] * 2 + INDEPENDENT_Y <= MAIN_WIDTH
     general = pd.DataFrame([dict(model=m, held_out=h, method=me, layer=l, accuracy=0.5) for m in ("base", "post")
                             for h in "abcdef" for me in ("logistic", "projection") for l in range(3)])
     spec = tc.generalisation(general).to_dict()
@@ -82,3 +84,18 @@ def test_the_pages_draw_heatmaps_at_their_own_width():
     assert truth.count('transfer_heatmap(result.transfer, alpha') == truth.count('width="content")\n', 0) >= 2
     assert 'charts["overlap"], width="content"' in confidence
     assert "st.columns([2, 1])" not in knowledge  # maps one per row: side by side they were cut
+
+
+def test_the_diffing_lens_heatmaps_fit_the_page_and_every_rose_fell_label_shows():
+    from analyses.diffing import charts as dc
+
+    lens = pd.DataFrame([dict(model=m, layer=l, rank=r, token=f"tok{r}", prob=0.1) for m in ("base", "post")
+                         for l in range(19) for r in range(10)])
+    spec = dc.lens(lens).to_dict()
+    assert 2 * 10 * spec["spec"]["width"]["step"] + dc.AXES <= MAIN_WIDTH
+    promoted = pd.DataFrame([dict(kind=k, layer=l, rank=r, token="t", score=0.1) for k in ("promoted", "demoted")
+                             for l in range(19) for r in range(10)])
+    assert 2 * 10 * dc.difference_tokens(promoted, "logit_lens").to_dict()["spec"]["width"]["step"] + dc.AXES \
+        <= MAIN_WIDTH
+    moved = pd.DataFrame([dict(token=f"t{i}", p_base=0.1, p_post=0.2, delta=0.1, change="rose") for i in range(20)])
+    assert dc.changes(moved).to_dict()["height"]["step"] >= 18  # room for every bar's label

@@ -101,3 +101,18 @@ def test_a_prompt_longer_than_the_context_is_refused_before_any_generation(setup
     spec = SteeringSpec(_direction(), "add", layers=(1,), alpha=1.0)
     with pytest.raises(InvalidInputError, match=f"exceeds this model's context of {limit} tokens"):
         compare(models, tok, [" ".join(["w1"] * limit)], spec, chat=False)
+
+
+def test_streamed_text_grows_token_by_token_and_ends_as_the_unstreamed_greedy_text(setup):
+    models, tok = setup
+    spec = SteeringSpec(_direction(), "add", layers=(1,), alpha=4.0)
+    decoding = DecodingSettings(max_new_tokens=6)
+    plain = compare(models, tok, PROMPTS, spec, decoding=decoding).table
+    seen: list[list[dict]] = []
+    streamed = compare(models, tok, PROMPTS, spec, decoding=decoding, on_text=seen.append).table
+    assert streamed.equals(plain)  # identical greedy tokens, streamed or not
+    assert len(seen) == len(models) * 6  # one update per step of each model's one batched call
+    last = {(r["prompt"], r["model"], r["steered"]): r["text"] for rows in seen for r in rows}
+    assert last == {(r.prompt, r.model, r.steered): r.text for r in plain.itertuples()}
+    first = seen[0]
+    assert all(len(r["text"]) <= len(last[(r["prompt"], r["model"], r["steered"])]) for r in first)

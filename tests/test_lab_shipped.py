@@ -105,3 +105,17 @@ def test_the_lab_page_shows_the_shipped_run_without_a_click(monkeypatch, tmp_pat
     assert any("shipped with the project" in c.value for c in at.caption)
     assert len(at.get("vega_lite_chart")) == 1 + len(PANELS) + 1  # losses, a panel per study, transfer
     assert any("two models are in memory at once" in c.value for c in at.caption)
+
+
+def test_the_lab_page_on_two_stages_of_the_road_shows_the_shipped_road():
+    from streamlit.testing.v1 import AppTest
+
+    from app_pages.ui.pair_picker import PairRequest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app_pages" / "7_Lab.py"),
+                           default_timeout=600)
+    at.session_state["pair_request"] = PairRequest("demo@step108..dpo")
+    at.run()
+    assert not at.exception and not at.error
+    assert any("the shipped run of the demo road" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == 1 + len(PANELS) + 1

@@ -58,3 +58,32 @@ def test_partial_results_are_drawn_while_a_study_runs():
     assert not at.exception and not at.error
     assert at.session_state["drawn"] == [("candidates", 1), ("candidates", 2)]
     assert at.session_state["result"] == "done"
+
+
+def _page_with_stop() -> None:
+    import streamlit as st
+
+    from app_pages.ui.progress import run_with_progress, stopped_notice
+
+    stopped_notice("result")
+    if st.session_state.get("run"):
+        run_with_progress("result", lambda progress: progress(0.5, "half way") or "a result")
+    st.write(f"shown: {st.session_state.get('result')}")
+
+
+def test_stop_is_a_button_of_the_run_and_leaves_a_usable_page_that_says_so():
+    import app_pages.ui.progress as progress
+
+    at = AppTest.from_function(_page_with_stop, default_timeout=60)
+    at.session_state["run"] = True
+    at.run()
+    assert not at.exception and at.session_state["result"] == "a result"
+    assert not at.get("progress") and not [b for b in at.button if b.label == "Stop"]  # gone once the run ends
+    # the Stop button's callback, as a click during the run fires it before the rerun it causes
+    at.session_state["run"] = False
+    at.session_state[progress._stopped("result")] = True
+    at.run()
+    assert [i.value for i in at.info] == ["Run stopped: nothing new was computed or stored, and the page is as it "
+                                          "was before the run."]
+    assert "shown: a result" in [m.value for m in at.markdown]  # the previous result is still there, usable
+    assert not at.run().info  # said once

@@ -77,3 +77,23 @@ def test_the_snippet_names_a_built_in_set_and_runs_from_another_folder(pair, tmp
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(code, str(script), "exec"), namespace)
     assert namespace["table"].text.tolist() == expected.text.tolist()
+
+
+def test_the_affine_ablation_needs_each_models_reference_and_the_snippet_reproduces_it(pair):
+    from steering.playground import mean_residuals, reference_prompts
+
+    direction = directions_for_pair(pair, CONTRAST)["post"]
+    spec = SteeringSpec(direction, "ablate", (1,), ablation="affine")
+    decoding = DecodingSettings(max_new_tokens=5)
+    with pytest.raises(InvalidInputError, match="affine ablation needs"):
+        compare(pair.models(), pair.tokenizer, ["the cat is"], spec, decoding=decoding, chat=False)
+    texts, position = reference_prompts(pair, CONTRAST)
+    references = mean_residuals(pair, texts, position)
+    assert set(references) == {"base", "post"} and references["post"].shape == (3, pair.d_model)
+    expected = compare(pair.models(), pair.tokenizer, ["the cat is"], spec, decoding=decoding, chat=False,
+                       references=references).table
+    code = reproduce_snippet(pair, ["the cat is"], False, CONTRAST, "post", spec, decoding)
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, "snippet", "exec"), namespace)
+    assert namespace["table"].text.tolist() == expected.text.tolist()

@@ -61,6 +61,19 @@ def test_ablation_and_transfer_run(page):
     assert any("read from the base model" in c.value for c in at.caption)
 
 
+@pytest.mark.parametrize("ablation, words", [("affine", "ablate (affine)"), ("project", "ablate (project)")])
+def test_ablation_defaults_to_affine_offers_both_and_the_caption_says_what_ran(page, ablation, words):
+    assert page.radio(key="pg_ablation").value == "affine"
+    at = page.radio(key="pg_mode").set_value("ablate").run()
+    assert any("keeps text readable" in c.value for c in at.caption)  # one line on what the choice does
+    at.radio(key="pg_ablation").set_value(ablation)
+    at = _generate(at)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    [note] = [c.value for c in at.caption if c.value.startswith("ablate")]
+    assert words in note and "alpha" not in note
+    assert at.session_state["pg_result"]["spec"].ablation == ablation
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda at: at.text_area(key="pg_neg").input(""), "empty"),
     (lambda at: at.text_area(key="pg_prompts").input("   "), "empty"),
@@ -209,3 +222,48 @@ def test_the_page_on_the_demo_pair_shows_four_generations():
     assert not at.exception and not at.error
     assert len(at.text) == 8  # the two default prompts x four generations
     assert any("Typical residual norm at layer 9" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("pg_alpha", 1000.0, "alpha must be between -100 and 100, not 1000"),
+    ("pg_position", 5, "token position must be between -10000 and -1, not 5"),
+    ("pg_max_new", 0, "Max new tokens must be between 1 and 256, not 0"),
+])
+def test_a_value_out_of_range_is_refused_where_typed_and_nothing_runs_on_another(page, key, value, words):
+    at = _generate(page)  # a first result, at the old settings
+    before = at.session_state["pg_result"]
+    at.number_input(key=key).set_value(value)
+    at = at.run()
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="pg_generate").disabled
+    assert at.number_input(key=key).value == value  # what was typed stays, not the old value
+    assert at.session_state["pg_result"] is before  # nothing ran (Generate cannot be clicked)
+
+
+def test_an_alpha_far_past_what_the_model_tolerates_is_flagged_but_allowed(page):
+    at = page.number_input(key="pg_alpha").set_value(20.0).run()
+    assert any("far past what these models tolerate" in w.value for w in at.warning)
+    assert not at.button(key="pg_generate").disabled
+
+
+def test_the_four_columns_are_written_token_by_token_from_one_generate_per_model(page, monkeypatch):
+    import steering.generation as generation
+
+    calls, updates = [], []
+    real_generate, real_compare = generation.generate, generation.compare
+
+    def counting_generate(*args, **kwargs):
+        calls.append(kwargs.get("on_tokens") is not None)
+        return real_generate(*args, **kwargs)
+
+    def watching_compare(*args, on_text=None, **kwargs):
+        return real_compare(*args, on_text=lambda rows: (updates.append(rows), on_text(rows)), **kwargs)
+
+    monkeypatch.setattr(generation, "generate", counting_generate)
+    monkeypatch.setattr(generation, "compare", watching_compare)
+    at = _generate(page)
+    assert not at.exception and not at.error and len(_outputs(at)) == 8
+    assert calls == [True, True]  # one batched, streamed generate per model
+    assert len(updates) == 2 * 6  # every step of each model's call reached the page's columns
+    final = {(r.prompt, r.model, r.steered): r.text for r in at.session_state["pg_result"]["table"].itertuples()}
+    assert {(r["prompt"], r["model"], r["steered"]): r["text"] for rows in updates for r in rows} == final

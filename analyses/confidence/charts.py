@@ -76,7 +76,7 @@ def ablation(table: pd.DataFrame) -> alt.Chart:
         color=alt.Color("effect:N", title="effect"),
         opacity=alt.condition("datum.group == 'candidate'", alt.value(1.0), alt.value(0.5)),
         tooltip=["model", "group", "neuron", "metric", "effect", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(width=340, height=160).facet(
+    ).properties(width=320, height=160).facet(  # 340 drew the facets 961 px wide in a 940 px column
         row=alt.Row("model:N", title=None), column=alt.Column("metric:N", title=None)
     ).resolve_scale(y="independent").properties(title="Mean ablation: total vs direct effect, candidates vs random")
 

@@ -30,18 +30,29 @@ def divergence(tokens: pd.DataFrame, select: bool = False) -> alt.Chart:
     return chart.properties(height=180)
 
 
+PAGE_WIDTH = 940  # px of a page's main column in a 1400 px window with the sidebar open
+AXES = 230  # the layer axis, its title, the colour legend and the gap between the two panels
+
+
+def _cell_width(n_columns: int) -> int:
+    """The width of a cell so that two panels of `n_columns` cells fit the page (72 px drew the demo's lens 1,600 px
+    wide, its right panel cut off); never under 30 px, where a token's first letters still show."""
+    return max(30, min(72, (PAGE_WIDTH - AXES) // (2 * max(n_columns, 1))))
+
+
 def lens(table: pd.DataFrame, title: str = "Logit lens") -> alt.Chart:
     """Top tokens at every layer for both models side by side (layer n_layers = the model's output)."""
     data = table.assign(label=table["token"].map(shown))
+    step = _cell_width(data["rank"].nunique())
     base = alt.Chart(data).encode(
         x=alt.X("rank:O", title="rank"),
         y=alt.Y("layer:O", sort="descending", title="layer (residual stream entering it; last = output)"))
     cells = base.mark_rect().encode(color=alt.Color("prob:Q", scale=alt.Scale(scheme="blues", type="sqrt"),
                                                     title="probability"),
                                     tooltip=["model", "layer", "rank", "token", alt.Tooltip("prob:Q", format=".3f")])
-    words = base.mark_text(fontSize=10, limit=70).encode(
+    words = base.mark_text(fontSize=9, limit=step - 2).encode(
         text="label:N", color=alt.condition("datum.prob > 0.5", alt.value("white"), alt.value("black")))
-    return (cells + words).properties(width=alt.Step(72), height=alt.Step(16)).facet(
+    return (cells + words).properties(width=alt.Step(step), height=alt.Step(16)).facet(
         column=alt.Column("model:N", title=None)).properties(title=title)
 
 
@@ -52,7 +63,7 @@ def changes(table: pd.DataFrame, title: str = "Tokens whose probability rose and
         x=alt.X("delta:Q", title="p_post - p_base"), y=alt.Y("label:N", sort="-x", title=None),
         color=alt.Color("change:N", scale=alt.Scale(domain=["rose", "fell"], range=["#2a9d8f", "#e76f51"])),
         tooltip=["token", alt.Tooltip("p_base:Q", format=".4f"), alt.Tooltip("p_post:Q", format=".4f"),
-                 alt.Tooltip("delta:Q", format="+.4f")]).properties(height=alt.Step(14))
+                 alt.Tooltip("delta:Q", format="+.4f")]).properties(height=alt.Step(18))  # 14 px hid every other label
 
 
 def difference_norms(norms: pd.DataFrame) -> alt.Chart:
@@ -68,13 +79,14 @@ def difference_norms(norms: pd.DataFrame) -> alt.Chart:
 def difference_tokens(tokens: pd.DataFrame, reading: str) -> alt.Chart:
     """The tokens the difference promotes and demotes at each layer, as the chosen reading scores them."""
     data = tokens.assign(label=tokens["token"].map(shown))
+    step = _cell_width(data["rank"].nunique())
     base = alt.Chart(data).encode(x=alt.X("rank:O"), y=alt.Y("layer:O", sort="descending"))
     cells = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme="redblue", domainMid=0,
                                                                                reverse=True), title="score"),
                                     tooltip=["layer", "kind", "rank", "token", alt.Tooltip("score:Q", format=".4g")])
-    words = base.mark_text(fontSize=10, limit=70).encode(text="label:N")
+    words = base.mark_text(fontSize=9, limit=step - 2).encode(text="label:N")
     what = "logit of the difference" if reading == "logit_lens" else "rise of next-token probability (Patchscope)"
-    return (cells + words).properties(width=alt.Step(72), height=alt.Step(16)).facet(
+    return (cells + words).properties(width=alt.Step(step), height=alt.Step(16)).facet(
         column=alt.Column("kind:N", title=None, sort=["promoted", "demoted"])).properties(
         title=f"What the activation difference promotes and demotes ({what})")
 

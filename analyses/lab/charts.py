@@ -80,8 +80,13 @@ def panel(timeline: pd.DataFrame, study: str, title: str | None = None) -> alt.C
         x=alt.X("step:Q", title="training step (from the base)"), y=alt.Y("value:Q", title=None),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="right", labelLimit=260)),
         tooltip=["stage", "phase", "step", "metric", "model", alt.Tooltip("value:Q", format=".3f")])
-    return _with_rule(lines, data, sft_end(timeline)).properties(
-        width=WIDTH, height=220, title=title or f"{study.capitalize()} along the road")
+    # one row per metric, each with its own y axis named above it: the metrics of a study have different units
+    # (a rate, a cosine, a KL), and one shared unlabelled axis read as if they had one
+    return _with_rule(lines, data.assign(measure=data["metric"].str.replace("_", " ")), sft_end(timeline)).properties(
+        width=WIDTH, height=90).facet(
+        row=alt.Row("measure:N", title=None, header=alt.Header(labelOrient="top", labelAngle=0, labelAlign="left",
+                                                               labelAnchor="start", labelFontWeight="bold"))
+    ).resolve_scale(y="independent").properties(title=title or f"{study.capitalize()} along the road")
 
 
 def transfer(table: pd.DataFrame, end: float | None) -> alt.Chart | None:

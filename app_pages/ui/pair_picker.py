@@ -10,7 +10,7 @@ import streamlit as st
 
 from steering import AdapterMissingError, ModelPair, SteeringError, load_pair, pair_names, pair_spec
 from steering.pairs import prepare_sources
-from steering.registry import checkpoint_names, stage_names_of
+from steering.registry import BETWEEN, checkpoint_names, stage_names_of
 from steering.stages import stage_pair_name
 
 CUSTOM = "custom (local folder, .gguf file or HF cache)"
@@ -87,17 +87,31 @@ def _demo_road() -> list[str]:
         return []
 
 
+def _loaded_name() -> str | None:
+    loaded = st.session_state.get("pair_loaded_request")
+    return None if loaded is None else loaded.name
+
+
+def _loaded_stages(road: list[str]) -> tuple[str, str]:
+    """The two stages of the loaded road pair ('demo@step108..dpo'), else the road's two ends."""
+    first, _, second = (_loaded_name() or "").partition("@")[2].partition(BETWEEN)
+    return (first, second) if first in road and second in road else (road[0], road[-1])
+
+
 def _pick() -> PairRequest:
     road = _demo_road()
     names = pair_names() + [f"demo@{c}" for c in checkpoint_names("demo")] + ([TWO_STAGES] if road else []) + [CUSTOM]
-    name = st.selectbox("Model pair", names, index=0, help="A registered base / post-trained pair, "
+    loaded = _loaded_name()
+    shown = TWO_STAGES if loaded and BETWEEN in loaded else loaded
+    # the picker opens on what is loaded (on another page it used to read "demo" over a loaded road pair)
+    name = st.selectbox("Model pair", names, index=names.index(shown) if shown in names else 0, help="A registered base / post-trained pair, "
                         "a checkpoint of the demo pair's post-training (paired with the base), any two stages of "
                         "it, or your own sources.")
     base = post = None
     if name == TWO_STAGES:
-        first = st.selectbox("First stage (as the base)", road, index=0, key="pair_first_stage")
-        second = st.selectbox("Second stage (as the post-trained model)", road, index=len(road) - 1,
-                              key="pair_second_stage")
+        first_loaded, second_loaded = _loaded_stages(road)
+        first = st.selectbox("First stage (as the base)", road, index=road.index(first_loaded))
+        second = st.selectbox("Second stage (as the post-trained model)", road, index=road.index(second_loaded))
         name = stage_pair_name("demo", first, second)
         st.caption(f"Every page compares {first} (as the base) with {second}: `{name}`.")
     elif name == CUSTOM:

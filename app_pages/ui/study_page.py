@@ -25,7 +25,7 @@ from analyses.store import (ResultStore, StoredResult, StoredResultError, named_
 from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
 from steering import InvalidInputError, SteeringError
 
-from .progress import run_with_progress
+from .progress import run_with_progress, stopped_notice
 
 
 def settings(study: Study, *, skip: Sequence[str] = (), columns: int = 4) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def _widget(study: Study, f, hint) -> Any:
     if isinstance(default, int):
         return st.number_input(label, value=default, step=1, help=help_text, key=key, **_limits(f, int))
     if default is None:  # `int | None`: empty means all
-        return st.number_input(f"{label} (empty = all)", value=None, min_value=1, step=1, help=help_text, key=key)
+        # no min_value: the browser would keep the old value of a 0 without a word; the study's check names it
+        return st.number_input(f"{label} (empty = all)", value=None, step=1, help=help_text, key=key)
     if isinstance(default, tuple):
         return st.text_input(f"{label} (comma-separated)", ", ".join(map(str, default)), help=help_text, key=key)
     return st.text_input(label, default, help=help_text, key=key)
@@ -89,14 +90,16 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
                  data: Any = None, columns: int = 4,
-                 check: Callable[[Any], Any] | None = None) -> StoredResult | None:
+                 check: Callable[[Any], Any] | None = None,
+                 warn: Callable[[Any], str | None] | None = None) -> StoredResult | None:
     """The settings form and the result for its settings.
 
     Run computes it live with a progress bar (and stores it). Without a click the page shows, at once, the result
     for the current settings when one exists: from this session, from the user's store (a CLI run finds its way
     here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
     set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost.
-    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work."""
+    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work; `warn(config)`
+    flags, in one sentence, settings that run but far outside what the model tolerates."""
     with st.form(f"{study.name}_form"):
         with st.expander("Settings", expanded=False):
             values = settings(study, skip=skip, columns=columns)
@@ -109,7 +112,11 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     except (SteeringError, TypeError, ValueError) as e:
         st.error(str(e))
         return None
+    flagged = warn(config) if warn is not None else None
+    if flagged:
+        st.warning(flagged)
     state = f"{study.name}_stored"
+    stopped_notice(state)
     estimate = run_estimate(study, pair, config, data)
     if estimate:
         st.caption(estimate)
@@ -203,7 +210,32 @@ def headline(study: Study, result: Any) -> None:
     order = [c for c in ("base", "post") if c in table.columns] + [c for c in table.columns if c not in ("base",
                                                                                                        "post")]
     st.subheader("Headline")
-    st.dataframe(table[order], width="stretch")
+    # A measure one model lacks is a dash. The browser draws a null cell as a grey "None" whatever a Styler says,
+    # so the dash is a value; a column holding one is sent as text (each number written out in full, which the
+    # page tests read back), and the Styler shows every number at 4 significant digits.
+    shown = table[order].copy()
+    for column in shown.columns[shown.isna().any()]:
+        shown[column] = [_full(v) for v in shown[column]]
+    st.dataframe(shown.style.format(_cell), width="stretch")
+
+
+def _full(value: Any) -> str:
+    """A cell of a column with a missing measure, as text: the dash, or the value written out in full."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return str(float(value)) if isinstance(value, float) else str(value)
+
+
+def _cell(value: Any) -> str:
+    """A headline number as a reader wants it: 4 significant digits, thousands separated."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if value not in ("True", "False", "—") else value
+        except ValueError:
+            return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def downloads(study: Study, result: Any) -> None:
@@ -221,4 +253,12 @@ def downloads(study: Study, result: Any) -> None:
     st.subheader("Downloads")
     cols = st.columns(4)
     for i, (name, content, mime) in enumerate(items):
-        cols[i % 4].download_button(name, content, name, mime, key=f"{study.name}_dl_{name}")
+        # the label is what differs between files (a long common prefix cut every label to the same words)
+        cols[i % 4].download_button(_download_label(study, name), content, name, mime, key=f"{study.name}_dl_{name}",
+                                    help=f"Saves {name}")
+
+
+def _download_label(study: Study, file_name: str) -> str:
+    stem, _, ext = file_name.rpartition(".")
+    words = stem.removeprefix(f"{study.name}_").replace("_", " ")
+    return f"{words[:1].upper()}{words[1:]} (.{ext})"
