@@ -66,8 +66,14 @@ def contrast_lists_typed() -> tuple:
     pos_src = decode_upload(pos_file.getvalue(), pos_file.name) if pos_file else pos_text
     neg_src = decode_upload(neg_file.getvalue(), neg_file.name) if neg_file else neg_text
     as_chat = st.toggle("Read these lists through the chat template (instructions)", key="pg_lists_chat")
-    return ("custom", parse_prompt_list(pos_src, "positive list") if pos_src.strip() else [],
-            parse_prompt_list(neg_src, "negative list") if neg_src.strip() else [], as_chat)
+    return ("custom", _prompts(pos_src, "positive list", pos_file), _prompts(neg_src, "negative list", neg_file),
+            as_chat)
+
+
+def _prompts(text: str, what: str, upload) -> list[str]:
+    """A side's prompts; an uploaded .csv is read as a CSV (its first row a header), anything else by the list rule."""
+    csv_file = upload is not None and upload.name.lower().endswith(".csv")
+    return parse_prompt_list(text, what, csv_file=csv_file) if text.strip() else []
 
 
 def described(name: str, direction: Direction) -> str:
@@ -290,10 +296,10 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
                 st.session_state["pg_sweep_result"] = alpha_sweep(
                     pair.models()[sweep_role], pair.tokenizer, text, result["direction"], alphas, sweep_layers,
                     positions=spec.positions, decoding=result["decoding"])
+        except SteeringError as e:  # first: a named error (a NaN alpha, say) is also a ValueError
+            st.error(str(e))
         except ValueError:
             st.error(f"Alphas must be numbers separated by commas, not {alphas_text!r}.")
-        except SteeringError as e:
-            st.error(str(e))
     sweep = st.session_state.get("pg_sweep_result")
     if sweep is not None:
         sweep_chart = alt.Chart(sweep).mark_line(point=True).encode(

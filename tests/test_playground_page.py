@@ -111,6 +111,14 @@ def test_the_alpha_sweep_defaults_to_the_useful_range_on_the_post_trained_model(
     assert any("distinct word pairs" in c.value for c in at.caption)
 
 
+def test_a_nan_alpha_in_the_sweep_is_named_as_such(page):
+    at = _generate(page)
+    at.text_input(key="pg_sweep_alphas").input("0, nan")
+    at = at.button(key="pg_sweep").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert "finite" in at.error[0].value and "separated by commas" not in at.error[0].value
+
+
 def test_a_long_prompt_is_echoed_cut(page):
     page.text_area(key="pg_prompts").input(" ".join(["w1 w2"] * 60))  # 359 characters
     at = _generate(page)
