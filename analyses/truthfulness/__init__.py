@@ -25,7 +25,7 @@ STUDY = Study(
           "post-training kept the direction. Each model's direction at the best layer is then added in both "
           "models, pushing false statements towards TRUE and true ones towards FALSE in a few-shot judging "
           "prompt, and the change of P(TRUE) - P(FALSE) shows whether the direction transfers.",
-    version="truthfulness@2",
+    version="truthfulness@3",
     Config=Config,
     Result=Result,
     run=run,
