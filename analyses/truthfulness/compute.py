@@ -179,7 +179,8 @@ class Split:
 
 def split_statements(frame: pd.DataFrame, config: Config) -> Split:
     if config.method == "paper":
-        return Split([statement_set(name) for name in config.train_sets], frame, centre=True)
+        return Split([statement_set(name) for name in config.train_sets], balanced(frame, config.n_test, config.seed),
+                     centre=True)
     train, test = used_statements(frame, config)
     return Split([train], test, centre=False)
 

@@ -35,9 +35,10 @@ class Config:
     n_train: int = setting(200, "single_set only: training statements used (balanced sample of the train split; "
                                 "0 = all). The paper method uses every statement of the train_sets",
                            label="Train statements (single_set; 0 = all)")
-    n_test: int = setting(100, "single_set only: test statements for probe accuracy (balanced sample of the test "
-                               "split; 0 = all). The paper method tests on every statement of `dataset`",
-                          label="Test statements (single_set; 0 = all)")
+    n_test: int = setting(200, "statements of `dataset` whose activations test the probes (balanced; 0 = all). "
+                               "paper: drawn from all of it (the paper tests on every one; 200 keeps a CPU run "
+                               "short); single_set: from its test split (truthfulness@2 used 100)",
+                          label="Probe test statements (0 = all)")
     layer_step: int = setting(1, "probe every k-th layer...")
     max_layer: int = setting(-1, "...from 0 up to this one (-1 = the last)")
     probe_layer: int = setting(
@@ -62,10 +63,10 @@ class Config:
                                             "from the paper): one shuffle for all",
                            choices=("per_statement", "fixed"), label="Few-shot order")
     n_shots: int = setting(4, "labelled statements in the few-shot judging prompt", label="Few-shot examples")
-    n_steer: int = setting(0, "statements scored with and without the intervention (balanced; 0 = all). paper: "
-                              "from all of `dataset` (the paper evaluates every statement); single_set: from its "
-                              "test split (truthfulness@2 used 24, departs from the paper)",
-                           label="Statements steered (0 = all)")
+    n_steer: int = setting(200, "statements scored with and without the intervention (balanced; 0 = all). paper: "
+                                "drawn from all of `dataset` (the paper scores every one; 200 of the 760 cities "
+                                "statements keep a CPU run short: set 0 for all); single_set: from its test split "
+                                "(truthfulness@2 used 24)", label="Statements steered (0 = all)")
     n_calib: int = setting(12, "train statements scored unsteered to set each model's TRUE/FALSE threshold (for "
                                "the flip rate, the project's own measure)", label="Calibration statements")
     alphas: tuple[float, ...] = setting((1.0,), "intervention strengths (coefficients; the paper uses 1)",
@@ -79,6 +80,7 @@ class Config:
 
 def single_set(**changes) -> Config:
     """The settings of truthfulness@2 (this project's method before the paper's became the default)."""
-    old = dict(method="single_set", probe_layer=-2, layer_start=-2, spread="split", shuffle="fixed", n_steer=24,
+    old = dict(method="single_set", probe_layer=-2, layer_start=-2, spread="split", shuffle="fixed", n_test=100,
+               n_steer=24,
                alphas=(1.0, 4.0))
     return Config(**{**old, **changes})
