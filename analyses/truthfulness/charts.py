@@ -81,7 +81,7 @@ def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "norma
     return (rect + text).properties(width=alt.Step(120), height=alt.Step(70))
 
 
-MEASURES = {"normalised_effect": "Normalised intervention effect (the paper's)",
+MEASURES = {"normalised_effect": "Normalised effect",  # the paper's; titles fit over two cells
             "mean_change": "Mean change of the score", "flip_rate": "Flip rate"}
 
 
