@@ -22,7 +22,7 @@ class Config:
     method: str = setting(
         "paper", "where the truth direction comes from. paper (Du et al.): the difference of the true and false means "
         "of the train_sets' statements, each set centred on its own mean before pooling, with `dataset` held out "
-        "and every statement of it evaluated. single_set (this project's truthfulness@2, departs from the paper): "
+        "for evaluation (n_test and n_steer of its statements). single_set (this project's truthfulness@2, departs from the paper): "
         "the difference of means of `dataset`'s own train split, evaluated on its test split",
         choices=METHODS, label="Direction method")
     dataset: str = setting("cities", "a built-in statement set (analyses.statements); a name for an uploaded one. "
