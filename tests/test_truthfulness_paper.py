@@ -227,7 +227,7 @@ def test_the_2x2_and_its_normalised_effect_match_the_hooks(tiny_pair, result):
     # the steering moved the scores well beyond the tolerance (a tiny model's P(true) and P(false) are both near
     # 1/vocabulary, so its effects are small next to 1, but not next to float32's error)
     assert moved > 20 * score_tol
-    assert max(abs(v) for k, v in effects.items() if k[2] == 24.0) > 20 * 2 * worst
+    assert max(abs(v) for k, v in effects.items() if k[2] == 24.0) > 10 * 2 * worst
 
 
 def test_single_set_is_kept_as_an_option(tiny_pair):
