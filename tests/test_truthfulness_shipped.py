@@ -63,10 +63,13 @@ def test_an_early_layers_direction_is_the_pooled_centred_mass_mean(demo, result,
     expected = pooled[labels == 1].mean(0) - pooled[labels == 0].mean(0)
     got = result.directions["base"].at(LAYER).double()
     # each activation ends LAYER blocks of dot products at most MLP_WIDTH long, summed in another order on another
-    # machine (worst case of each), then means of n of them (worst case): relative to the largest activation
-    tol = (LAYER * MLP_WIDTH + 2 * n) * EPS * scale
+    # machine, then means of n of them, all relative to the largest activation. The worst case,
+    # (LAYER·MLP_WIDTH + 2n)·ε·scale, is 0.87 here: half the direction's norm, since Gemma's few huge dimensions
+    # are ~1000x its entries, so it could not fail. We take the typical case, sqrt(LAYER·MLP_WIDTH) + 2·sqrt(n),
+    # with a margin of 4.
+    tol = 4 * (math.sqrt(LAYER * MLP_WIDTH) + 2 * math.sqrt(n)) * EPS * scale
     assert float((got - expected).abs().max()) <= tol
-    assert float(expected.norm()) > 100 * tol  # the check has teeth
+    assert float(expected.norm()) > 10 * tol  # the check has teeth
     gap = result.direction_stats.set_index("layer").loc[LAYER, "gap_base"]
     assert float(got.norm()) == pytest.approx(gap, rel=1e-5)  # the same float32 vector's norm: ~sqrt(640)·ε
 
