@@ -27,10 +27,15 @@ ANSWERS = ("TRUE", "FALSE")
 Steer = Callable[[int, int], AbstractContextManager]
 
 
-def few_shot_prefix(frame: pd.DataFrame, n_shots: int = 4, seed: int = 0, answers: tuple[str, str] = ANSWERS) -> str:
-    """`n_shots` labelled lines from the set's train split, half true and half false, from different facts."""
+def few_shot_lines(frame: pd.DataFrame, n_shots: int = 4, seed: int = 0,
+                   answers: tuple[str, str] = ANSWERS) -> list[str]:
+    """`n_shots` labelled lines from the set's train split, half true and half false, from different facts, in the
+    order drawn (true, false, true, ...)."""
+    return _draw_lines(frame, n_shots, random.Random(seed), answers)
+
+
+def _draw_lines(frame: pd.DataFrame, n_shots: int, rng: random.Random, answers: tuple[str, str]) -> list[str]:
     train = frame[frame["split"] == "train"] if "split" in frame else frame
-    rng = random.Random(seed)
     lines, used = [], set()
     for i in range(n_shots):
         label = 1 - i % 2
@@ -40,8 +45,31 @@ def few_shot_prefix(frame: pd.DataFrame, n_shots: int = 4, seed: int = 0, answer
         row = pool.iloc[rng.randrange(len(pool))]
         used.add(row["fact"])
         lines.append(f"{row['statement']}{SUFFIX} {answers[0] if label else answers[1]}\n")
+    return lines
+
+
+def few_shot_prefix(frame: pd.DataFrame, n_shots: int = 4, seed: int = 0, answers: tuple[str, str] = ANSWERS) -> str:
+    """The lines of `few_shot_lines` in one seeded shuffle (the same rng continues after drawing them)."""
+    rng = random.Random(seed)
+    lines = _draw_lines(frame, n_shots, rng, answers)
     rng.shuffle(lines)
     return "".join(lines)
+
+
+def shuffled_orders(n_lines: int, n_prompts: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """One seeded shuffle of the few-shot lines per prompt, in turn (the paper reshuffles its examples for each
+    statement): order[i] lists the line indices of prompt i."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_prompts):
+        order = list(range(n_lines))
+        rng.shuffle(order)
+        out.append(tuple(order))
+    return out
+
+
+def prefix_of(lines: Sequence[str], order: Sequence[int]) -> str:
+    return "".join(lines[i] for i in order)
 
 
 def shot_facts(prefix: str, frame: pd.DataFrame) -> set:
@@ -49,8 +77,12 @@ def shot_facts(prefix: str, frame: pd.DataFrame) -> set:
     return {f for s, f in zip(frame["statement"], frame["fact"]) if f"{s}{SUFFIX}" in prefix}
 
 
-def truth_prompts(statements: Sequence[str], prefix: str = "") -> list[str]:
-    return [f"{prefix}{s}{SUFFIX}" for s in statements]
+def truth_prompts(statements: Sequence[str], prefix: str | Sequence[str] = "") -> list[str]:
+    """Each statement after the few-shot prefix (one for all, or one per statement) and before the suffix."""
+    prefixes = [prefix] * len(statements) if isinstance(prefix, str) else list(prefix)
+    if len(prefixes) != len(statements):
+        raise InvalidInputError(f"{len(prefixes)} prefixes for {len(statements)} statements.")
+    return [f"{p}{s}{SUFFIX}" for p, s in zip(prefixes, statements)]
 
 
 def answer_token_ids(tokenizer: PreTrainedTokenizerBase, answers: tuple[str, str] = ANSWERS) -> tuple[int, int]:

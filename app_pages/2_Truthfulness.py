@@ -25,6 +25,24 @@ st.caption("Du et al. 2025 (after Marks & Tegmark's Geometry of Truth): true and
            "a direction of the residual stream, nearly the same before and after post-training, and a direction "
            "taken from one model steers the other. Activations are read at the statement's last token (its "
            "period), the statement alone; the intervention scores P(TRUE) − P(FALSE) after a few-shot prompt.")
+st.markdown(
+    "**Method.** The default is the paper's own (its code, `Knowledge+Truthfulness/`): the truth direction is the "
+    "difference of the true and false means of *other* statement sets, each set centred on its own mean before "
+    "they are pooled, and the chosen set (cities) is held out for evaluation. The paper pools sp_en_trans, "
+    "animal_class, inventors, element_symb and facts; this project ships three of them (translations, animals, "
+    "elements) and has no inventors or facts set, so the direction comes from those three. The direction of the "
+    "probe layer (the block output at 0.375 of the depth) is added whole, coefficient 1, at every layer from the "
+    "block output at 0.25 of the depth up to the probe layer; each statement gets its own shuffle of the few-shot "
+    "examples; the 2×2 reports the paper's normalised intervention effect. Where this page departs from the paper: "
+    "200 of the 760 cities statements are steered and 200 test the probes (the paper uses every one; set 0 for all), "
+    "and the flip rate and mean change beside the normalised effect are this project's own measures. The option "
+    "*single_set* (Direction method) is this project's earlier study (truthfulness@2): the direction from the "
+    "cities train split alone, spread over the steered layers, the best layer by train accuracy, one fixed "
+    "few-shot order. On Gemma it gives very different cosines, because a single set's difference of means is "
+    "dominated by the residual stream's few huge dimensions (see the chart of dominant dimensions).\n\n"
+    "**Layer numbers.** Here layer *l* is the residual stream *entering* block *l* (resid_pre); the paper numbers "
+    "a block's *output*, so its layer L is our L + 1 (its steering at block outputs 4–7 on this 18-layer model is "
+    "our layers 5–8).")
 pair = current_pair()
 if pair is None:
     st.stop()
@@ -71,9 +89,19 @@ st.altair_chart(charts.probe_transfer(result.probes))
 st.caption("Probes fit on one model and applied to the other: close to the model's own probe means a shared "
            "representation (a shifted threshold can sink the projection probe while the direction still agrees).")
 st.altair_chart(charts.cosine(result.direction_stats))
-st.caption("Cosine of the base and post mass-mean directions per layer; near 1 means post-training kept the "
-           "direction. 'cosine_scaled' first divides each dimension by its spread, so the few huge dimensions of "
-           "the residual stream do not dominate.")
+origin = (f"the pooled, per-set centred sets {', '.join(result.train_sets)}, {result.dataset} held out"
+          if result.method == "paper" else f"{result.dataset}'s train split (single_set)")
+st.caption(f"Cosine of the base and post mass-mean directions per layer (directions from {origin}); near 1 means "
+           "post-training kept the direction. 'cosine_scaled' first divides each dimension by its spread, so the "
+           "few huge dimensions of the residual stream do not dominate. 'cosine_single_set' (paper method only) is "
+           "the cosine of the directions of the held-out set's own train split, the single_set option's, for "
+           "comparison.")
+st.altair_chart(charts.dominant_dims(result.direction_stats))
+st.caption("How much of each direction lies in its largest one or three residual dimensions (hover for the "
+           "dimension). Where one dimension carries most of the squared norm, it also decides the cosine: a sign "
+           "flip of that one dimension between the models turns a cosine negative.")
+shares = result.direction_stats.filter(regex="^(layer|top1_share_|top3_share_|top_dim_)").round(3)
+st.dataframe(shares, hide_index=True)
 
 layers = sorted(result.pca["layer"].unique())
 chosen = st.select_slider("PCA layer", layers, value=result.probe_layer, key="tr_pca_layer")
@@ -81,17 +109,22 @@ st.altair_chart(charts.pca_scatter(result.pca, chosen))
 st.caption("Each point is a statement; true and false should fall apart along one axis in both panels.")
 
 st.header("2 · Interventions and their transfer")
-st.caption(f"Direction of layer {result.probe_layer} (mean true − mean false) added over layers "
-           f"{result.steer_layers[0]}–{result.steer_layers[-1]}, split evenly, at token offsets {result.offsets}: "
-           "+alpha on false statements, −alpha on true ones. Flip = judged right before (score vs the threshold, "
-           "the midpoint of the train true/false mean scores) and wrong after.")
+how = "whole at each of them (the paper's coefficient per layer)" if result.spread == "full" else \
+    "split evenly over them (single_set, departs from the paper)"
+st.caption(f"Direction of layer {result.probe_layer} (mean true − mean false; the paper's block output "
+           f"{result.probe_layer - 1}) added at layers {result.steer_layers[0]}–{result.steer_layers[-1]} (block "
+           f"outputs {result.steer_layers[0] - 1}–{result.steer_layers[-1] - 1}), {how}, at token offsets "
+           f"{result.offsets}: +alpha on false statements, −alpha on true ones. The normalised effect (the "
+           "paper's) is the share of the way to the pushed end, (p_after − p_before) / (∓1 − p_before) with "
+           "p = P(TRUE) − P(FALSE), averaged over the statements. Flip = judged right before (score vs the "
+           "threshold, the midpoint of the train true/false mean scores) and wrong after.")
 alpha_values = sorted(result.transfer["alpha"].unique())
 alpha = st.select_slider("alpha", alpha_values, value=alpha_values[0], key="tr_alpha")
 h1, h2 = st.columns(2)
 h1.altair_chart(charts.transfer_heatmap(result.transfer, alpha), width="content")
 h2.altair_chart(charts.transfer_heatmap(result.transfer, alpha, "flip_rate"), width="content")
 st.caption("Compare the rows: if the base direction moves the post-trained model as much as the post direction "
-           "does, the direction transfers. Mean change > 0 means the score moved the way it was pushed.")
+           "does, the direction transfers. A normalised effect > 0 means the score moved the way it was pushed.")
 st.dataframe(result.transfer[result.transfer["alpha"] == alpha], hide_index=True)
 st.caption(f"Thresholds per model: {thresholds_text(result.thresholds)}. The 270M demo model judges statements weakly in a few-shot "
            "prompt (its unsteered accuracy is in the table), so read changes of the score, not only flips.")

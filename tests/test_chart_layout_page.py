@@ -16,11 +16,12 @@ INDEPENDENT_Y = 285  # the same with an own y axis per panel (confidence's ablat
 
 def _transfer() -> pd.DataFrame:
     return pd.DataFrame([dict(direction=d, model=m, alpha=1.0, mean_change=0.1 * i, flip_rate=0.2 * i,
+                              normalised_effect=0.05 * i,
                               accuracy_after=0.5) for i, (d, m) in enumerate([("base", "base"), ("base", "post"),
                                                                               ("post", "base"), ("post", "post")])])
 
 
-@pytest.mark.parametrize("measure", ["mean_change", "flip_rate"])
+@pytest.mark.parametrize("measure", ["normalised_effect", "mean_change", "flip_rate"])
 def test_the_transfer_heatmap_is_sized_per_cell_with_a_whole_title(measure):
     spec = tc.transfer_heatmap(_transfer(), 1.0, measure).to_dict()
     assert spec["width"] == {"step": 120} and spec["height"] == {"step": 70}

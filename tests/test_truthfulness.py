@@ -17,6 +17,7 @@ from analyses.truthfulness import STUDY, Config, balanced, probed_layers, run, s
 from analyses.truthfulness import probes as tp
 from analyses.truthfulness import steer as ts
 from analyses.truthfulness.transfer import transfer_table
+from analyses.truthfulness.config import single_set
 from analyses.truthfulness.general import GeneralConfig, generalisation
 from steering import Direction, InvalidInputError, load_pair
 from steering.interventions import hooks, position_mask
@@ -150,10 +151,26 @@ def test_effect_row_counts_flips_against_the_threshold():
     assert row["flip_rate"] == pytest.approx(2 / 3)  # two of the three judged right before are wrong after
 
 
-def test_layer_vectors_split_the_vector_over_the_range():
+def test_layer_vectors_split_the_vector_over_the_range_or_add_it_whole_at_each_layer():
     v = torch.ones(4)
     vecs = ts.layer_vectors(v, [2, 3])
     assert list(vecs) == [2, 3] and torch.allclose(sum(vecs.values()), v)
+    full = ts.layer_vectors(v, [2, 3, 4], "full")  # the paper: coefficient 1 at every layer
+    assert list(full) == [2, 3, 4] and all(torch.equal(x, v) for x in full.values())
+
+
+def test_the_normalised_effect_is_the_share_of_the_way_to_the_pushed_end():
+    labels = np.array([1, 1, 0, 0])
+    before, after = np.array([0.5, 0.2, -0.5, 0.0]), np.array([-0.25, 0.3, 0.25, 1.0])
+    # true ones pushed to -1: (-0.25 - 0.5) / (-1.5) = 0.5, (0.3 - 0.2) / (-1.2) = -1/12; false ones pushed to +1:
+    # (0.25 + 0.5) / 1.5 = 0.5, (1.0 - 0.0) / 1.0 = 1
+    expected = [0.5, -1 / 12, 0.5, 1.0]
+    np.testing.assert_allclose(ts.normalised_effects(before, after, labels), expected, rtol=1e-12)
+    row = ts.effect_row(before, after, labels, tau=0.0)
+    assert row["normalised_effect"] == pytest.approx(np.mean(expected))
+    assert row["normalised_effect_true"] == pytest.approx((0.5 - 1 / 12) / 2)
+    assert row["normalised_effect_false"] == pytest.approx(0.75)
+    assert np.isnan(ts.normalised_effects(np.array([-1.0]), np.array([-1.0]), np.array([1]))[0])  # no room
 
 
 def _tiny_frame(n_facts=24):
@@ -171,8 +188,9 @@ def tiny_pair(tmp_path_factory):
     return load_pair(base=base, post=post)
 
 
-TINY = Config(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=6, n_calib=6, alphas=(1.0, 2.0),
-              answers=ANSWERS, batch_size=8)
+# the single-set method (truthfulness@2): the paper's default is tested in test_truthfulness_paper.py
+TINY = single_set(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=6, n_calib=6, alphas=(1.0, 2.0),
+                  answers=ANSWERS, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +227,8 @@ def test_directions_are_the_mass_mean_of_every_probed_layer(tiny_pair, tiny_resu
 
 def test_layers_not_probed_are_zero_rows_of_the_direction(tiny_pair):
     frame = _tiny_frame(12)
-    config = Config(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=4, n_calib=4, alphas=(1.0,),
-                    answers=ANSWERS, layer_step=2, batch_size=8)
+    config = single_set(dataset="tiny", n_train=0, n_test=0, n_shots=2, n_steer=4, n_calib=4, alphas=(1.0,),
+                        answers=ANSWERS, layer_step=2, batch_size=8)
     result = run(tiny_pair, config, data=frame)
     probed = probed_layers(config, tiny_pair.n_layers)
     norms = result.directions["base"].vectors.norm(dim=-1)
@@ -253,7 +271,9 @@ def test_headline_is_flat_finite_and_read_from_the_tables(tiny_result):
         for model in ("base", "post"):
             assert head[f"mean_change/{source}->{model}"] == pytest.approx(top.loc[(source, model), "mean_change"])
             assert head[f"flip_rate/{source}->{model}"] == pytest.approx(top.loc[(source, model), "flip_rate"])
-    assert len(head) == 8 + 1 + 8
+            assert head[f"normalised_effect/{source}->{model}"] == pytest.approx(
+                top.loc[(source, model), "normalised_effect"])
+    assert len(head) == 8 + 1 + 12
 
 
 def test_score_curve_works_from_a_stored_result(tiny_pair, tiny_result, tmp_path):
@@ -310,6 +330,12 @@ CLI_SMALL = ["--out", "OUT", "--n-steer", "4", "--n-calib", "4", "--n-shots", "2
              "true", "false"]
 
 
+def _tiny_sets(monkeypatch):
+    """Every built-in statement set a tiny frame (the paper method reads its train sets by name)."""
+    monkeypatch.setattr("analyses.truthfulness.data.statement_set", lambda name: _tiny_frame())
+    monkeypatch.setattr("analyses.truthfulness.compute.statement_set", lambda name: _tiny_frame(8))
+
+
 def _cli(out, *extra):
     return study_main("truthfulness", [a if a != "OUT" else str(out) for a in CLI_SMALL] + list(extra))
 
@@ -317,14 +343,14 @@ def _cli(out, *extra):
 def test_cli_writes_tables_charts_and_directions_on_a_tiny_pair(tiny_pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
-    monkeypatch.setattr("analyses.truthfulness.data.statement_set", lambda name: _tiny_frame())
+    _tiny_sets(monkeypatch)
     assert _cli(tmp_path / "out", "--dataset", "cities") == 0
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"probes.csv", "direction_stats.csv", "transfer.csv", "pca.csv", "summary.json", "headline.json",
             "probe_accuracy.html", "cosine.html", "pca.html", "transfer_alpha1.html",
             "truthfulness_directions_base.safetensors", "truthfulness_directions_post.safetensors"} <= names
     head = json.loads((tmp_path / "out" / "headline.json").read_text())
-    assert "best_probe_accuracy_logistic/base" in head and "mean_change/base->post" in head
+    assert "best_probe_accuracy_logistic/base" in head and "normalised_effect/base->post" in head
     assert Direction.load(tmp_path / "out" / "truthfulness_directions_post.safetensors").n_layers == tiny_pair.n_layers
     assert "probe layer" in capsys.readouterr().out
 
@@ -332,6 +358,7 @@ def test_cli_writes_tables_charts_and_directions_on_a_tiny_pair(tiny_pair, tmp_p
 def test_cli_runs_on_the_users_statements(tiny_pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: tiny_pair)
+    _tiny_sets(monkeypatch)
     frame = _tiny_frame()
     (tmp_path / "mine.csv").write_text(frame[["statement", "label"]].to_csv(index=False))
     assert _cli(tmp_path / "out", "--statements", str(tmp_path / "mine.csv")) == 0

@@ -41,11 +41,13 @@ def test_cli_runs_end_to_end_on_the_demo_pair(demo, tmp_path, monkeypatch, capsy
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("steering.load_pair", lambda name, **sources: demo)
     assert study_main("truthfulness", [
-        "--pair", "demo", "--dataset", "cities", "--out", str(tmp_path / "out"), "--n-train", "8", "--n-test", "8",
-        "--max-layer", "4", "--layer-step", "2", "--n-steer", "2", "--n-calib", "2", "--n-shots", "2", "--alphas", "1",
-        "--batch-size", "8"]) == 0
+        "--pair", "demo", "--dataset", "cities", "--out", str(tmp_path / "out"), "--n-test", "8",
+        "--train-sets", "elements",  # the paper's method on one small set, up to layer 4: probe at 0.1 of the depth
+        "--max-layer", "4", "--probe-fraction", "0.1", "--start-fraction", "0", "--n-steer", "2", "--n-calib", "2",
+        "--n-shots", "2", "--alphas", "1", "--batch-size", "8"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["dataset"] == "cities" and summary["offsets"] == [-6, -5]
+    assert summary["dataset"] == "cities" and summary["offsets"] == [-6, -5] and summary["method"] == "paper"
+    assert summary["probe_layer"] == 3 and summary["steer_layers"] == [1, 2, 3]
     assert (tmp_path / "out" / "transfer.csv").exists() and (tmp_path / "out" / "pca.html").exists()
     assert (tmp_path / "out" / "truthfulness_directions_post.safetensors").exists()
     assert "intervention" in capsys.readouterr().out

@@ -34,20 +34,20 @@ def test_before_run_the_page_says_to_press_run(page):
 def test_run_shows_headline_charts_curve_generalisation_and_downloads(page):
     at = _run_button(page).click().run()
     assert not at.exception and not at.error
-    assert len(at.get("vega_lite_chart")) == 6  # probes, transfer of probes, cosine, PCA, two heatmaps
+    assert len(at.get("vega_lite_chart")) == 7  # probes, transfer of probes, cosine, dominant dims, PCA, 2 heatmaps
     cells = headline_cells(at)
     assert "best_probe_accuracy_logistic/base" in cells and "mean_change/base->post" in cells
     assert cells == STUDY.headline(at.session_state["truthfulness_stored"].result)
-    # headline, five tables, two directions
-    assert len(at.dataframe) == 2 and len(at.get("download_button")) == 1 + 5 + 2
+    # headline, dominant dimensions, the 2x2 table; downloads: headline, five tables, two directions
+    assert len(at.dataframe) == 3 and len(at.get("download_button")) == 1 + 5 + 2
     at.select_slider(key="tr_alpha").set_value(2.0).run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 6
+    assert not at.exception and len(at.get("vega_lite_chart")) == 7
     at.text_input(key="tr_statement").input("the cat is a dog .")
     at.button(key="tr_score").click().run()
-    assert not at.exception and not at.error and len(at.get("vega_lite_chart")) == 7
+    assert not at.exception and not at.error and len(at.get("vega_lite_chart")) == 8
     at.number_input(key="tr_general_n").set_value(6)
     at.button(key="tr_general").click().run()
-    assert not at.exception and not at.error and len(at.get("vega_lite_chart")) == 8
+    assert not at.exception and not at.error and len(at.get("vega_lite_chart")) == 9
 
 
 def test_a_malformed_csv_is_an_error_naming_the_line(page):

@@ -11,10 +11,13 @@ WIDTH = 560  # with the legend on the right (a legend at the bottom squashes the
 # table holds every headline number; these are the ones the paper's comparisons read.
 PANELS: dict[str, tuple[list[tuple[str, str]], str]] = {
     "truthfulness": ([("best_probe_accuracy_logistic", "base"), ("best_probe_accuracy_logistic", "post"),
-                      ("direction_cosine_mean", "pair"), ("flip_rate", "base->post")],
-                     "Does the truth direction stay put? The probe accuracy of each stage (post) against the base's, "
-                     "the mean cosine of the stage's truth direction with the base's over layers, and how often the "
-                     "base's direction flips the stage's judgement (forward transfer). The paper finds the direction "
+                      ("direction_cosine_mean", "pair"), ("normalised_effect", "base->post"),
+                      ("normalised_effect", "post->post")],
+                     "Does the truth direction stay put? By the paper's method (directions from the pooled, per-set "
+                     "centred translations, animals and elements sets; cities held out): the probe accuracy on "
+                     "cities of each stage (post) against the base's, the mean cosine of the stage's truth direction "
+                     "with the base's over layers, and the paper's normalised effect of the base's direction and of "
+                     "the stage's own on the stage (forward transfer next to its own). The paper finds the direction "
                      "shared at the two end points; a flat cosine near its end value says it is shared all along."),
     "refusal": ([("refusal_rate_harmful_unsteered", "post"), ("refusal_rate_harmless_unsteered", "post"),
                  ("direction_cosine_with_final", "post"), ("direction_cosine_with_base", "post")],

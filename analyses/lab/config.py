@@ -13,7 +13,7 @@ from ..study import setting
 
 # Per study: the settings that differ from its defaults at every stage of the lab (the rest are the defaults).
 STUDY_SETTINGS: dict[str, dict[str, Any]] = {
-    "truthfulness": {"alphas": (4.0,)},  # one strength: the timeline reads whether the direction steers
+    "truthfulness": {},  # the study's default, the paper's method (coefficient 1, the normalised effect)
     "refusal": {"layer_step": 2, "n_test": 24},  # every other layer, 24 test prompts per side (also its defaults)
     "knowledge": {"components": "resid", "cross_model": False},  # the residual-stream map the timeline correlates
     "confidence": {"max_tokens": 256, "n_questions": 100},  # half the text and questions of a study run

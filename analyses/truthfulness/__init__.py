@@ -4,6 +4,7 @@ per layer in both models, their cosine, and steering P(TRUE) - P(FALSE) with one
     from analyses.truthfulness import STUDY
     result = STUDY.run(pair, STUDY.Config())          # uncached; analyses.store.run_cached stores it
     python -m analyses.truthfulness --pair demo --out out/truthfulness [--statements FILE.csv] [--generalisation]
+    python -m analyses.truthfulness --pair demo --out out/single --method single_set   # the earlier, non-paper study
 """
 from analyses.study import Study
 
@@ -19,13 +20,17 @@ STUDY = Study(
     name="truthfulness",
     title="Truthfulness",
     about="True and false statements are read at their last token in the residual stream entering every layer of "
-          "both models; per layer the difference of the true and false means is the truth direction, and "
-          "projection and logistic probes fit on a train split are scored on the test split of their own model "
-          "and of the other. The cosine of the base and post-trained directions per layer says whether "
-          "post-training kept the direction. Each model's direction at the best layer is then added in both "
-          "models, pushing false statements towards TRUE and true ones towards FALSE in a few-shot judging "
-          "prompt, and the change of P(TRUE) - P(FALSE) shows whether the direction transfers.",
-    version="truthfulness@2",
+          "both models. By default (the paper's method, Du et al.'s code) the truth direction of each layer is the "
+          "difference of the true and false means of other statement sets (translations, animals, elements), each "
+          "set centred on its own mean before pooling, and the chosen set (cities) is held out: probes fit on the "
+          "pooled sets are tested on it. The cosine of the base and post-trained directions per layer says whether "
+          "post-training kept the direction, and each direction's share in its largest dimensions says whether one "
+          "dimension drives it. Each model's direction at the probe layer (0.375 of the depth) is then added whole "
+          "at every layer from 0.25 of the depth to it, in both models, pushing false statements towards TRUE and "
+          "true ones towards FALSE in a few-shot judging prompt shuffled per statement; the paper's normalised "
+          "effect on P(TRUE) - P(FALSE) shows whether the direction transfers. --method single_set gives the "
+          "project's earlier study (the direction from the set's own train split).",
+    version="truthfulness@3",
     Config=Config,
     Result=Result,
     run=run,

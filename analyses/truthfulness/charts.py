@@ -25,12 +25,34 @@ def probe_transfer(probes: pd.DataFrame) -> alt.Chart:
 
 
 def cosine(directions: pd.DataFrame) -> alt.Chart:
-    """Cosine of the base and post mass-mean directions per layer, raw and per-dimension standardised."""
-    long = directions.melt(id_vars=["layer"], value_vars=["cosine", "cosine_scaled"], var_name="measure",
-                           value_name="value")
+    """Cosine of the base and post mass-mean directions per layer, raw and per-dimension standardised, and (paper
+    method) the single-set directions' cosine beside them."""
+    measures = [c for c in ("cosine", "cosine_scaled", "cosine_single_set") if c in directions]
+    long = directions.melt(id_vars=["layer"], value_vars=measures, var_name="measure", value_name="value")
     return alt.Chart(long, title="Cosine similarity of base and post truth directions").mark_line(point=True).encode(
         x="layer:Q", y=alt.Y("value:Q", title="cosine", scale=alt.Scale(domain=[-1, 1])),
         color=alt.Color("measure:N"), tooltip=["layer", "measure", alt.Tooltip("value:Q", format=".3f")])
+
+
+def dominant_dims(directions: pd.DataFrame) -> alt.Chart:
+    """Per layer and model, the share of the direction's squared norm in its largest 1 and 3 dimensions: near 1, a
+    single residual dimension drives the direction (and any cosine taken with it)."""
+    rows = []
+    for role in ("base", "post"):
+        if f"top1_share_{role}" not in directions:
+            continue
+        for k in (1, 3):
+            rows.append(directions[["layer"]].assign(model=role, top=f"top {k}",
+                                                      share=directions[f"top{k}_share_{role}"],
+                                                      dimension=directions[f"top_dim_{role}"]))
+    data = pd.concat(rows, ignore_index=True)
+    return alt.Chart(data, title="Share of each direction's squared norm in its largest dimensions").mark_line(
+        point=True).encode(
+        x=alt.X("layer:Q", title="layer (residual stream entering it)"),
+        y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 1])), color=alt.Color("model:N"),
+        strokeDash=alt.StrokeDash("top:N"), shape=alt.Shape("top:N"),
+        tooltip=["model", "top", "layer", alt.Tooltip("share:Q", format=".3f"),
+                 alt.Tooltip("dimension:Q", title="largest dimension")])
 
 
 def pca_scatter(pca: pd.DataFrame, layer: int) -> alt.Chart:
@@ -43,7 +65,7 @@ def pca_scatter(pca: pd.DataFrame, layer: int) -> alt.Chart:
         title=f"Activations at layer {layer}: first two principal components")
 
 
-def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "mean_change") -> alt.Chart:
+def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "normalised_effect") -> alt.Chart:
     """The 2 x 2 direction source x steered model at one alpha, coloured by the measure."""
     data = transfer[transfer["alpha"] == alpha]
     base = alt.Chart(data, title=alt.Title(f"{MEASURES.get(measure, measure)} at alpha {alpha:g}",
@@ -51,14 +73,16 @@ def transfer_heatmap(transfer: pd.DataFrame, alpha: float, measure: str = "mean_
         x=alt.X("model:N", title="model steered", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("direction:N", title="direction from"))
     rect = base.mark_rect().encode(color=alt.Color(f"{measure}:Q", scale=alt.Scale(scheme="blues"), legend=None),
-                                   tooltip=["direction", "model", "mean_change", "flip_rate", "accuracy_after"])
+                                   tooltip=["direction", "model", "normalised_effect", "mean_change", "flip_rate",
+                                            "accuracy_after"])
     text = base.mark_text(fontSize=18).encode(
         text=alt.Text(f"{measure}:Q", format=".2f"),
         color=alt.condition(f"datum.{measure} > {_midpoint(data[measure])}", alt.value("white"), alt.value("black")))
     return (rect + text).properties(width=alt.Step(120), height=alt.Step(70))
 
 
-MEASURES = {"mean_change": "Mean change of the score", "flip_rate": "Flip rate"}
+MEASURES = {"normalised_effect": "Normalised effect",  # the paper's; titles fit over two cells
+            "mean_change": "Mean change of the score", "flip_rate": "Flip rate"}
 
 
 def _midpoint(values: pd.Series) -> float:
@@ -89,8 +113,10 @@ def charts(result, layer: int | None = None) -> dict[str, alt.Chart]:
     """Every chart of a result (the PCA at the probe layer unless `layer` says otherwise; heatmaps per alpha)."""
     layer = result.probe_layer if layer is None else layer
     out = {"probe_accuracy": probe_accuracy(result.probes), "probe_transfer": probe_transfer(result.probes),
-           "cosine": cosine(result.direction_stats), "pca": pca_scatter(result.pca, layer)}
+           "cosine": cosine(result.direction_stats), "dominant_dims": dominant_dims(result.direction_stats),
+           "pca": pca_scatter(result.pca, layer)}
     for alpha in sorted(result.transfer["alpha"].unique()):
         out[f"transfer_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha)
+        out[f"transfer_change_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha, "mean_change")
         out[f"transfer_flips_alpha{alpha:g}"] = transfer_heatmap(result.transfer, alpha, "flip_rate")
     return out

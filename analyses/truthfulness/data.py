@@ -17,16 +17,26 @@ REQUIRED = ("statement", "label", "fact", "split")
 
 
 def default_data(pair, config) -> pd.DataFrame:
-    """The built-in statement set the config names."""
-    return statement_set(config.dataset)
+    """The built-in statement set the config names; with the paper method it names the built-in sets the
+    direction comes from in `attrs["train_sets"]`, so that the data hash covers them too."""
+    frame = statement_set(config.dataset)
+    if getattr(config, "method", "single_set") == "paper":
+        frame.attrs["train_sets"] = tuple(config.train_sets)
+    return frame
+
+
+def _frame_parts(frame: pd.DataFrame) -> list[list[str]]:
+    return [list(frame["statement"]), [str(v) for v in frame["label"]], [str(v) for v in frame["split"]],
+            [str(v) for v in frame["fact"]]]
 
 
 def data_hash(frame: pd.DataFrame) -> str:
     """What identifies a statement set: its statements, labels, splits and facts, in order (and an upload's name,
-    which the result reports)."""
-    parts = [list(frame["statement"]), [str(v) for v in frame["label"]], [str(v) for v in frame["split"]],
-             [str(v) for v in frame["fact"]]]
+    which the result reports), and those of the built-in sets named in `attrs["train_sets"]`."""
+    parts = _frame_parts(frame)
     source = frame.attrs.get("source")
+    for name in frame.attrs.get("train_sets", ()):
+        parts += [[f"train set {name}"], *_frame_parts(statement_set(name))]
     return dataset_hash(*parts, *([[str(source)]] if source else []))
 
 

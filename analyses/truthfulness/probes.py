@@ -109,13 +109,34 @@ def probe_table(
     return pd.DataFrame(rows, columns=["source", "model", "layer", "method", "accuracy"])
 
 
+def centred(acts: torch.Tensor) -> torch.Tensor:
+    """[n, L, d] minus the set's own mean over its statements (the paper's `collect_acts(center=True)`)."""
+    return acts - acts.mean(0, keepdim=True)
+
+
+def pooled_centred(sets: list[torch.Tensor]) -> torch.Tensor:
+    """Each statement set centred on its own mean, then pooled ([sum n, L, d])."""
+    return torch.cat([centred(a) for a in sets])
+
+
+def dominant_dims(diff: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """[L] share of each layer's squared norm in its k largest dimensions, and [L] the largest one's index."""
+    squares = diff.double() ** 2
+    top = squares.topk(min(k, diff.shape[-1]), dim=-1)
+    total = squares.sum(-1).clamp_min(1e-300)
+    return (top.values.sum(-1) / total).numpy(), top.indices[:, 0].numpy()
+
+
 def direction_table(diffs: dict[str, torch.Tensor], layers: list[int], scale: torch.Tensor | None = None) -> pd.DataFrame:
-    """Per layer: each model's gap (norm of its mass-mean direction) and the base/post cosine similarity; also the
-    cosine after dividing each dimension by `scale` [L, d] (the pooled standard deviation), so that the few huge
-    dimensions of Gemma's residual stream do not dominate it."""
+    """Per layer: each model's gap (norm of its mass-mean direction), the share of its squared norm in its top 1 and
+    top 3 dimensions (and the top one's index), and the base/post cosine similarity; also the cosine after dividing
+    each dimension by `scale` [L, d] (the pooled standard deviation), so that the few huge dimensions of Gemma's
+    residual stream do not dominate it."""
     table = pd.DataFrame({"layer": layers})
     for role, diff in diffs.items():
         table[f"gap_{role}"] = diff.norm(dim=-1).numpy()
+        table[f"top1_share_{role}"], table[f"top_dim_{role}"] = dominant_dims(diff, 1)
+        table[f"top3_share_{role}"] = dominant_dims(diff, 3)[0]
     table["cosine"], table["cosine_scaled"] = np.nan, np.nan
     if {"base", "post"} <= diffs.keys():
         cos = torch.nn.functional.cosine_similarity

@@ -3,9 +3,15 @@ true ones towards "FALSE" in a few-shot judging prompt, and measure how P(TRUE) 
 
 The steering vector is the source model's mass-mean direction at the probe layer: its unit vector times the gap
 between the true and false means along it (that is, mean(true) - mean(false) itself). It is added at every layer
-of [layer_start, probe_layer] at the statement's last token and its period, divided by the number of layers in the
-range, so that with alpha = 1 the stream at the probe layer has moved by one gap in all (a false statement's mean
-onto the true one's) however many layers share the work. False statements get +alpha, true ones -alpha.
+of [layer_start, probe_layer] at the statement's last token and its period: spread "full" (the paper's) adds
+alpha x the whole vector at each of those layers; spread "split" (truthfulness@2) divides it by the number of
+layers, so that with alpha = 1 the stream at the probe layer has moved by one gap in all. False statements get
++alpha, true ones -alpha.
+
+Normalised intervention effect (the paper's measure), per statement with p = P(TRUE) - P(FALSE): a true statement
+pushed towards FALSE scores (p_after - p_before) / (-1 - p_before), a false one pushed towards TRUE
+(p_after - p_before) / (+1 - p_before); 1 = moved all the way, 0 = not at all, negative = the wrong way. The mean
+over the statements is the cell's effect.
 
 Flip: a statement the steered model judged correctly before the intervention (score above the threshold for a true
 one, below for a false one) and wrongly after it. The threshold is the midpoint of the mean unsteered scores of
@@ -27,9 +33,25 @@ from steering.interventions import add
 Report = Callable[[int, int], None]
 
 
-def layer_vectors(vector: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    """The same vector at every layer of the range, each carrying 1/len(layers) of it."""
-    return {int(layer): vector / len(layers) for layer in layers}
+SPREADS = ("full", "split")
+
+
+def layer_vectors(vector: torch.Tensor, layers: Sequence[int], spread: str = "split") -> dict[int, torch.Tensor]:
+    """The same vector at every layer of the range: whole ("full", the paper's coefficient per layer) or carrying
+    1/len(layers) of it each ("split")."""
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, not {spread!r}")
+    share = 1.0 if spread == "full" else 1.0 / len(layers)
+    return {int(layer): vector * share for layer in layers}
+
+
+def normalised_effects(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per statement, the paper's normalised effect: the move towards the pushed end (-1 for a true statement,
+    +1 for a false one) as a share of the way there; NaN where the statement already sat at that end."""
+    target = np.where(labels == 1, -1.0, 1.0)
+    room = target - before.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(room != 0, (after - before) / room, np.nan)
 
 
 def steered_scores(
@@ -39,7 +61,7 @@ def steered_scores(
     signed_alphas: Sequence[float],
     vectors: dict[int, torch.Tensor] | None,
     *,
-    prefix: str,
+    prefix: str | Sequence[str],
     answers: tuple[str, str],
     batch_size: int = 16,
     progress: Report | None = None,
@@ -64,14 +86,19 @@ def threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def effect_row(before: np.ndarray, after: np.ndarray, labels: np.ndarray, tau: float) -> dict:
-    """Mean score changes, the signed effect (positive = moved the way the intervention pushes) and flip rate."""
+    """The normalised effect (the paper's; over all, true and false statements), mean score changes, the signed
+    change (positive = moved the way the intervention pushes) and the flip rate."""
     sign = np.where(labels == 1, -1.0, 1.0)
+    effects = normalised_effects(before, after, labels)
     change = after - before
     right_before = (before > tau) == (labels == 1)
     right_after = (after > tau) == (labels == 1)
     flipped = right_before & ~right_after
     return {
         "n": int(len(labels)),
+        "normalised_effect": float(np.nanmean(effects)),
+        "normalised_effect_true": float(np.nanmean(effects[labels == 1])),
+        "normalised_effect_false": float(np.nanmean(effects[labels == 0])),
         "mean_change_false": float(change[labels == 0].mean()),
         "mean_change_true": float(change[labels == 1].mean()),
         "mean_change": float((sign * change).mean()),
@@ -91,7 +118,7 @@ def transfer_table_reference(
     thresholds: dict[str, float],
     alphas: Sequence[float],
     *,
-    prefix: str,
+    prefix: str | Sequence[str],
     answers: tuple[str, str],
     batch_size: int = 16,
     report: Report | None = None,

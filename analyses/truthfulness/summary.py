@@ -11,8 +11,10 @@ from .compute import Result
 def headline(result: Result) -> dict[str, float | int]:
     """Per model and probe method: the best test accuracy and its layer; per pair: the mean base/post direction
     cosine over the probed layers where both directions are non-zero (layer 0, the embedding of the same final
-    '.' for every statement, has none); per (direction source -> steered model) at the largest alpha: the mean score
-    change (positive = moved the way it was pushed) and the flip rate."""
+    '.' for every statement, has none), and with the paper method the same mean for the single-set directions
+    (`dataset`'s own train split) beside it; per (direction source -> steered model) at the largest alpha: the
+    paper's normalised intervention effect, the mean score change (positive = moved the way it was pushed) and the
+    flip rate."""
     out: dict[str, float | int] = {}
     for role, methods in result.best.items():
         for method, (layer, accuracy) in methods.items():
@@ -21,8 +23,13 @@ def headline(result: Result) -> dict[str, float | int]:
     cosine = directed_layers(result.direction_stats)["cosine"].mean()
     if not math.isnan(cosine):  # NaN when the pair has no post-trained model
         out["direction_cosine_mean"] = float(cosine)
+    if "cosine_single_set" in result.direction_stats:
+        single = directed_layers(result.direction_stats)["cosine_single_set"].mean()
+        if not math.isnan(single):
+            out["direction_cosine_single_set_mean"] = float(single)
     top = largest_alpha(result.transfer)
     for row in result.transfer[result.transfer["alpha"] == top].itertuples():
+        out[f"normalised_effect/{row.direction}->{row.model}"] = float(row.normalised_effect)
         out[f"mean_change/{row.direction}->{row.model}"] = float(row.mean_change)
         out[f"flip_rate/{row.direction}->{row.model}"] = float(row.flip_rate)
     return out
@@ -40,7 +47,12 @@ def largest_alpha(transfer: pd.DataFrame) -> float:
 
 def summary_text(result: Result) -> str:
     """The probe layer, best probes, direction table, probe transfer at the probe layer and the intervention."""
-    lines = [f"dataset {result.dataset}; probe layer {result.probe_layer}; steered layers {result.steer_layers} at "
+    origin = (f"the pooled, per-set centred sets {', '.join(result.train_sets)} ({result.dataset} held out)"
+              if result.method == "paper" else f"{result.dataset}'s train split")
+    lines = [f"method {result.method}: directions from {origin}; layers are resid_pre (the paper's block output "
+             f"L is resid_pre L + 1)",
+             f"dataset {result.dataset}; probe layer {result.probe_layer}; steered layers {result.steer_layers} "
+             f"({result.spread}: {'the whole vector at each' if result.spread == 'full' else 'split over them'}) at "
              f"offsets {result.offsets}"]
     lines += [f"best {role} {method}: layer {layer}, test accuracy {acc:.3f}"
               for role, methods in result.best.items() for method, (layer, acc) in methods.items()]
@@ -51,7 +63,8 @@ def summary_text(result: Result) -> str:
     if not cross.empty:
         lines += [f"probe transfer at layer {result.probe_layer}:", cross.round(3).to_string(index=False)]
     lines += [f"thresholds (midpoint of train true/false mean scores): {result.thresholds}",
-              "intervention (mean_change > 0 = moved as pushed; flip = judged right before, wrong after):",
+              "intervention (normalised_effect: the paper's, share of the way to the pushed end; mean_change > 0 = "
+              "moved as pushed; flip = judged right before, wrong after):",
               result.transfer.drop(columns=["threshold"]).round(3).to_string(index=False),
               f"timings (s): {result.timings}"]
     return "\n".join(lines)

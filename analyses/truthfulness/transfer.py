@@ -36,10 +36,12 @@ def _scores(view: ModelView, hidden: torch.Tensor, answer_ids: tuple[int, int]) 
 
 @torch.no_grad()
 def variant_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, statements: Sequence[str],
-                   signs: np.ndarray, variants: Sequence[tuple[dict[int, torch.Tensor], float]], *, prefix: str,
+                   signs: np.ndarray, variants: Sequence[tuple[dict[int, torch.Tensor], float]], *,
+                   prefix: str | Sequence[str],
                    answers: tuple[str, str], batch_size: int = 16) -> np.ndarray:
     """[len(variants), n] P(TRUE) - P(FALSE) of each statement with signs[i] * alpha * vectors added (one variant
-    = (vectors, alpha)), and [n] unsteered as row -1 of the result ([len(variants) + 1, n])."""
+    = (vectors, alpha)), and [n] unsteered as row -1 of the result ([len(variants) + 1, n]). prefix: one few-shot
+    prefix for all statements, or one per statement."""
     view = ModelView.of(model)
     offsets = list(statement_offsets(tokenizer))
     k, first = -min(offsets), min(min(v) for v, _ in variants)
@@ -66,7 +68,8 @@ def variant_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, stateme
 
 def transfer_table(models: dict[str, nn.Module], tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame,
                    vectors: dict[str, dict[int, torch.Tensor]], thresholds: dict[str, float],
-                   alphas: Sequence[float], *, prefix: str, answers: tuple[str, str], batch_size: int = 16,
+                   alphas: Sequence[float], *, prefix: str | Sequence[str], answers: tuple[str, str],
+                   batch_size: int = 16,
                    report: Report | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """As steer.transfer_table_reference (same rows, same order): every (direction source, steered model, alpha),
     the effect row and every statement's score; also each model's unsteered scores of `frame` (the baselines the
