@@ -111,7 +111,8 @@ def test_finite_values_within_the_declared_ranges_pass(config):
 
 @pytest.mark.parametrize("study, name, value, message", [
     ("truthfulness", "n_test", -5, "n_test must be an integer of at least 0 (0 = all), not -5."),
-    ("truthfulness", "probe_layer", -2, "probe_layer must be an integer of at least -1 (-1 = the best), not -2."),
+    ("truthfulness", "probe_layer", -3, "probe_layer must be an integer of at least -2 (-1 = the paper's depth fraction, "
+     "-2 = the best), not -3."),
     ("refusal", "n_test", -5, "n_test must be an integer of at least 1 (empty or all = the whole split), not -5."),
     ("refusal", "n_test", 0, "n_test must be an integer of at least 1"),
     ("refusal", "prune_layer_fraction", 1.0, "prune_layer_fraction must be a finite number of at least 0 and "
