@@ -1,6 +1,10 @@
 """The post-training lab: every study along the road from base to SFT checkpoints to DPO, stage by stage."""
+import json
+from dataclasses import replace
+
 import streamlit as st
 
+from analyses import STUDY_NAMES, find_study
 from analyses.lab import LAB, PANELS, merged, models_needed
 from analyses.lab import charts as ch
 from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
@@ -44,20 +48,45 @@ st.caption(f"A full run covers {len(data.stages)} stages ({', '.join(road)}): it
 
 
 def shipped_road() -> StoredResult | None:
-    """The shipped run of the whole road, for a pair made of stages of it ('demo@step108..dpo'): the lab runs from
-    the registered pair's base, so a stage pair has no run of its own, but its road is the same one."""
+    """The shipped run of the whole road, read whole and verified: as this version of the lab, or, when only some
+    studies have a newer version since it was shipped, as the lab version that wrote it (its stale panels are named
+    on the page). For a pair made of stages of the road ('demo@step108..dpo') too: the lab runs from the registered
+    pair's base, so a stage pair has no run of its own, but its road is the same one."""
+    for record in (LAB, older_lab()):
+        try:
+            return read_result(SHIPPED_ROOT / LAB.name, record) if record is not None else None
+        except StoredResultError:
+            continue
+    return None
+
+
+def older_lab():
+    """The lab record of the version that wrote the shipped run, when that differs from this one (None otherwise)."""
     try:
-        return read_result(SHIPPED_ROOT / LAB.name, LAB)
-    except StoredResultError:
+        version = json.loads((SHIPPED_ROOT / LAB.name / "manifest.json").read_text())["version"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return replace(LAB, version=version) if isinstance(version, str) and version != LAB.version else None
+
+
+def stale_studies(result) -> list[str]:
+    """The studies whose version moved since the run was computed: their panels show the older method."""
+    return [name for name, version in result.versions.items()
+            if name in STUDY_NAMES and find_study(name).version != version]
 
 
 stored = study_result(LAB, pair, columns=3)
-if stored is None and pair.name != registered:
+if stored is None:
     stored = shipped_road()
-    if stored is not None:
+    if stored is not None and pair.name != registered:
         st.caption(f"Shown: the shipped run of the {registered} road, from its base through every stage. The pair "
                    f"loaded, {pair.name}, is two points on it; Run computes the lab from {pair.name}'s first stage.")
+    stale = stale_studies(stored.result) if stored is not None else []
+    if stale:
+        versions = "; ".join(f"{stored.result.versions[n]} then, {find_study(n).version} now" for n in stale)
+        st.info(f"Shown anyway: the shipped road, computed before the current version of {', '.join(stale)} "
+                f"({versions}). Those panels show the older version's numbers; every other panel is current. Run "
+                "computes the whole lab again (about 88 min on 2 cores), or name one study in the settings.")
 if stored is None:
     st.stop()
 result = stored.result
