@@ -50,7 +50,7 @@ class Config:
         special="-1 = the paper's depth fraction, -2 = the best")
     probe_fraction: float = setting(0.375, "with probe_layer -1: the probe layer as a fraction of the depth in "
                                            "block-output numbering (the paper: 12 of Llama-3.1-8B's 32 layers)",
-                                  above=0, at_most=1)
+                                  at_least=0, at_most=1)
     layer_start: int = setting(
         -1, "first layer (resid_pre) the direction is added at. -1 = the paper's: the block output at start_fraction "
             "of the depth, i.e. resid_pre round(start_fraction x layers) + 1; -2 = a third of the depth in resid_pre "
@@ -58,7 +58,7 @@ class Config:
         at_least=-2, special="-1 = the paper's, -2 = a third of the depth")
     start_fraction: float = setting(0.25, "with layer_start -1: the first steered layer as a fraction of the depth, "
                                           "block-output numbering (the paper: 8 of Llama-3.1-8B's 32 layers)",
-                                  above=0, at_most=1)
+                                  at_least=0, at_most=1)
     spread: str = setting("full", "full (the paper): alpha x the direction added at every steered layer; split "
                                   "(truthfulness@2, departs from the paper): alpha x the direction divided over the "
                                   "steered layers, one gap in all", choices=("full", "split"),
