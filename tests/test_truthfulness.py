@@ -376,6 +376,11 @@ def test_generalisation_on_a_tiny_pair(tiny_pair):
     assert set(table["held_out"]) == {"cities", "animals", "elements"} and set(table["model"]) == {"base", "post"}
     with pytest.raises(InvalidInputError, match="two or more"):
         generalisation(tiny_pair, GeneralConfig(datasets=("cities",)))
+    # its settings pass the studies' check before any work: NaN and out-of-range values are named
+    with pytest.raises(InvalidInputError, match="logistic_c must be a finite number"):
+        generalisation(tiny_pair, GeneralConfig(logistic_c=float("nan")))
+    with pytest.raises(InvalidInputError, match="n_per_set must be an integer of at least 0"):
+        generalisation(tiny_pair, GeneralConfig(n_per_set=-1))
 
 
 def test_cli_generalisation_writes_its_table(tiny_pair, tmp_path, monkeypatch, capsys):

@@ -12,7 +12,9 @@ import pandas as pd
 import torch
 
 from analyses.common import Progress, Steps
+from analyses.config_check import check_settings
 from analyses.statements import statement_set, statement_set_names
+from analyses.study import setting
 from steering.errors import InvalidInputError
 from steering.extraction import collect_residuals
 
@@ -24,12 +26,13 @@ from .data import balanced
 class GeneralConfig:
     """Settings of the generalisation table."""
 
-    datasets: tuple[str, ...] = ("cities", "capitals", "translations", "larger_than", "elements", "animals")
-    n_per_set: int = 60  # balanced statements per set (0 = all)
-    layer_step: int = 2  # probe every k-th layer
-    logistic_c: float = 1.0  # inverse regularisation of the logistic probe
-    batch_size: int = 16
-    seed: int = 0
+    datasets: tuple[str, ...] = setting(("cities", "capitals", "translations", "larger_than", "elements", "animals"),
+                                        "statement sets, each held out in turn")
+    n_per_set: int = setting(60, "balanced statements per set (0 = all)", at_least=0, special="0 = all")
+    layer_step: int = setting(2, "probe every k-th layer", at_least=1)
+    logistic_c: float = setting(1.0, "inverse regularisation of the logistic probe", above=0)
+    batch_size: int = setting(16, "statements per forward pass", at_least=1)
+    seed: int = setting(0, "seed of the balanced samples", at_least=0)
 
 
 def _sets(config: GeneralConfig) -> dict[str, pd.DataFrame]:
@@ -42,10 +45,9 @@ def _sets(config: GeneralConfig) -> dict[str, pd.DataFrame]:
 
 def generalisation(pair, config: GeneralConfig = GeneralConfig(), progress: Progress | None = None) -> pd.DataFrame:
     """Rows: model, held_out, trained_on, layer, method, accuracy (and seconds taken, in `attrs`)."""
+    check_settings(config)  # NaN, infinity or a setting out of range: one sentence, before any work
     start = time.perf_counter()
     sets = _sets(config)
-    if config.layer_step < 1 or config.batch_size < 1:
-        raise InvalidInputError("Generalisation needs layer_step and batch_size of at least 1.")
     layers = list(range(0, pair.n_layers, config.layer_step))
     steps = Steps(progress, {role: 1 for role in pair.models()})
     acts: dict[str, dict[str, torch.Tensor]] = {}
