@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny import save_tiny_pair
-
-ROOT = Path(__file__).resolve().parents[1]
-STATEMENTS = ["statement,label", "the cat is a cat .,1", "the dog is a dog .,1", "the cat is a dog .,0",
-              "the dog is a cat .,0"]
-
-
-@pytest.fixture(scope="module")
-def tiny_folders(tmp_path_factory):
-    return save_tiny_pair(tmp_path_factory.mktemp("bad-pages-pair"))
+from test_bad_files import ROOT, STATEMENTS, tiny_folders  # noqa: F401  (a fixture, found by pytest here)
 
 
 def _broken_config_folder(tiny_folders, tmp_path) -> Path:

@@ -38,13 +38,18 @@ def server():
         proc.wait(timeout=30)
 
 
+def _open(p):
+    """Debian's chromium, headless, and one page at 1400 x 1000."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                "--disable-dev-shm-usage"])
+    return browser, browser.new_page(viewport={"width": 1400, "height": 1000})
+
+
 def test_playground_generates_four_texts_per_prompt(server):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser, page = _open(p)
         page.goto(f"{server}/Playground")
         page.get_by_role("button", name="Generate").wait_for(timeout=300_000)
         page.locator('[data-testid="stExpander"] summary', has_text="Decoding").click()
@@ -89,9 +94,7 @@ def test_no_page_draws_a_chart_wider_than_its_column_or_a_none_cell(server):
 
     problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser, page = _open(p)
         page.goto(server)
         page.wait_for_selector('[data-testid="stSidebarNav"] a', timeout=300_000)
         links = page.eval_on_selector_all('[data-testid="stSidebarNav"] a', "els => els.map(e => e.href)")
@@ -118,9 +121,7 @@ def test_the_runs_own_stop_leaves_a_usable_page(server):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser, page = _open(p)
         page.goto(f"{server}/Playground")
         page.get_by_role("button", name="Generate").wait_for(timeout=300_000)
         page.get_by_role("button", name="Generate").click()
