@@ -8,6 +8,7 @@ from analyses import STUDY_NAMES, find_study
 from analyses.study import Study
 
 from .charts import PANELS, all_charts, partial
+from .cli import CLI
 from .compute import Result, headline_rows, merged, models_needed, run, split_metric
 from .config import STUDY_SETTINGS, Config, study_config
 from .data import LabData, data_hash, default_data
@@ -40,6 +41,7 @@ LAB = Study(
     page="app_pages/7_Lab.py",
     base_only=True,
     partial_chart=partial,
+    cli=CLI,
     icon=":material/timeline:",
 )
 
