@@ -27,19 +27,20 @@ def check(args: argparse.Namespace) -> None:
 def write(args: argparse.Namespace, pair, result, out: Path) -> None:
     if not args.into_shipped:
         return
-    from ..cli import write_outputs
+    from ..cli import config_from_args, headline_text, write_outputs
     from ..store import ResultStore, run_cached, ship
     from . import LAB
     from .update import merge_into_shipped
 
     # the part the CLI just computed, read back with its manifest from the store where run_cached put it
-    part = run_cached(LAB, pair, LAB.Config(studies=tuple(args.studies), transfer=args.transfer),
-                      store=ResultStore(), notice=lambda m: None)
-    command = shlex.join(["python", "-m", "analyses", "lab", "--pair", "demo", "--studies", *args.studies,
+    config = config_from_args(args, LAB.Config)
+    part = run_cached(LAB, pair, config, store=ResultStore(), notice=lambda m: None)
+    command = shlex.join(["python", "-m", "analyses", "lab", "--pair", "demo", "--studies", *config.studies,
                           *([] if args.transfer else ["--no-transfer"]), "--into-shipped", "--out", str(out)])
     road = merge_into_shipped(LAB, pair, part, command)
     write_outputs(LAB, road, out)
-    print(f"merged into the shipped road: {ship(LAB, road)}")
+    print(f"merged into the shipped road: {ship(LAB, road)}\nThe road, headline:\n"
+          f"{headline_text(dict(LAB.headline(road.result)))}\n(the recomputed part's follows)")
 
 
 def data(args: argparse.Namespace):
