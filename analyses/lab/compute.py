@@ -26,7 +26,7 @@ from .transfer import transfer_rows
 
 # Progress weights: each study's typical seconds per stage at the lab's settings in the shipped demo run (one
 # thread, sharing the cores); only their ratios matter.
-SECONDS = {"truthfulness": 70.0, "refusal": 240.0, "knowledge": 110.0, "confidence": 130.0, "diffing": 8.0}
+SECONDS = {"truthfulness": 250.0, "refusal": 240.0, "knowledge": 110.0, "confidence": 130.0, "diffing": 8.0}
 TRANSFER_SECONDS = 20.0
 TIMELINE_COLUMNS = ["stage", "step", "phase", "study", "metric", "model", "value"]
 
