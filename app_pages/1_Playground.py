@@ -1,27 +1,24 @@
 """Playground: compute directions, add them or project them out, at chosen positions, transfer them; four generations
 side by side; export the steering as a card, or open one."""
-import json
-
 import pandas as pd
 import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, parse_prompt_list
 from app_pages.ui.card_opener import card_opener, show_card
 from app_pages.ui.checked import Checks
-from app_pages.ui.generations import four_columns, intervention_note
+from app_pages.ui.generations import four_columns
 from app_pages.ui.icons import PLAYGROUND
 from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.playground_charts import alignment_chart, cosine_chart, sweep_charts
-from app_pages.ui.playground_run import RESULT_KEY, PlaygroundRun, SteeringSource
+from app_pages.ui.playground_outputs import downloads, steering_captions
+from app_pages.ui.playground_run import RESULT_KEY, PlaygroundRun, run_from_card, run_from_form
 from app_pages.ui.progress import PageProgress, stopped_notice
 from app_pages.ui.steering_form import decoding_form, positions_form, steering_count, steering_form
 from steering import SteeringError
-from steering.card import card_zip
-from steering.composition import Composition, PositionRule, parse_alphas
-from steering.control_vector import to_control_vector
+from steering.composition import parse_alphas
 from steering.generation import SteeringSpec, compare, format_prompts
-from steering.playground import cosine_table, mean_residuals, reference_prompts, reproduce_snippet
+from steering.playground import cosine_table, reproduce_snippet
 from steering.sweep import alignment_per_layer, alpha_sweep
 
 st.set_page_config(page_title="Playground", page_icon=PLAYGROUND, layout="wide")
@@ -57,38 +54,6 @@ else:
 decoding = decoding_form(checks, opened[1].decoding.top_p if opened else 0.95)
 
 
-def steer_from_the_form(prompts: list[str]) -> PlaygroundRun:
-    """Directions from each block's source, the composition, and the affine ablation's reference means."""
-    found, sources = [], []
-    for choice in choices:
-        bar = st.progress(0.0, text="Reading the residual stream…")
-        found.append(choice.directions(pair, progress=lambda done, total: bar.progress(
-            done / total, text=f"Reading the residual stream… {done}/{total} prompts")))
-        bar.empty()
-        sources.append(SteeringSource(choice.label(ROLE_NAMES), choice.contrast,
-                                      choice.read_from if choice.contrast else None))
-    composition = Composition(tuple(c.spec(d, rule.positions()) for c, d in zip(choices, found)))
-    references, reference_label = None, None
-    affine = next((c for c in choices if c.mode == "ablate" and c.ablation == "affine"), None)
-    if affine is not None:
-        with st.spinner("Reading each model's mean residual on the reference prompts…"):
-            texts, position = reference_prompts(pair, affine.contrast)
-            references = mean_residuals(pair, texts, position)
-        reference_label = (f"the first {len(texts)} {affine.contrast.name.split(' vs ')[-1]} prompts"
-                           if affine.contrast is not None else f"{len(texts)} harmless instructions")
-    return PlaygroundRun(prompts, chat, decoding, composition, tuple(sources), found[0], pd.DataFrame(),
-                         pd.DataFrame(), references, reference_label)
-
-
-def steer_from_the_card(prompts: list[str]) -> PlaygroundRun:
-    name, card = opened
-    sources = tuple(SteeringSource(e.label or e.spec.direction.info.dataset, None, e.read_from)
-                    for e in card.steerings)
-    return PlaygroundRun(prompts, chat, decoding, card.composition(), sources,
-                         {"loaded": card.steerings[0].spec.direction}, pd.DataFrame(), pd.DataFrame(),
-                         card.references, "the card's reference prompts", name, card.calibration)
-
-
 def generate(run: PlaygroundRun) -> PlaygroundRun:
     """The four generations, streamed into their columns, then the prompts' alignment with the first direction."""
     progress = PageProgress(stop_key=RESULT_KEY)
@@ -119,7 +84,9 @@ if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.
              help=None if checks.ok else " ".join(checks.problems)) and not source_errors:
     try:
         prompts = parse_prompt_list(prompt_text, "prompt list")
-        st.session_state[RESULT_KEY] = generate((steer_from_the_card if opened else steer_from_the_form)(prompts))
+        run = (run_from_card(opened, prompts, chat, decoding) if opened else
+               run_from_form(pair, choices, rule, prompts, chat, decoding, ROLE_NAMES))
+        st.session_state[RESULT_KEY] = generate(run)
     except SteeringError as e:
         st.error(str(e))
 
@@ -129,19 +96,7 @@ if run is None:
 
 # Outputs --------------------------------------------------------------------------------------------------------
 st.header("Four generations")
-steerings = run.composition.steerings
-for i, (spec, source) in enumerate(zip(steerings, run.sources), start=1):
-    norms = spec.direction.resid_norms
-    norm_note = (f" Typical residual norm at layer {spec.layers[0]}: {float(norms[spec.layers[0]]):,.0f}, so alpha "
-                 f"{spec.alpha:g} adds a vector of norm {spec.alpha * float(norms[spec.layers[0]]):,.0f} there."
-                 if norms is not None and spec.mode == "add" else "")
-    number = f"Steering {i} of {len(steerings)}: " if len(steerings) > 1 else ""
-    st.caption(f"{number}{intervention_note(spec, run.reference_label)} · positions: "
-               f"{PositionRule.of(spec.positions).label()} · direction {source.label}."
-               f"{' Steering the other model than the one the direction was read from is a transfer.' if i == 1 else ''}"
-               f"{norm_note}")
-if run.card_name:
-    st.caption(f"Restored from the steering card {run.card_name}.")
+steering_captions(run, ROLE_NAMES)
 texts_by_key = run.texts()
 for prompt in run.prompts:
     for k, col in four_columns(prompt, roles, ROLE_NAMES).items():
@@ -164,7 +119,7 @@ with right:
 
 with st.expander("Reproduce in Python"):
     source = run.sources[0]
-    if len(steerings) == 1 and run.card_name is None:
+    if len(run.composition.steerings) == 1 and run.card_name is None:
         contrast = source.contrast
         st.caption("Save it as a .py file and run it with this project's Python (`.venv/bin/python file.py`) from "
                    "any folder: its first lines put the project on the import path.")
@@ -211,29 +166,4 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
                    "and the distinct share high.")
         st.dataframe(sweep, width="stretch")
 
-st.subheader("Downloads")
-dcols = st.columns(4)
-direction = run.first.direction
-dcols[0].download_button("Direction (.safetensors)", direction.to_bytes(), "direction.safetensors",
-                         help="The first steering's direction; the JSON metadata is inside the file too.")
-dcols[0].download_button("Its JSON sidecar", json.dumps(direction.metadata(), indent=2) + "\n", "direction.json")
-if run.first.mode != "add":
-    dcols[1].caption("Control vectors are for 'add'.")
-else:
-    try:
-        control_vector = to_control_vector(direction, list(run.first.layers), run.first.alpha,
-                                           pair.base.config.model_type)
-        dcols[1].download_button("llama.cpp control vector (.gguf)", control_vector, "control_vector.gguf",
-                                 help="direction.N in llama.cpp is added to the output of its layer N, i.e. our "
-                                      "resid_pre.(N+1); scaled by the current alpha; llama.cpp steers every token.")
-    except SteeringError as e:
-        dcols[1].caption(f"No control vector: {e}")
-dcols[2].download_button("Generations with settings (.json)", json.dumps(run.generations_json(pair.name), indent=2),
-                         "generations.json")
-try:
-    dcols[3].download_button("Steering card (.zip)", card_zip(run.card(pair)), "steering-card.zip", key="pg_card_zip",
-                             help="Everything to reproduce this steering: the vectors, both models' fingerprints, "
-                                  "provenance, the generations before and after, a readable page and a script. "
-                                  "Open it again above.")
-except SteeringError as e:
-    dcols[3].caption(f"No steering card: {e}")
+downloads(run, pair)

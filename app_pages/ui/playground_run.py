@@ -1,18 +1,21 @@
-"""The Playground's run record: what one Generate did and produced, typed, kept in the session under RESULT_KEY."""
+"""The Playground's run record: what one Generate did and produced, typed, kept in the session under RESULT_KEY;
+and the two ways a run is set up, from the page's steering blocks or from an opened card."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import streamlit as st
 import torch
 
+from app_pages.ui.steering_form import SteeringChoice
 from steering import Direction
 from steering.card import SteeringCard, card_for
 from steering.composition import Composition, PositionRule
 from steering.generation import DecodingSettings, SteeringSpec
 from steering.pairs import ModelPair
-from steering.playground import ContrastPrompts
+from steering.playground import ContrastPrompts, mean_residuals, reference_prompts
 
 RESULT_KEY = "pg_result"
 
@@ -67,3 +70,40 @@ class PlaygroundRun:
                      for s in self.composition.steerings]
         return {"settings": {"pair": pair_name, "chat": self.chat, **self.decoding.__dict__, "steerings": steerings},
                 "generations": self.table.to_dict(orient="records")}
+
+
+def run_from_form(pair: ModelPair, choices: Sequence[SteeringChoice], rule: PositionRule, prompts: list[str],
+                  chat: bool, decoding: DecodingSettings, names: Mapping[str, str]) -> PlaygroundRun:
+    """A run (no generations yet) of the page's steering blocks: each direction read from its source (a bar while
+    the residual stream is read), the composition at the rule's positions, the affine ablation's reference means
+    (from the first affine block's contrast, or harmless instructions)."""
+    found, sources = [], []
+    for choice in choices:
+        bar = st.progress(0.0, text="Reading the residual stream…")
+        found.append(choice.directions(pair, progress=lambda done, total: bar.progress(
+            done / total, text=f"Reading the residual stream… {done}/{total} prompts")))
+        bar.empty()
+        sources.append(SteeringSource(choice.label(names), choice.contrast,
+                                      choice.read_from if choice.contrast else None))
+    composition = Composition(tuple(c.spec(d, rule.positions()) for c, d in zip(choices, found)))
+    references, reference_label = None, None
+    affine = next((c for c in choices if c.mode == "ablate" and c.ablation == "affine"), None)
+    if affine is not None:
+        with st.spinner("Reading each model's mean residual on the reference prompts…"):
+            texts, position = reference_prompts(pair, affine.contrast)
+            references = mean_residuals(pair, texts, position)
+        reference_label = (f"the first {len(texts)} {affine.contrast.name.split(' vs ')[-1]} prompts"
+                           if affine.contrast is not None else f"{len(texts)} harmless instructions")
+    return PlaygroundRun(prompts, chat, decoding, composition, tuple(sources), found[0], pd.DataFrame(),
+                         pd.DataFrame(), references, reference_label)
+
+
+def run_from_card(opened: tuple[str, SteeringCard], prompts: list[str], chat: bool,
+                  decoding: DecodingSettings) -> PlaygroundRun:
+    """A run (no generations yet) of an opened card's steerings and reference means, on the page's prompts."""
+    name, card = opened
+    sources = tuple(SteeringSource(e.label or e.spec.direction.info.dataset, None, e.read_from)
+                    for e in card.steerings)
+    return PlaygroundRun(prompts, chat, decoding, card.composition(), sources,
+                         {"loaded": card.steerings[0].spec.direction}, pd.DataFrame(), pd.DataFrame(),
+                         card.references, "the card's reference prompts", name, card.calibration)
