@@ -23,6 +23,7 @@ import io
 import json
 import tomllib
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -231,7 +232,7 @@ def read_card_zip(data: bytes, name: str = "card.zip") -> SteeringCard:
     strip = len(tops) == 1 and all(len(p.parts) > 1 for p in paths)  # the folder zipped whole
     try:
         files = {str(PurePosixPath(*p.parts[1:]) if strip else p): archive.read(m) for p, m in zip(paths, members)}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as e:
         raise BadFileError(name, f"a file in it cannot be read ({e})", FIX) from None
     return card_from_files(files, name)
 

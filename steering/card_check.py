@@ -154,8 +154,8 @@ def _references(files: dict[str, bytes], manifest: dict, shape: tuple[int, int],
     path = manifest.get("references")
     if path is None:
         return None
-    if path not in files:
-        raise _Problem(f"references file {path!r} is not in the card")
+    if not isinstance(path, str) or path not in files:
+        raise _Problem(f"references file {path!r} is not in the card"[:300])
     try:
         tensors = load_tensors(files[path])
     except (SafetensorError, ValueError, TypeError) as e:
