@@ -211,7 +211,10 @@ def read_card(folder: str | Path) -> SteeringCard:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if len(files) >= MAX_FILES or total > MAX_BYTES:
             raise BadFileError(folder, f"it holds more than {MAX_FILES} files or {MAX_BYTES >> 20} MiB", FIX)
-        files[path.relative_to(folder).as_posix()] = data = path.read_bytes()
+        try:
+            files[path.relative_to(folder).as_posix()] = data = path.read_bytes()
+        except OSError as e:
+            raise BadFileError(path, f"it cannot be read ({e.strerror or e})", FIX) from None
         total += len(data)
     return card_from_files(files, str(folder))
 

@@ -132,3 +132,11 @@ def test_a_broken_card_is_one_error(open_page):
     at.file_uploader(key="pg_card_file").set_value(("broken.zip", b"PK\x03\x04 nothing", "application/zip"))
     at = at.run()
     assert not at.exception and len(at.error) == 1 and at.error[0].value.startswith("broken.zip: ")
+
+
+def test_a_second_directions_alpha_out_of_range_is_refused_where_typed(page):
+    at = page.button(key="pg_add_steering").click().run()
+    at = at.number_input(key="pg_alpha_1").set_value(1000.0).run()
+    assert any("alpha must be between -100 and 100, not 1000" in e.value for e in at.error)
+    assert at.button(key="pg_generate").disabled
+    assert at.number_input(key="pg_alpha").value == 0.1  # the first block's own field is untouched
