@@ -14,7 +14,8 @@ from app_pages.ui.playground_charts import alignment_chart, cosine_chart, sweep_
 from app_pages.ui.playground_outputs import downloads, steering_captions
 from app_pages.ui.playground_run import RESULT_KEY, PlaygroundRun, run_from_card, run_from_form
 from app_pages.ui.progress import PageProgress, stopped_notice
-from app_pages.ui.steering_form import decoding_form, positions_form, steering_count, steering_form
+from app_pages.ui.steering_form import (decoding_form, positions_form, steering_buttons, steering_count,
+                                        steering_form)
 from steering import SteeringError
 from steering.composition import parse_alphas
 from steering.generation import SteeringSpec, compare, format_prompts
@@ -46,9 +47,11 @@ if opened is not None:
 else:
     n_steerings = steering_count()
     for i in range(n_steerings):
-        if n_steerings > 1:
-            st.subheader(f"Direction {i + 1}")
-        choices.append(steering_form(pair, i, checks, ROLE_NAMES))
+        with st.container(border=n_steerings > 1):
+            if n_steerings > 1:
+                st.subheader(f"Direction {i + 1}" + (" (applied after the one above)" if i else ""))
+            choices.append(steering_form(pair, i, checks, ROLE_NAMES))
+    steering_buttons(n_steerings)
     st.header("3 · Positions")
     rule = positions_form(checks)
 decoding = decoding_form(checks, opened[1].decoding.top_p if opened else 0.95)

@@ -78,17 +78,23 @@ class SteeringChoice:
 
 
 def steering_count() -> int:
-    """How many steering blocks the page shows, with the buttons that add one or remove the last."""
-    n = int(st.session_state.get(COUNT_KEY, 1))
-    cols = st.columns(2)
-    if n < MAX_FORMS and cols[0].button("Add another direction", key="pg_add_steering",
-                                        help="Steer with several directions at once, each with its own layers, "
-                                             "strength and mode; they are applied in the order shown."):
-        n += 1
-    if n > 1 and cols[1].button("Remove the last direction", key="pg_remove_steering"):
-        n -= 1
-    st.session_state[COUNT_KEY] = n
-    return n
+    """How many steering blocks the page shows (steering_buttons changes it)."""
+    return min(max(int(st.session_state.get(COUNT_KEY, 1)), 1), MAX_FORMS)
+
+
+def _change_count(by: int) -> None:
+    st.session_state[COUNT_KEY] = min(max(steering_count() + by, 1), MAX_FORMS)
+
+
+def steering_buttons(n: int) -> None:
+    """Under the blocks: add one, or remove the last (a callback, so the rerun draws the new count)."""
+    cols = st.columns([1, 1, 3])
+    cols[0].button("Add another direction", key="pg_add_steering", on_click=_change_count, args=(1,),
+                   disabled=n >= MAX_FORMS,
+                   help="Steer with several directions at once, each with its own layers, strength and mode; they "
+                        "are applied in the order shown.")
+    if n > 1:
+        cols[1].button("Remove the last direction", key="pg_remove_steering", on_click=_change_count, args=(-1,))
 
 
 def steering_form(pair: ModelPair, i: int, checks: Checks, names: Mapping[str, str]) -> SteeringChoice:
