@@ -111,7 +111,8 @@ def test_a_card_opened_in_the_page_restores_the_steering_and_the_same_tokens(pag
     assert (again.mode, again.layers, again.alpha, again.positions) == (spec.mode, spec.layers, spec.alpha,
                                                                         spec.positions)
     assert bool((again.direction.vectors == spec.direction.vectors).all())
-    assert any("Restored from the steering card steering-card.zip" in c.value for c in fresh.caption)
+    assert any("Restored from the steering card steering-card.zip. All 8 texts are the ones it recorded."
+               in c.value for c in fresh.caption)
 
 
 def test_a_card_of_other_models_is_refused_naming_both_and_the_page_stays_usable(page, open_page, pair):
@@ -140,3 +141,15 @@ def test_a_second_directions_alpha_out_of_range_is_refused_where_typed(page):
     assert any("alpha must be between -100 and 100, not 1000" in e.value for e in at.error)
     assert at.button(key="pg_generate").disabled
     assert at.number_input(key="pg_alpha").value == 0.1  # the first block's own field is untouched
+
+
+def test_a_restored_run_says_how_many_texts_differ_from_the_cards_record(page, open_page, pair):
+    at = _generate(page)
+    card = at.session_state["pg_result"].card(pair)
+    first, *rest = card.generations
+    altered = replace(card, generations=({**first, "text": first["text"] + " (edited)"}, *rest))
+    fresh = open_page("1_Playground.py", timeout=120)
+    fresh.file_uploader(key="pg_card_file").set_value(("edited.zip", card_zip(altered), "application/zip"))
+    fresh = _generate(fresh.run())
+    assert not fresh.exception and not fresh.error
+    assert any("1 of 8 texts differ from the ones it recorded" in c.value for c in fresh.caption)

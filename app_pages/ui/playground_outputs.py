@@ -29,7 +29,12 @@ def steering_captions(run: PlaygroundRun, names: Mapping[str, str]) -> None:
         st.caption(f"{number}{intervention_note(spec, run.reference_label)} · positions: "
                    f"{PositionRule.of(spec.positions).label()} · direction {source.label}.{transfer}{norm_note}")
     if run.card_name:
-        st.caption(f"Restored from the steering card {run.card_name}.")
+        agreement = run.agreement()
+        same = "" if agreement is None else (
+            f" All {agreement[1]} texts are the ones it recorded." if agreement[0] == agreement[1] else
+            f" {agreement[1] - agreement[0]} of {agreement[1]} texts differ from the ones it recorded: on another "
+            "machine or device a greedy choice between two near-equal tokens can go the other way.")
+        st.caption(f"Restored from the steering card {run.card_name}.{same}")
 
 
 def downloads(run: PlaygroundRun, pair: ModelPair) -> None:

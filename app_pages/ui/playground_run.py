@@ -43,6 +43,16 @@ class PlaygroundRun:
     reference_label: str | None = None
     card_name: str | None = None  # the steering card this run restored, if any
     calibration: dict | None = None  # carried over from an opened card
+    recorded: tuple[dict, ...] = ()  # the opened card's generations, as it recorded them
+
+    def agreement(self) -> tuple[int, int] | None:
+        """(texts the same as the card recorded, texts compared), when this run restored a card on its prompts."""
+        if not self.recorded:
+            return None
+        ours = self.texts()
+        theirs = {(r["prompt"], r["model"], r["steered"]): r["text"] for r in self.recorded}
+        shared = [k for k in theirs if k in ours]
+        return (sum(ours[k] == theirs[k] for k in shared), len(shared)) if shared else None
 
     @property
     def first(self) -> SteeringSpec:
@@ -106,4 +116,4 @@ def run_from_card(opened: tuple[str, SteeringCard], prompts: list[str], chat: bo
                     for e in card.steerings)
     return PlaygroundRun(prompts, chat, decoding, card.composition(), sources,
                          {"loaded": card.steerings[0].spec.direction}, pd.DataFrame(), pd.DataFrame(),
-                         card.references, "the card's reference prompts", name, card.calibration)
+                         card.references, "the card's reference prompts", name, card.calibration, card.generations)
