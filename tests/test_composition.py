@@ -147,6 +147,12 @@ def test_compare_hands_each_models_reference_to_the_affine_members(pair):
     composed = compare(pair.models(), pair.tokenizer, ["the cat is"], compose([spec]), decoding=decoding,
                        chat=False, references=references).table
     assert composed.text.tolist() == one.text.tolist()  # same machine, same arithmetic: the same tokens
+    both = [spec, SteeringSpec(direction, "add", (2,), 0.5, positions="generated")]
+    as_list = compare(pair.models(), pair.tokenizer, ["the cat is"], both, decoding=decoding, chat=False,
+                      references=references).table
+    composed_two = compare(pair.models(), pair.tokenizer, ["the cat is"], Composition(tuple(both)),
+                           decoding=decoding, chat=False, references=references).table
+    assert as_list.text.tolist() == composed_two.text.tolist()  # a plain list is the composition
     with pytest.raises(InvalidInputError, match="reference"):
         compare(pair.models(), pair.tokenizer, ["the cat is"], compose([spec]), decoding=decoding, chat=False)
 
