@@ -13,6 +13,7 @@ from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
+from app_pages.ui.steering_form import hand_over_study_direction
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
 
@@ -121,8 +122,7 @@ def send_to_playground() -> None:
     if index is None:
         st.warning("This difference is not in your result store yet: press Run first.")
         return
-    st.session_state["pg_source"] = "From a study's result"
-    st.session_state["pg_study_direction"] = index
+    hand_over_study_direction(index)
     try:
         st.switch_page("app_pages/1_Playground.py")
     except StreamlitPageNotFoundError:  # the page opened on its own, outside app.py's navigation

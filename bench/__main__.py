@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    names = ["foundation", "playground", *STUDY_NAMES]
+    names = ["foundation", "playground", "composition", *STUDY_NAMES]
     missing = [n for n in names if not (BENCH / f"{n}.py").exists()]
     if missing:
         print(f"no benchmark for: {', '.join(missing)}", file=sys.stderr)

@@ -71,3 +71,9 @@ class BadFileError(InvalidInputError):
 
     def __reduce__(self):  # rebuilt from its three parts, not from the joined message
         return type(self), (self.file, self.problem, self.fix)
+
+
+class IncompatibleCardError(InvalidInputError):
+    """A steering card made on other models than the loaded pair (their fingerprints differ): its vectors and
+    reference means belong to those models. The message names both pairs; fix: load the card's pair, or make a new
+    card on this one."""

@@ -164,7 +164,7 @@ def generate(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     *,
-    steering: SteeringSpec | None = None,
+    steering: SteeringSpec | Sequence[SteeringSpec] | None = None,
     steered_rows: Rows = None,
     decoding: DecodingSettings = DecodingSettings(),
     progress: Callable[[int, int], None] | None = None,
@@ -172,7 +172,9 @@ def generate(
 ) -> list[str]:
     """Continue already formatted texts; steering applies to `steered_rows` (all rows when None); `progress(done,
     total)` hears of every new token, `on_tokens(ids)` gets every row's new tokens so far after each step (to
-    stream them); a prompt too long for the context is refused before any work."""
+    stream them); a prompt too long for the context is refused before any work. A list of steerings (or a
+    composition.Composition) applies them all, in list order."""
+    steering = _as_steering(steering)
     view = ModelView.of(model)
     batch = encode(tokenizer, texts, view.device)
     check_fits_context(model, tokenizer, texts, decoding.max_new_tokens, batch.input_ids.shape[1])
@@ -183,6 +185,15 @@ def generate(
     with context:
         out = model.generate(**batch, **decoding.generate_kwargs(), **extra)
     return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def _as_steering(steering):
+    """A list or tuple of SteeringSpec as one composition.Composition; anything else as it is."""
+    if isinstance(steering, (list, tuple)):
+        from .composition import compose  # composition builds on this module
+
+        return compose(steering)
+    return steering
 
 
 def check_fits_context(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
@@ -207,7 +218,7 @@ def compare(
     models: dict[str, PreTrainedModel],
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
-    steering: SteeringSpec,
+    steering: SteeringSpec | Sequence[SteeringSpec],
     *,
     decoding: DecodingSettings = DecodingSettings(),
     chat: bool = True,
@@ -220,6 +231,7 @@ def compare(
     model's mean residual on reference prompts, which the affine ablation needs (each model its own). `on_text(rows)`
     streams: after every step of a model's one generate call, its rows so far, as the table's (prompt, model,
     steered, text); greedy tokens are the same as without it."""
+    steering = _as_steering(steering)
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
     specs = {role: replace(steering, reference=references.get(role, steering.reference)) if references

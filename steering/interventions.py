@@ -135,6 +135,8 @@ def position_mask(offsets: torch.Tensor, positions: Positions) -> torch.Tensor:
         return offsets >= 0
     if isinstance(positions, str):
         raise InvalidInputError(f"Unknown positions '{positions}': use 'prompt', 'generated', 'all' or offsets.")
+    if isinstance(positions, range) and positions.step == 1:  # "from offset s on": by its bounds, not a lookup
+        return (offsets >= positions.start) & (offsets < positions.stop)
     return torch.isin(offsets, torch.as_tensor(list(positions), dtype=offsets.dtype))
 
 

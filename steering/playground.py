@@ -92,18 +92,31 @@ def cosine_table(directions: dict[str, Direction]) -> pd.DataFrame:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pair_load_settings(pair: ModelPair) -> dict:
+    """What loads this pair again, as plain JSON: a registered name, or the two sources; and how it was loaded."""
+    s = pair.settings
+    registered = pair.spec.name.partition("@")[0] in pair_names()
+    return {"name": pair.spec.name if registered else None, "base": None if registered else str(pair.spec.base),
+            "post": None if registered else str(pair.spec.post), "dtype": s.dtype, "quantization": s.quantization,
+            "device": s.device}
+
+
+def load_call(settings: dict) -> str:
+    """The `load_pair(...)` call of pair_load_settings' record, each value written by repr (valid Python, whatever
+    the text)."""
+    how = f"dtype={settings['dtype']!r}, quantization={settings['quantization']!r}, device={settings['device']!r}"
+    if settings.get("name") is not None:
+        return f"load_pair({settings['name']!r}, {how})"
+    return f"load_pair(base={settings['base']!r}, post={settings['post']!r}, {how})"
+
+
 def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contrast: ContrastPrompts | None,
                       source_role: str, spec: SteeringSpec, decoding: DecodingSettings,
                       direction_file: str | None = None, builtin_set: bool = False) -> str:
     """Python that gives the same four generations from a script, run from any folder (it puts this project on
     the import path). `builtin_set`: the contrast lists are the built-in set named `contrast.name`
     (analyses.contrast_sets), referred to by name rather than spelt out."""
-    s = pair.settings
-    if pair.spec.name.partition("@")[0] in pair_names():
-        load = f"load_pair({pair.spec.name!r}, dtype={s.dtype!r}, quantization={s.quantization!r}, device={s.device!r})"
-    else:
-        load = (f"load_pair(base={str(pair.spec.base)!r}, post={str(pair.spec.post)!r}, dtype={s.dtype!r}, "
-                f"quantization={s.quantization!r}, device={s.device!r})")
+    load = load_call(pair_load_settings(pair))
     lines = [
         "# Runs from any folder: the first lines put this project on the import path.",
         "import sys",

@@ -71,7 +71,7 @@ def test_ablation_defaults_to_affine_offers_both_and_the_caption_says_what_ran(p
     assert not at.exception and not at.error and len(_outputs(at)) == 8
     [note] = [c.value for c in at.caption if c.value.startswith("ablate")]
     assert words in note and "alpha" not in note
-    assert at.session_state["pg_result"]["spec"].ablation == ablation
+    assert at.session_state["pg_result"].first.ablation == ablation
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -133,9 +133,9 @@ def test_one_layer_is_one_slider_value_and_a_range_is_asked_for(page):
     at.select_slider(key="pg_layers").set_range(0, 2)
     at = _generate(at)
     assert not at.exception and not at.error
-    assert at.session_state["pg_result"]["spec"].layers == (0, 1, 2)
+    assert at.session_state["pg_result"].first.layers == (0, 1, 2)
     at = _generate(at.radio(key="pg_layer_span").set_value("one").run())
-    assert at.session_state["pg_result"]["spec"].layers == (1,)
+    assert at.session_state["pg_result"].first.layers == (1,)
 
 
 def test_a_bad_csv_list_is_the_only_error(page):
@@ -273,5 +273,5 @@ def test_the_four_columns_are_written_token_by_token_from_one_generate_per_model
     assert not at.exception and not at.error and len(_outputs(at)) == 8
     assert calls == [True, True]  # one batched, streamed generate per model
     assert len(updates) == 2 * 6  # every step of each model's call reached the page's columns
-    final = {(r.prompt, r.model, r.steered): r.text for r in at.session_state["pg_result"]["table"].itertuples()}
+    final = {(r.prompt, r.model, r.steered): r.text for r in at.session_state["pg_result"].table.itertuples()}
     assert {(r["prompt"], r["model"], r["steered"]): r["text"] for rows in updates for r in rows} == final
