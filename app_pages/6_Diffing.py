@@ -5,10 +5,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from analyses.diffing import STUDY
+from analyses.diffing import STUDY, position_view
 from analyses.diffing import charts as ch
-from analyses.diffing.config import check_settings
-from analyses.diffing.divergence import position_view
 from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
@@ -28,7 +26,7 @@ pair = current_pair()
 if pair is None:
     st.stop()
 
-stored = study_result(STUDY, pair, check=check_settings)
+stored = study_result(STUDY, pair)
 if stored is None:
     st.stop()
 result = stored.result

@@ -102,7 +102,7 @@ def cosines(table: pd.DataFrame) -> alt.Chart:
                            tooltip=["direction", "layer", alt.Tooltip("cosine:Q", format=".3f")])
 
 
-def all_charts(result) -> dict[str, alt.Chart]:
+def charts(result) -> dict[str, alt.Chart]:
     """Every chart of a result: the divergence, per text the lens and the changes, and the difference's."""
     charts = {"divergence": divergence(result.tokens)}
     for name, position in result.positions.items():

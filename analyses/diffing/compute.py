@@ -28,7 +28,7 @@ from steering.errors import InvalidInputError
 from steering.lens import check_position, token_ids
 
 from . import difference as dif
-from .config import Config, check_settings
+from .config import Config, check
 from .data import DiffingData, data_hash
 from .divergence import diff_text
 
@@ -50,10 +50,14 @@ class Result:
     timings: dict
 
 
-def check_inputs(pair, config: Config, data: DiffingData) -> dict:
-    """Everything that can be judged before any work: settings, both models present and reading one vocabulary,
-    each text's token ids, the lens position, k against the plain texts. Returns name -> [1, seq] token ids."""
-    check_settings(config)
+def check_inputs(pair, config: Config, data: DiffingData | None = None) -> dict:
+    """What needs the pair (`check` judges the settings alone first): both models present and reading one
+    vocabulary, each text's token ids, the lens position, k against the plain texts (data None: the built-in
+    texts). Returns name -> [1, seq] token ids."""
+    if data is None:
+        from .data import default_data
+
+        data = default_data(pair, config)
     if pair.post is None:
         raise InvalidInputError("The diffing study compares two models: load a pair with a post-trained model.")
     check_same_vocabulary(pair)
@@ -72,6 +76,7 @@ def run(pair, config: Config, *, data: DiffingData | None = None, progress: Prog
     from .data import default_data
 
     data = default_data(pair, config) if data is None else data
+    check(config)
     ids = check_inputs(pair, config, data)
     steps = Steps(progress, {**{f"text {name}": 2 for name in ids}, "difference": 1, "reading": 1})
     timings, positions = {}, {}
