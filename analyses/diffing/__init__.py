@@ -3,6 +3,7 @@ lens), and what post-training added (the activation-difference lens on plain tex
 `python -m analyses diffing --pair demo --text "..." --out DIR`."""
 from analyses.study import InLab, study_of
 
+from .compare import compared_with
 from .compute import Result, run
 from .config import READINGS, Config
 from .data import DiffingData, data_hash, default_data, example_turns, plain_texts
@@ -20,7 +21,7 @@ STUDY = study_of(
           "through the unembedding or a Patchscope, names what post-training wrote into the model (Minder et al. "
           "2025); it is a direction the playground can steer with, compared with the studies' refusal and truth "
           "directions.",
-    version="diffing@1",
+    version="diffing@2",  # 2: KL and TV summed in float64, the cosines no longer part of the run (compare.py)
     page="app_pages/6_Diffing.py",
     icon=":material/compare_arrows:",
     lab=InLab(
@@ -33,4 +34,4 @@ STUDY = study_of(
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "DiffingData",
-           "example_turns", "plain_texts", "position_view", "READINGS"]
+           "example_turns", "plain_texts", "position_view", "READINGS", "compared_with"]

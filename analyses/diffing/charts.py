@@ -111,6 +111,4 @@ def charts(result) -> dict[str, alt.Chart]:
         charts[f"changes_{name}"] = changes(result.changes[result.changes["text"] == name])
     charts["difference_norms"] = difference_norms(result.difference_norms)
     charts["difference_tokens"] = difference_tokens(result.difference_tokens, result.reading)
-    if len(result.cosines):
-        charts["cosines"] = cosines(result.cosines)
     return charts
