@@ -8,12 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_lab import tiny_road  # noqa: F401  (the fixture: a tiny pair with SFT and DPO checkpoints)
+import test_lab
 
 import analyses
 from app_pages.ui.pair_picker import PairRequest
 
 ROOT = Path(__file__).resolve().parent.parent
+tiny_road = test_lab.tiny_road  # the fixture: a tiny pair 'tiny' with SFT and DPO checkpoints
 
 PACKAGE = {
     "config.py": '''
@@ -180,7 +181,7 @@ def test_it_is_in_the_apps_navigation_and_on_the_landing_page(sixth, pair_dirs):
     assert any(t.value == "Headline" for t in at.subheader)
 
 
-def test_it_is_on_the_labs_timeline(sixth, tiny_road, tmp_path):  # noqa: F811
+def test_it_is_on_the_labs_timeline(sixth, tiny_road, tmp_path):
     from analyses.lab import LAB, Config, in_lab, run
     from analyses.store import ResultStore
     from steering import load_pair
