@@ -193,3 +193,17 @@ def test_it_is_on_the_labs_timeline(sixth, tiny_road, tmp_path):
     assert set(zip(rows["metric"], rows["model"])) == {("mean_norm", "base"), ("mean_norm", "post")}
     assert "timeline_sixth" in LAB.charts(result) and in_lab("sixth").caption == "The sixth study along the road."
     assert result.settings == {"sixth": {"scale": 1.0, "rows": 4}}
+
+
+def test_a_study_that_names_no_lab_series_still_gets_its_panel():
+    """Its panel draws every headline number (a registry entry without lab data is never silently left out)."""
+    import pandas as pd
+
+    from analyses.lab.charts import panel, panel_rows
+
+    timeline = pd.DataFrame([{"stage": s, "step": step, "phase": phase, "study": "seventh", "metric": m,
+                              "model": "post", "value": step / 10 + i}
+                             for step, (s, phase) in enumerate([("base", "base"), ("sft", "sft"), ("dpo", "dpo")])
+                             for i, m in enumerate(("a", "b"))])
+    assert len(panel_rows(timeline, "seventh")) == len(timeline)
+    assert panel(timeline, "seventh") is not None
