@@ -21,7 +21,7 @@ STUDY = study_of(
           "through the unembedding or a Patchscope, names what post-training wrote into the model (Minder et al. "
           "2025); it is a direction the playground can steer with, compared with the studies' refusal and truth "
           "directions.",
-    version="diffing@2",  # 2: KL and TV summed in float64, the cosines no longer part of the run (compare.py)
+    version="diffing@2",  # 2: KL and TV summed pairwise (not one einsum), the cosines not part of the run (compare.py)
     page="app_pages/6_Diffing.py",
     icon=":material/compare_arrows:",
     lab=InLab(
