@@ -32,11 +32,11 @@ LAB = study_of(
     version=lab_version(),
     page="app_pages/7_Lab.py",
     base_only=True,
-    partial_chart=partial,  # the timeline so far: drawn by the lab's charts module
+    partial_chart=partial,  # the timeline so far: drawn by the lab's charts module (its CLI extras: cli.py)
     icon=":material/timeline:",
 )
 
-STUDY = LAB  # the name every record of `analyses.RECORD_NAMES` has
+STUDY = LAB  # the name every record `analyses.find_record` finds has
 
 __all__ = ["LAB", "STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "LabData",
            "in_lab", "lab_settings", "study_config", "models_needed", "split_metric", "lab_version", "merged",

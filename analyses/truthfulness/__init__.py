@@ -45,7 +45,7 @@ STUDY = study_of(
                 "base's over layers, and the paper's normalised effect of the base's direction and of the stage's "
                 "own on the stage (forward transfer next to its own). The paper finds the direction shared at the "
                 "two end points; a flat cosine near its end value says it is shared all along.",
-        seconds=70.0),
+        seconds=250.0),  # at the paper's settings: 195-324 s a stage in the merged run of the road
 )
 
 __all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "score_curve",
