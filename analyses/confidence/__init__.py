@@ -2,9 +2,9 @@
 (Du et al. 2025, §6). See compute.py for the method; `python -m analyses confidence --pair demo --out DIR`."""
 from analyses.study import InLab, study_of
 
-from .compute import Result, geometries, random_neurons, run, score_model
-from .config import CANDIDATE_COUNTS, NORM_FRACTIONS, Config
-from .data import data_hash, default_data, heldout_texts
+from .compute import Result, geometries, run, score_model
+from .config import Config
+from .data import default_data, heldout_texts
 from .partial import partial_chart
 from .summary import headline, summary_text
 
@@ -31,6 +31,5 @@ STUDY = study_of(
         seconds=130.0),
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "headline", "geometries", "random_neurons", "score_model",
-           "heldout_texts", "default_data", "data_hash", "summary_text", "NORM_FRACTIONS", "CANDIDATE_COUNTS",
-           "partial_chart"]
+__all__ = ["STUDY", "Config", "Result", "run", "headline", "geometries", "score_model", "heldout_texts", "default_data",
+           "summary_text", "partial_chart"]

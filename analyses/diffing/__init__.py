@@ -5,8 +5,8 @@ from analyses.study import InLab, study_of
 
 from .compare import compared_with
 from .compute import Result, run
-from .config import READINGS, Config
-from .data import DiffingData, data_hash, default_data, example_turns, plain_texts
+from .config import Config
+from .data import DiffingData, default_data
 from .divergence import position_view
 from .summary import headline
 
@@ -33,5 +33,5 @@ STUDY = study_of(
         seconds=8.0),
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "DiffingData",
-           "example_turns", "plain_texts", "position_view", "READINGS", "compared_with"]
+__all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "DiffingData", "position_view",
+           "compared_with"]

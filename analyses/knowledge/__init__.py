@@ -12,8 +12,7 @@ from analyses.study import InLab, study_of
 
 from .compute import Result, run, trace_fact, trace_items
 from .config import COMPONENTS, CORRUPTIONS, Config
-from .data import ROLES, data_hash, dataset_names, default_data
-from .partial import partial_chart
+from .data import dataset_names, default_data
 from .screen import SCREEN_CHUNK
 from .summary import headline
 
@@ -39,5 +38,5 @@ STUDY = study_of(
         seconds=110.0),
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "headline", "default_data", "data_hash",
-           "partial_chart", "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
+__all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "headline", "default_data",
+           "dataset_names", "CORRUPTIONS", "COMPONENTS", "SCREEN_CHUNK"]

@@ -9,8 +9,8 @@ from analyses.study import study_of
 
 from .charts import in_lab, partial
 from .compute import Result, headline_rows, merged, models_needed, run, split_metric
-from .config import Config, lab_settings, study_config
-from .data import LabData, data_hash, default_data
+from .config import Config, study_config
+from .data import default_data
 from .summary import headline
 
 
@@ -38,6 +38,5 @@ LAB = study_of(
 
 STUDY = LAB  # the name every record `analyses.find_record` finds has
 
-__all__ = ["LAB", "STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "LabData",
-           "in_lab", "lab_settings", "study_config", "models_needed", "split_metric", "lab_version", "merged",
-           "headline_rows"]
+__all__ = ["LAB", "STUDY", "Config", "Result", "run", "headline", "default_data", "in_lab", "study_config",
+           "models_needed", "split_metric", "merged", "headline_rows"]

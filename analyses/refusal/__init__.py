@@ -3,18 +3,17 @@ the page app_pages/3_Refusal.py, and `analyses.store.run_cached(STUDY, pair, Con
 from __future__ import annotations
 
 from ..study import InLab, study_of
-from .compute import Result, candidate_norms, run, selected_direction, steering_of
+from .compute import Result, candidate_norms, run, steering_of
 from .config import ABLATION_HELP, ABLATIONS, Config, phrases_setting
-from .data import RefusalData, builtin_data, default_data, split_lists
+from .data import builtin_data, default_data, split_lists
 from .evaluate import SelectedDirection, live_generation
 from .partial import partial_chart
 from .road import direction_cosines, final_direction, transfer_along_road
 from .summary import headline
 
-__all__ = ["ABLATIONS", "ABLATION_HELP", "STUDY", "Config", "RefusalData", "Result", "SelectedDirection",
-           "builtin_data", "default_data", "headline", "live_generation", "partial_chart",
-           "phrases_setting", "run", "selected_direction", "candidate_norms", "split_lists", "steering_of",
-           "direction_cosines", "final_direction", "transfer_along_road"]
+__all__ = ["ABLATIONS", "ABLATION_HELP", "STUDY", "Config", "Result", "SelectedDirection", "builtin_data",
+           "default_data", "headline", "live_generation", "partial_chart", "phrases_setting", "run", "candidate_norms",
+           "split_lists", "steering_of", "direction_cosines", "final_direction", "transfer_along_road"]
 
 STUDY = study_of(
     __name__,

@@ -10,9 +10,8 @@ from analyses.study import InLab, study_of
 
 from .compute import Result, balanced, probed_layers, read_activations, run, score_curve, steering_vectors
 from .config import Config
-from .data import data_hash, default_data, uploaded_statements
+from .data import default_data, uploaded_statements
 from .general import GeneralConfig, generalisation
-from .partial import partial_chart
 from .summary import headline
 
 STUDY = study_of(
@@ -48,6 +47,5 @@ STUDY = study_of(
         seconds=250.0),  # at the paper's settings: 195-324 s a stage in the merged run of the road
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "data_hash", "score_curve",
-           "steering_vectors", "balanced", "probed_layers", "read_activations", "uploaded_statements",
-           "partial_chart", "GeneralConfig", "generalisation"]
+__all__ = ["STUDY", "Config", "Result", "run", "headline", "default_data", "score_curve", "steering_vectors",
+           "balanced", "probed_layers", "read_activations", "uploaded_statements", "GeneralConfig", "generalisation"]
