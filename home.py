@@ -1,8 +1,7 @@
 """The landing page (app.py routes to it): what the playground shows, one link per study, both models on one prompt."""
 import streamlit as st
 
-from analyses import STUDIES
-from analyses.lab import LAB
+from analyses import RECORDS
 from app_pages.ui.icons import HOME, PLAYGROUND, study_icon
 from app_pages.ui.names import role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
@@ -53,6 +52,5 @@ st.caption(
 st.subheader("What you can look at")
 st.page_link("app_pages/1_Playground.py", label="**Playground** — compute a direction, add it or project it out, "
              "transfer it; four generations side by side", icon=PLAYGROUND)
-for study in STUDIES:
+for study in RECORDS:  # every study, then the lab
     st.page_link(study.page, label=f"**{study.title}** — {study.one_line()}", icon=study_icon(study))
-st.page_link(LAB.page, label=f"**{LAB.title}** — {LAB.one_line()}", icon=study_icon(LAB))

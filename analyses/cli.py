@@ -133,11 +133,13 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
         config = config_from_args(args, study.Config)
         study.check(config)  # a bad setting is refused before the pair is loaded (issue 27)
         data = study.cli.data(args) if study.cli.data is not None else None
+        study.check(config, data=data)
         if args.ship and (args.base or args.pair != "demo" or data is not None):
             raise InvalidInputError("--ship is for the demo pair on the built-in data only.")
         pair = pair_from_args(args, base_only=study.base_only)
         if pair.post is None and not study.base_only:
             print("Note: this pair has no post-trained model; the study runs on the base model alone.")
+        study.check(config, pair, data)  # what needs the pair (its depth, its vocabulary), as the page checks it
         start = time.perf_counter()
         stored = run_cached(study, pair, config, data=data, progress=PrintProgress(), refresh=args.no_cache,
                             command=command)
@@ -156,25 +158,23 @@ def run_from_args(study: Study, args: argparse.Namespace, command: str) -> int:
 
 def study_main(name: str, argv: list[str] | None = None) -> int:
     """`python -m analyses.<name>`: the same command as `python -m analyses <name>`."""
-    from . import find_study
+    from . import find_record
 
     argv = sys.argv[1:] if argv is None else argv
-    record = find_study(name)
+    record = find_record(name)
     args = study_parser(record, f"python -m analyses.{name}").parse_args(argv)
     return run_from_args(record, args, shlex.join(["python", "-m", "analyses", name, *argv]))
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m analyses <study> ...`: one sub-command per study of the registry."""
-    from . import STUDIES
+    from . import RECORDS
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m analyses",
                                      description="Run one study of the paper on a model pair.")
     sub = parser.add_subparsers(dest="study", required=True, metavar="STUDY")
-    from .lab import LAB
-
-    records = {s.name: s for s in [*STUDIES, LAB]}
+    records = {s.name: s for s in RECORDS}
     for s in records.values():
         study_parser(s, parser=sub.add_parser(s.name, help=s.title.replace("%", "%%"), prog=f"python -m analyses {s.name}"))
     args = parser.parse_args(argv)

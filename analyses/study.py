@@ -1,7 +1,18 @@
 """The shape every study has: one `Study` record per package, listed in `analyses.STUDIES`.
 
-    STUDY = Study(name="refusal", title="Refusal", about="…", version="refusal@4", Config=Config, Result=Result,
-                  run=run, charts=charts, headline=headline, default_data=default_data, data_hash=data_hash)
+Every study package has the same layout, and `study_of` builds its record from it by these names:
+
+    config.py   Config (the settings), check(config, pair=None, data=None) (optional: what the generic range
+                check cannot judge; it checks what it can with what it is given)
+    compute.py  run, Result, work (optional)
+    data.py     default_data, data_hash
+    summary.py  headline
+    charts.py   charts
+    partial.py  partial_chart (optional)
+    cli.py      CLI (optional: a CliExtras)
+
+    STUDY = study_of(__name__, title="Refusal", about="…", version="refusal@5", page="app_pages/3_Refusal.py",
+                     icon="🛑", lab=InLab(series=(...), caption="…", seconds=240.0))
 
     result = STUDY.run(pair, STUDY.Config(), data=None, progress=None)   # the method itself, never cached
     STUDY.charts(result)      # {name: altair chart}
@@ -15,6 +26,7 @@ widgets and the CLI's options (and their help) come from one place."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -81,6 +93,23 @@ class CliExtras:
 
 
 @dataclass(frozen=True)
+class InLab:
+    """How a study runs in the post-training lab, and what the lab's timeline draws of it.
+
+    settings  the settings that differ from the study's defaults at every stage of the road (lighter, the same at
+              every stage, so stages compare with each other)
+    series    the (metric, model) headline series its timeline panel draws: the ones the paper's comparisons read
+              (the tidy table holds every headline number); empty = every headline number
+    caption   what to look for in that panel
+    seconds   its typical seconds per stage at those settings (the lab's progress weights; only ratios matter)"""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    series: tuple[tuple[str, str], ...] = ()
+    caption: str = ""
+    seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Study:
     """One study of the paper, the same shape for every study.
 
@@ -99,6 +128,9 @@ class Study:
               measured run's seconds the page estimates how long a run with other settings takes; None = no estimate
     base_only True: the run reads the pair's base model alone (the lab loads the models it compares itself), so
               its results are keyed by the base and the CLI loads nothing else
+    check_inputs(config, pair, data) -> None: the study's own check of what the generic range check cannot judge
+              (a layer past the model's depth, an unknown data set); `check` runs both
+    lab       InLab: how the study runs in the post-training lab and what its timeline draws
     """
 
     name: str
@@ -119,15 +151,22 @@ class Study:
     partial_chart: Callable[[str, Any], Any] | None = None
     work: Callable[[Any, Any, Any], float] | None = None
     base_only: bool = False
+    check_inputs: Callable[[Any, Any, Any], None] | None = None
+    lab: InLab = InLab()
 
     def __post_init__(self) -> None:
         # every front door (page, CLI, bench, lab, a script calling STUDY.run) gets the generic settings check
         # before any work, and a new study gets it without a line of its own
         object.__setattr__(self, "run", checked_run(self.run))
 
-    def check(self, config: Any) -> None:
-        """SettingError, one sentence, for a setting outside its declared range or a non-finite float."""
+    def check(self, config: Any, pair: Any = None, data: Any = None) -> None:
+        """SettingError, one sentence, for a setting outside its declared range or a non-finite float; then the
+        study's own check (InvalidInputError, one sentence) with what is given: the config alone before a pair is
+        loaded, the pair (its depth, its vocabulary) and the user's data (None: the built-in set) once it is. The
+        page and the CLI call it the same way, before any work."""
         check_settings(config)
+        if self.check_inputs is not None:
+            self.check_inputs(config, pair, data)
 
     def one_line(self) -> str:
         return self.summary or self.about.split(". ")[0].rstrip(".")
@@ -138,3 +177,36 @@ class Study:
         reaches the store (not even to find an old result stored under it)."""
         self.check(config)
         return self.default_data(pair, config) if data is None else data
+
+
+# module of the package -> (name in it, required): the one layout every study package has
+LAYOUT: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "config": (("Config", "Config", True), ("check", "check_inputs", False)),
+    "compute": (("run", "run", True), ("Result", "Result", True), ("work", "work", False)),
+    "data": (("default_data", "default_data", True), ("data_hash", "data_hash", True)),
+    "summary": (("headline", "headline", True),),
+    "charts": (("charts", "charts", True),),
+    "partial": (("partial_chart", "partial_chart", False),),
+    "cli": (("CLI", "cli", False),),
+}
+
+
+def study_of(package: str, *, title: str, about: str, version: str, **described: Any) -> Study:
+    """The Study record of a study package, its parts found by the names in LAYOUT (see the module's docstring);
+    `described` are the record's descriptive fields (page, icon, summary, base_only, lab). The record's name is the
+    package's last name: `study_of("analyses.refusal", ...)` is the study `refusal`."""
+    parts: dict[str, Any] = {}
+    for module_name, names in LAYOUT.items():
+        try:
+            module = importlib.import_module(f"{package}.{module_name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.{module_name}" or any(required for _, _, required in names):
+                raise
+            continue
+        for attr, key, required in names:
+            if hasattr(module, attr):
+                parts[key] = getattr(module, attr)
+            elif required:
+                raise TypeError(f"{package}.{module_name} has no `{attr}`: every study package has one "
+                                "(see analyses/study.py)")
+    return Study(name=package.rpartition(".")[2], title=title, about=about, version=version, **parts, **described)

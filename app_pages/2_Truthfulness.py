@@ -2,9 +2,7 @@
 import streamlit as st
 
 from analyses.statements import describe, statement_set_names
-from analyses.truthfulness import STUDY, score_curve, uploaded_statements
-from analyses.truthfulness import charts
-from analyses.truthfulness.general import GeneralConfig, generalisation
+from analyses.truthfulness import STUDY, GeneralConfig, charts, generalisation, score_curve, uploaded_statements
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress

@@ -3,9 +3,8 @@ from dataclasses import fields
 
 import streamlit as st
 
-from analyses.knowledge import COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, trace_fact
-from analyses.knowledge import charts
-from analyses.knowledge.data import dataset_names
+from analyses.knowledge import (COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Config, Result, charts, dataset_names,
+                                trace_fact)
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar

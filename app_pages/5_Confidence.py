@@ -2,7 +2,6 @@
 import streamlit as st
 
 from analyses.confidence import STUDY
-from analyses.confidence.config import check_layer_setting
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
@@ -20,7 +19,7 @@ pair = current_pair()
 if pair is None:
     st.stop()
 
-stored = study_result(STUDY, pair, check=lambda config: check_layer_setting(config, pair.n_layers))
+stored = study_result(STUDY, pair)
 if stored is None:
     st.stop()
 result = stored.result

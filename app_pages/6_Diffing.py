@@ -5,10 +5,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from analyses.diffing import STUDY
+from analyses.diffing import STUDY, compared_with, position_view
 from analyses.diffing import charts as ch
-from analyses.diffing.config import check_settings
-from analyses.diffing.divergence import position_view
 from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
@@ -16,6 +14,14 @@ from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.steering_form import hand_over_study_direction
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
+
+# for a user who compares numbers with the closest peer tool (the README says the same)
+PEER_CONVENTIONS = (
+    "Comparing with science-of-finetuning's diffing-toolkit? Three conventions differ. Layers: layer *l* here is the "
+    "residual stream entering block *l* (0 = the embeddings), which is the toolkit's layer *l − 1* (a block's "
+    "output). Positions: the difference here is one mean over the first k tokens of each plain text after BOS "
+    "(positions 1–5 by default), BOS left out; the toolkit keeps a mean per position. Tokens: the lists here leave out tokens text never produces (control "
+    "tokens, `<unused…>`); the toolkit lists every token.")
 
 st.set_page_config(page_title="Diffing", page_icon=study_icon(STUDY), layout="wide")
 sidebar()
@@ -29,7 +35,7 @@ pair = current_pair()
 if pair is None:
     st.stop()
 
-stored = study_result(STUDY, pair, check=check_settings)
+stored = study_result(STUDY, pair)
 if stored is None:
     st.stop()
 result = stored.result
@@ -107,8 +113,10 @@ reading = {"logit_lens": "the post model's final norm and unembedding of the dif
            "patchscope": "the difference added at the last token of an identity prompt in the post model (score: "
                          "rise of each next token's probability)"}[result.reading]
 st.caption(f"Reading: {reading}. Change it under Settings.")
-if "cosines" in charts:
-    st.altair_chart(charts["cosines"], width="stretch")
+st.caption(PEER_CONVENTIONS)
+found = compared_with(result, pair)  # read now from the store: not part of the run, whose key covers its inputs
+if len(found):
+    st.altair_chart(ch.cosines(found), width="stretch")
 else:
     st.caption("No refusal or truth direction is stored for this pair yet, so there is nothing to compare the "
                "difference with: run the refusal or truthfulness study and run this one again.")

@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 from analyses import STUDY_NAMES, find_study
-from analyses.lab import LAB, PANELS, merged, models_needed
+from analyses.lab import LAB, in_lab, merged, models_needed
 from analyses.lab import charts as ch
 from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
 from app_pages.ui.glossary import gloss
@@ -111,7 +111,7 @@ for study in dict.fromkeys(result.timeline["study"]):
         continue
     st.subheader(study.capitalize())
     st.altair_chart(chart, width="stretch")
-    st.caption(PANELS.get(study, ([], ""))[1])
+    st.caption(in_lab(study).caption)
 
 st.header("3 · Transfer along the road")
 if "transfer" in charts:

@@ -9,7 +9,13 @@ lens. The study's part is `divergence.diff_text` (KL both ways, TV and ranks at 
 both models at the peak of KL from the stream recorded in the same pass). Each is timed `--repeats` times,
 alternating, and the fastest of each is compared, by the wall clock and by this process's CPU time (which other
 work on a shared machine disturbs less): `DIFFING wall|cpu seconds=<s> floor_seconds=<f> ratio=<s/f>` (target:
-ratio <= 1.5)."""
+ratio <= 1.5).
+
+    python -m bench.diffing --sums [--vocab 262144]
+
+times the sums over the vocabulary alone on one position chunk (random logits: the arithmetic does not depend on
+the values), the study's pairwise `sum` against diffing@1's one float32 einsum per row, alternating:
+`KL_SUMS wall seconds=<pairwise> einsum_seconds=<einsum> ratio=<pairwise/einsum>`."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +26,7 @@ import torch
 
 from analyses.diffing.data import DiffingData, plain_texts
 from analyses.diffing.difference import first_tokens
-from analyses.diffing.divergence import chunk_size, diff_text
+from analyses.diffing.divergence import _measures, chunk_size, diff_text
 from steering import load_pair
 from steering.model_view import ModelView
 from steering.tokens import encode
@@ -70,13 +76,43 @@ def _timed(work) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def einsum_measures(logp_post: torch.Tensor, logp_base: torch.Tensor) -> dict[str, torch.Tensor]:
+    """diffing@1's sums, for the comparison: one float32 einsum per row (up to 0.02 nats low at high KL)."""
+    p_post, p_base = logp_post.exp(), logp_base.exp()
+    gap = logp_post.sub_(logp_base)
+    return {"kl_post_base": torch.einsum("pv,pv->p", p_post, gap),
+            "kl_base_post": -torch.einsum("pv,pv->p", p_base, gap), "tv": 0.5 * p_post.sub_(p_base).abs_().sum(-1)}
+
+
+def sums(vocab: int, repeats: int) -> None:
+    """The sums over the vocabulary on one position chunk, pairwise against one einsum per row, side by side."""
+    generator = torch.Generator().manual_seed(0)
+    logits = [torch.randn(chunk_size(vocab), vocab, generator=generator) * 3 for _ in range(2)]
+    logp = [x.log_softmax(-1) for x in logits]
+    timed: dict[str, list[float]] = {"pairwise": [], "einsum": []}
+    for _ in range(repeats):
+        for name, measures in (("pairwise", _measures), ("einsum", einsum_measures)):
+            inputs = [x.clone() for x in logp]  # the measures consume their inputs
+            timed[name].append(_timed(lambda: measures(*inputs))[0])
+    print(f"{chunk_size(vocab)} x {vocab} chunk; {torch.get_num_threads()} threads; pairwise runs "
+          f"{[round(t, 3) for t in timed['pairwise']]}; einsum runs {[round(t, 3) for t in timed['einsum']]}")
+    best = {k: min(v) for k, v in timed.items()}
+    print(f"KL_SUMS wall seconds={best['pairwise']:.3f} einsum_seconds={best['einsum']:.3f} "
+          f"ratio={best['pairwise'] / best['einsum']:.2f}; load average {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", default="demo")
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sums", action="store_true", help="time only the sums over the vocabulary (no model)")
+    parser.add_argument("--vocab", type=int, default=262_144, help="with --sums: the vocabulary's size")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.sums:
+        sums(args.vocab, max(args.repeats, 5))
+        return
     pair = load_pair(args.pair)
     ids, models = long_text(pair.tokenizer, args.tokens), pair.models()
     print(f"{args.tokens}-token text; {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.2f}",

@@ -149,13 +149,13 @@ def test_right_means_a_gap_and_top_k_for_noise_and_a_ranking_for_pairs() -> None
 
 def test_bad_settings_are_named() -> None:
     with pytest.raises(InvalidInputError, match="Components"):
-        kn.check(kn.Config(components="resid,mlps"))
+        kn.STUDY.check(kn.Config(components="resid,mlps"))
     with pytest.raises(InvalidInputError, match="corruption"):
-        kn.check(kn.Config(corruption="blur"))
+        kn.STUDY.check(kn.Config(corruption="blur"))
     with pytest.raises(InvalidInputError, match="dataset"):
-        kn.check(kn.Config(dataset="rivers"))
+        kn.STUDY.check(kn.Config(dataset="rivers"))
     with pytest.raises(InvalidInputError, match="n_shots"):
-        kn.check(kn.Config(n_shots=-1))
+        kn.STUDY.check(kn.Config(n_shots=-1))
 
 
 def test_bad_settings_fail_before_the_data_is_built(pair, monkeypatch) -> None:

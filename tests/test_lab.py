@@ -12,7 +12,7 @@ from tiny import save_tiny_pair, tiny_model
 import steering.registry as registry
 from analyses import STUDY_NAMES, find_study
 from analyses.cli import config_from_args, study_parser
-from analyses.lab import LAB, Config, all_charts, run, split_metric
+from analyses.lab import LAB, Config, run, split_metric
 from analyses.store import ResultStore, run_cached
 from steering import load_pair
 from steering.errors import AdapterMissingError
@@ -113,7 +113,7 @@ def test_the_lab_fills_the_tidy_table_for_every_stage_study_and_metric(tiny_road
     back = [(a, b) for a, b in zip(messages, messages[1:]) if b[0] < a[0] - 1e-9]
     assert 0.99 <= messages[-1][0] <= 1.0 and not back, back[:3]
     assert any("dpo-step1 (dpo, step 5)" in m for _, m in messages)
-    charts = all_charts(result)
+    charts = LAB.charts(result)
     assert {"losses", "transfer", *(f"timeline_{n}" for n in STUDY_NAMES)} <= set(charts)
     for chart in charts.values():
         chart.to_dict()  # a valid Vega-Lite spec

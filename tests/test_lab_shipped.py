@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from numeric import assert_argmax_agrees, forward_tolerance, logit_tolerance
 
-from analyses import STUDY_NAMES, find_study
-from analyses.lab import LAB, PANELS, headline_rows, study_config
+from analyses import STUDIES, STUDY_NAMES, find_study
+from analyses.lab import LAB, headline_rows, study_config
 from analyses.store import SHIPPED_ROOT, config_json, read_result, shipped
 from steering.pairs import load_beside, with_base_only
 from steering.stages import stages, training_losses
@@ -62,11 +62,11 @@ def test_the_shipped_lab_covers_every_stage_study_and_series(result):
         name: find_study(name).version for name in STUDY_NAMES if name not in stale}
     for stage in table["stage"].unique():
         here = table[table.stage == stage]
-        for study, (series, _) in PANELS.items():
-            if study in stale:  # its panel reads the new version's headline
+        for study in STUDIES:
+            if study.name in stale:  # its panel reads the new version's headline
                 continue
-            rows = here[here.study == study]
-            assert set(series) <= set(zip(rows.metric, rows.model)), (stage, study)
+            rows = here[here.study == study.name]
+            assert set(study.lab.series) <= set(zip(rows.metric, rows.model)), (stage, study.name)
     assert set(result.transfer["stage"]) == set(table["stage"])
     assert {n: c for n, c in result.settings.items() if n not in stale} == {
         name: config_json(study_config(find_study(name))) for name in STUDY_NAMES if name not in stale}
@@ -144,10 +144,10 @@ def test_the_lab_page_shows_the_shipped_run_without_a_click_or_says_it_is_out_of
         assert any("out of date" in w.value and found.reason in w.value for w in at.warning)
         stale = moved(result.versions)
         assert any("Shown anyway" in i.value and all(name in i.value for name in stale) for i in at.info)
-        assert len(at.get("vega_lite_chart")) == 1 + len(PANELS) + 1
+        assert len(at.get("vega_lite_chart")) == 1 + len(STUDY_NAMES) + 1
         return
     assert any("shipped with the project" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 1 + len(PANELS) + 1  # losses, a panel per study, transfer
+    assert len(at.get("vega_lite_chart")) == 1 + len(STUDY_NAMES) + 1  # losses, a panel per study, transfer
     assert any("two models are in memory at once" in c.value for c in at.caption)
 
 
@@ -162,4 +162,4 @@ def test_the_lab_page_on_two_stages_of_the_road_shows_the_shipped_road():
     at.run()
     assert not at.exception and not at.error
     assert any("the shipped run of the demo road" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 1 + len(PANELS) + 1
+    assert len(at.get("vega_lite_chart")) == 1 + len(STUDY_NAMES) + 1

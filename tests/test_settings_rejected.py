@@ -58,7 +58,7 @@ def test_only_a_csv_header_naming_the_prompt_column_is_dropped(text, prompts):
 
 
 def test_the_cli_reads_a_csv_file_by_its_header_and_a_txt_file_line_by_line(tmp_path):
-    from analyses.refusal.extras import read_lists
+    from analyses.refusal.cli import read_lists
 
     prompts = [f"instruction {i}" for i in range(10)]
     (tmp_path / "h.csv").write_text("prompt\n" + "\n".join(prompts))

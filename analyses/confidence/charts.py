@@ -96,7 +96,7 @@ def reliability(bins: pd.DataFrame) -> alt.Chart:
         column=alt.Column("model:N", title=None)).properties(title="Reliability on the questions")
 
 
-def all_charts(result) -> dict[str, alt.Chart]:
+def charts(result) -> dict[str, alt.Chart]:
     """Every chart of the study (the page shows them all, the CLI writes them); overlap only with two models."""
     charts = {"scatter": scatter(result.neurons), "null_fraction": null_fraction(result.neurons),
               "ablation": ablation(result.ablation), "reliability": reliability(result.reliability)}

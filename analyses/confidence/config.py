@@ -42,3 +42,12 @@ def check_layer_setting(config: Config, n_layers: int) -> int:
         raise InvalidInputError(f"MLP layer {config.layer} is out of range: this model has {n_layers} layers, "
                                 f"0..{n_layers - 1} (or -1..-{n_layers} from the end).")
     return layer
+
+
+def check(config: Config, pair=None, data=None) -> None:
+    """The study's own check (the record's, so the page's and the CLI's, before any work): the MLP layer, the null
+    space and the counts against the pair's model once a pair is loaded."""
+    if pair is not None:
+        from .compute import check_config  # compute reads this module's settings: imported here, not at the top
+
+        check_config(config, pair)

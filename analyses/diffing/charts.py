@@ -102,7 +102,7 @@ def cosines(table: pd.DataFrame) -> alt.Chart:
                            tooltip=["direction", "layer", alt.Tooltip("cosine:Q", format=".3f")])
 
 
-def all_charts(result) -> dict[str, alt.Chart]:
+def charts(result) -> dict[str, alt.Chart]:
     """Every chart of a result: the divergence, per text the lens and the changes, and the difference's."""
     charts = {"divergence": divergence(result.tokens)}
     for name, position in result.positions.items():
@@ -111,6 +111,4 @@ def all_charts(result) -> dict[str, alt.Chart]:
         charts[f"changes_{name}"] = changes(result.changes[result.changes["text"] == name])
     charts["difference_norms"] = difference_norms(result.difference_norms)
     charts["difference_tokens"] = difference_tokens(result.difference_tokens, result.reading)
-    if len(result.cosines):
-        charts["cosines"] = cosines(result.cosines)
     return charts

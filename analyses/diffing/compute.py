@@ -6,7 +6,9 @@ added to the residual stream on plain text.
    KL(post || base)) the logit lens of both models and the tokens whose probability rose and fell most.
 2. Activation difference (difference.py): the mean post - base residual at every layer over the first k tokens of
    the plain-text set, a Direction the playground can steer with, read through the unembedding or a Patchscope,
-   with its norm per layer and its cosine with the studies' stored directions (refusal, truth).
+   with its norm per layer. Its cosines with the other studies' stored directions are not part of the run (they
+   depend on what the store holds, which the result's key does not cover): compare.py reads them where they are
+   shown, on the page and in the CLI's output.
 
 Both models must read the same token ids: the pair has one tokenizer, and a pair whose two folders hold different
 vocabularies, or a text with an id past a model's vocabulary, is refused."""
@@ -28,7 +30,7 @@ from steering.errors import InvalidInputError
 from steering.lens import check_position, token_ids
 
 from . import difference as dif
-from .config import Config, check_settings
+from .config import Config, check
 from .data import DiffingData, data_hash
 from .divergence import diff_text
 
@@ -42,7 +44,6 @@ class Result:
     difference: Direction  # [n_layers, d_model] mean post - base over the plain texts' first k tokens
     difference_norms: pd.DataFrame  # layer, norm, resid_norm, relative (layer n_layers = the final norm's input)
     difference_tokens: pd.DataFrame  # layer, kind (promoted / demoted), rank, token, token_id, score
-    cosines: pd.DataFrame  # layer, direction, cosine: with the studies' stored directions (empty when none)
     texts: dict  # name -> the text as the models saw it
     positions: dict  # name -> the lens position
     reading: str
@@ -50,10 +51,14 @@ class Result:
     timings: dict
 
 
-def check_inputs(pair, config: Config, data: DiffingData) -> dict:
-    """Everything that can be judged before any work: settings, both models present and reading one vocabulary,
-    each text's token ids, the lens position, k against the plain texts. Returns name -> [1, seq] token ids."""
-    check_settings(config)
+def check_inputs(pair, config: Config, data: DiffingData | None = None) -> dict:
+    """What needs the pair (`check` judges the settings alone first): both models present and reading one
+    vocabulary, each text's token ids, the lens position, k against the plain texts (data None: the built-in
+    texts). Returns name -> [1, seq] token ids."""
+    if data is None:
+        from .data import default_data
+
+        data = default_data(pair, config)
     if pair.post is None:
         raise InvalidInputError("The diffing study compares two models: load a pair with a post-trained model.")
     check_same_vocabulary(pair)
@@ -72,6 +77,7 @@ def run(pair, config: Config, *, data: DiffingData | None = None, progress: Prog
     from .data import default_data
 
     data = default_data(pair, config) if data is None else data
+    check(config)
     ids = check_inputs(pair, config, data)
     steps = Steps(progress, {**{f"text {name}": 2 for name in ids}, "difference": 1, "reading": 1})
     timings, positions = {}, {}
@@ -94,11 +100,10 @@ def run(pair, config: Config, *, data: DiffingData | None = None, progress: Prog
     steps.stage("reading", f"reading the difference ({config.reading})")(0, 1)
     resid_norms = torch.tensor(norms["resid_norm"].to_numpy(), dtype=torch.float32)
     read = dif.read_difference(pair, delta, resid_norms, config.reading, config.top_n)
-    found = dif.cosines(direction, study_directions(pair))
     timings["reading"] = time.perf_counter() - start
     steps.done()
     tables = {key: _ordered(pd.concat(frames, ignore_index=True)) for key, frames in parts.items()}
-    return Result(**tables, difference=direction, difference_norms=norms, difference_tokens=read, cosines=found,
+    return Result(**tables, difference=direction, difference_norms=norms, difference_tokens=read,
                   texts=dict(data.texts), positions=positions, reading=config.reading, k=config.k,
                   timings={k: round(v, 2) for k, v in timings.items()})
 
@@ -109,21 +114,6 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     if "position" in first and "layer" not in frame.columns and "change" not in frame.columns:
         first = ["text"]  # the per-token table's own position column stays where it is
     return frame[first + [c for c in frame.columns if c not in first]]
-
-
-def study_directions(pair) -> list[tuple[str, Direction]]:
-    """The other studies' stored and shipped directions for this pair (this study's own left out), each once: a
-    direction both stored and shipped keeps its shipped label, the same on every machine."""
-    from analyses.study_directions import directions_for
-
-    kept: dict[bytes, tuple[str, Direction]] = {}
-    for label, direction in directions_for(pair):
-        if label.startswith("diffing "):
-            continue
-        key = direction.vectors.numpy().tobytes()
-        if key not in kept or (label.endswith("(shipped)") and not kept[key][0].endswith("(shipped)")):
-            kept[key] = (label, direction)
-    return list(kept.values())
 
 
 def check_same_vocabulary(pair) -> None:

@@ -31,8 +31,10 @@ class Config:
     batch_size: int = setting(64, "plain texts per forward pass for the activation difference", at_least=1)
 
 
-def check_settings(config: Config) -> None:
-    """Refuse settings that are wrong whatever the pair (the texts' lengths are checked in the run)."""
+def check(config: Config, pair=None, data=None) -> None:
+    """The study's own check (the record's, so the page's and the CLI's, before any work): the settings that are
+    wrong whatever the pair; once a pair is loaded, both models, their vocabulary, the texts' token ids, the lens
+    position and k against the texts (data None: the built-in texts)."""
     if config.k < 1:
         raise InvalidInputError(f"k must be at least 1 token; got {config.k}.")
     if config.top_n < 1 or config.batch_size < 1:
@@ -41,3 +43,7 @@ def check_settings(config: Config) -> None:
         raise InvalidInputError(f"Unknown reading '{config.reading}': use {' or '.join(READINGS)}.")
     if config.position < -1:
         raise InvalidInputError(f"Lens position {config.position}: give a position from 0, or -1 for the peak KL.")
+    if pair is not None:
+        from .compute import check_inputs  # compute reads this module's settings: imported here, not at the top
+
+        check_inputs(pair, config, data)

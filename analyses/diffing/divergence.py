@@ -8,7 +8,13 @@ same pass gives the lens at the chosen position, found once the divergence is kn
 At position i both models predict token i + 1 from tokens 0..i:
     kl_post_base = KL(post || base) = sum_v p_post(v) (log p_post(v) - log p_base(v)),  kl_base_post the reverse,
     tv = 1/2 sum_v |p_post(v) - p_base(v)|,   rank_<model> = 1 + #tokens with a larger logit than token i + 1
-(the last position has no next token: its ranks are missing)."""
+(the last position has no next token: its ranks are missing).
+
+Each of these is a sum over the whole vocabulary (262,144 terms for Gemma 3) of products that are large where the
+models part. One float32 `einsum` per row accumulated them one after another, and KL at high-KL positions came out
+up to 0.02 nats low against a float64 reference; torch's `sum` adds float32 terms pairwise (its error grows with
+log2 of the count, not the count), which is as close to that reference as a float64 sum here, and faster than the
+einsum."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,11 +67,11 @@ def divergence(models: dict, hidden: dict[str, torch.Tensor], ids: torch.Tensor)
 
 def _measures(logp_post: torch.Tensor, logp_base: torch.Tensor) -> dict[str, torch.Tensor]:
     """KL both ways and TV of [n, vocab] log-probabilities, with as few [n, vocab] temporaries as it takes
-    (the inputs are consumed)."""
+    (the inputs are consumed); each sum over the vocabulary is a pairwise `sum`, never an `einsum`."""
     p_post, p_base = logp_post.exp(), logp_base.exp()
     gap = logp_post.sub_(logp_base)  # log p_post - log p_base
-    kl_post_base = torch.einsum("pv,pv->p", p_post, gap)
-    kl_base_post = -torch.einsum("pv,pv->p", p_base, gap)
+    kl_base_post = p_base.mul(gap).sum(-1).neg_()  # its product: one temporary, freed at once
+    kl_post_base = gap.mul_(p_post).sum(-1)  # the last use of gap: its product in place
     tv = 0.5 * p_post.sub_(p_base).abs_().sum(-1)
     return {"kl_post_base": kl_post_base, "kl_base_post": kl_base_post, "tv": tv}
 

@@ -8,23 +8,16 @@ averages, comparison, recovery and headline; charts.py the heatmaps; partial.py
 what the page draws while a run works."""
 from __future__ import annotations
 
-from analyses.study import CliExtras, Study
+from analyses.study import InLab, study_of
 
-from .charts import all_charts
-from .compute import Result, run, summary_text, trace_fact, trace_items
-from .config import COMPONENTS, CORRUPTIONS, Config, check
-from .data import ROLES, data_hash, dataset_names, default_data
-from .partial import partial_chart
+from .compute import Result, run, trace_fact, trace_items
+from .config import COMPONENTS, CORRUPTIONS, Config
+from .data import dataset_names, default_data
 from .screen import SCREEN_CHUNK
 from .summary import headline
 
-
-def _print_summary(args, pair, result: Result, out) -> None:
-    print(summary_text(result))
-
-
-STUDY = Study(
-    name="knowledge",
+STUDY = study_of(
+    __name__,
     title="Knowledge storage",
     about=("Each fact a model gets right is run clean and corrupted (noise on the subject's embeddings, or a false "
            "twin statement), and every (token, layer) cell of the corrupted run gets the clean run's hidden state "
@@ -33,20 +26,17 @@ STUDY = Study(
            "residual stream, MLP and attention). Base and post-trained maps are compared, and one model's clean "
            "states are patched into the other's corrupted run to see whether the storage is shared."),
     version="knowledge@3",
-    Config=Config,
-    Result=Result,
-    run=run,
-    charts=all_charts,
-    headline=headline,
-    default_data=default_data,
-    data_hash=data_hash,
     page="app_pages/4_Knowledge.py",
     icon="🧠",
     summary="causal tracing: where facts are stored, base vs post-trained, and patching across the pair",
-    cli=CliExtras(write=_print_summary),
-    partial_chart=partial_chart,
+    lab=InLab(
+        settings={"components": "resid", "cross_model": False},  # the residual-stream map the timeline correlates
+        series=(("pearson_cells", "resid"), ("pearson_roles", "resid")),
+        caption="Do facts stay where they were stored? The correlation of each stage's causal-tracing map with the "
+                "base's, cell by cell and averaged by token role (residual stream). Values near 1 all along mean "
+                "post-training leaves the storage of facts in place, as the paper finds at the two end points.",
+        seconds=110.0),
 )
 
-__all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "check", "headline", "all_charts",
-           "default_data", "data_hash", "partial_chart",
-           "dataset_names", "CORRUPTIONS", "COMPONENTS", "ROLES", "SCREEN_CHUNK"]
+__all__ = ["STUDY", "Config", "Result", "run", "trace_fact", "trace_items", "headline", "default_data",
+           "dataset_names", "CORRUPTIONS", "COMPONENTS", "SCREEN_CHUNK"]

@@ -77,7 +77,7 @@ def recovery_bars(recovery: pd.DataFrame) -> alt.Chart:
     ).properties(title="How much comes back: self-patching vs cross-model", width=360)
 
 
-def all_charts(result) -> dict[str, alt.Chart]:
+def charts(result) -> dict[str, alt.Chart]:
     """Every chart of a result: the first traced item's maps, the averages, their differences, cross-model."""
     charts = {}
     comps = list(result.grids["component"].unique())

@@ -60,8 +60,8 @@ def answers(config: Config) -> tuple[str, str]:
     return words[0], words[1]
 
 
-def check(config: Config) -> None:
-    """Every setting in range, before any model runs."""
+def check(config: Config, pair=None, data=None) -> None:
+    """Every setting in range, before any model runs (the record's check: the page's and the CLI's)."""
     if config.corruption not in CORRUPTIONS:
         raise InvalidInputError(f"Unknown corruption '{config.corruption}': use noise or paired.")
     if config.dataset not in dataset_names():

@@ -4,25 +4,24 @@ model's refusal directions steered along the road. `python -m analyses lab --pai
 
 The lab has the shape of a study (a `Study` record, so the result store, the CLI's outputs and the shipped results
 work the same), but it is not one of the registry's studies: it runs them."""
-from analyses import STUDY_NAMES, find_study
-from analyses.study import Study
+import analyses
+from analyses.study import study_of
 
-from .charts import PANELS, all_charts, partial
-from .cli import CLI
+from .charts import in_lab, partial
 from .compute import Result, headline_rows, merged, models_needed, run, split_metric
-from .config import STUDY_SETTINGS, Config, study_config
-from .data import LabData, data_hash, default_data
+from .config import Config, study_config
+from .data import default_data
 from .summary import headline
 
 
 def lab_version() -> str:
     """The lab's own version and those of the studies it runs: a study's new version makes the lab's results
     stale too."""
-    return "lab@1 (" + ", ".join(find_study(n).version for n in STUDY_NAMES) + ")"
+    return "lab@1 (" + ", ".join(study.version for study in analyses.STUDIES) + ")"
 
 
-LAB = Study(
-    name="lab",
+LAB = study_of(
+    __name__,
     title="Post-training lab",
     summary="every study along the road from base to SFT checkpoints to DPO",
     about="The demo pair's post-training keeps its checkpoints: the base, three SFT checkpoints, the SFT model, three "
@@ -31,20 +30,13 @@ LAB = Study(
           "curves on top and a rule where SFT ends and DPO begins. It also adds the base's and the final model's "
           "refusal directions to every stage, to show when the direction starts to steer.",
     version=lab_version(),
-    Config=Config,
-    Result=Result,
-    run=run,
-    charts=all_charts,
-    headline=headline,
-    default_data=default_data,
-    data_hash=data_hash,
     page="app_pages/7_Lab.py",
     base_only=True,
-    partial_chart=partial,
-    cli=CLI,
+    partial_chart=partial,  # the timeline so far: drawn by the lab's charts module (its CLI extras: cli.py)
     icon=":material/timeline:",
 )
 
-__all__ = ["LAB", "Config", "Result", "run", "headline", "all_charts", "default_data", "data_hash", "LabData",
-           "PANELS", "STUDY_SETTINGS", "study_config", "models_needed", "split_metric", "lab_version", "merged",
-           "headline_rows"]
+STUDY = LAB  # the name every record `analyses.find_record` finds has
+
+__all__ = ["LAB", "STUDY", "Config", "Result", "run", "headline", "default_data", "in_lab", "study_config",
+           "models_needed", "split_metric", "merged", "headline_rows"]

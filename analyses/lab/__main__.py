@@ -1,11 +1,7 @@
 """python -m analyses.lab: the same command as `python -m analyses lab`."""
-import shlex
 import sys
 
-from analyses.cli import run_from_args, study_parser
-from analyses.lab import LAB
+from analyses.cli import study_main
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    args = study_parser(LAB, "python -m analyses.lab").parse_args(argv)
-    sys.exit(run_from_args(LAB, args, shlex.join(["python", "-m", "analyses", "lab", *argv])))
+    sys.exit(study_main("lab"))

@@ -5,40 +5,31 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from steering.errors import InvalidInputError
+
+from .. import find_study
+from ..study import InLab
+
 WIDTH = 560  # with the legend on the right (a legend at the bottom squashes the plot in Streamlit) it fits 940 px
 
-# Per study: the (metric, model) series its panel draws, and the caption that says what to look for. The tidy
-# table holds every headline number; these are the ones the paper's comparisons read.
-PANELS: dict[str, tuple[list[tuple[str, str]], str]] = {
-    "truthfulness": ([("best_probe_accuracy_logistic", "base"), ("best_probe_accuracy_logistic", "post"),
-                      ("direction_cosine_mean", "pair"), ("normalised_effect", "base->post"),
-                      ("normalised_effect", "post->post")],
-                     "Does the truth direction stay put? By the paper's method (directions from the pooled, per-set "
-                     "centred translations, animals and elements sets; cities held out): the probe accuracy on "
-                     "cities of each stage (post) against the base's, the mean cosine of the stage's truth direction "
-                     "with the base's over layers, and the paper's normalised effect of the base's direction and of "
-                     "the stage's own on the stage (forward transfer next to its own). The paper finds the direction "
-                     "shared at the two end points; a flat cosine near its end value says it is shared all along."),
-    "refusal": ([("refusal_rate_harmful_unsteered", "post"), ("refusal_rate_harmless_unsteered", "post"),
-                 ("direction_cosine_with_final", "post"), ("direction_cosine_with_base", "post")],
-                "When does refusal appear, and where? The stage's refusal rates on held-out harmful and harmless "
-                "prompts, and the cosine of its refusal direction with the final model's and with the base's (all "
-                "at the final model's selected layer and position). A rising cosine with the final model shows when "
-                "the direction takes its final shape; a jump after the rule shows DPO moving it."),
-    "knowledge": ([("pearson_cells", "resid"), ("pearson_roles", "resid")],
-                  "Do facts stay where they were stored? The correlation of each stage's causal-tracing map with the "
-                  "base's, cell by cell and averaged by token role (residual stream). Values near 1 all along mean "
-                  "post-training leaves the storage of facts in place, as the paper finds at the two end points."),
-    "confidence": ([("entropy_neuron_iou", "pair"), ("ece", "base"), ("ece", "post"), ("accuracy", "post")],
-                   "Does calibration change with SFT or with DPO? The overlap (IoU) of each stage's entropy neurons "
-                   "with the base's, and the expected calibration error and accuracy of the stage next to the "
-                   "base's. Watch which phase moves the ECE."),
-    "diffing": ([("mean_kl_post_base_harmless", "pair"), ("mean_kl_post_base_harmful", "pair"),
-                 ("difference_peak_relative_norm", "pair")],
-                "How far has the stage moved from the base? The mean KL(stage ‖ base) per token on the built-in chat "
-                "turns, and the peak norm of the mean activation difference on plain text relative to the residual "
-                "norm. These grow with training; a jump shows which phase moves the model most."),
-}
+
+def in_lab(study: str) -> InLab:
+    """What a study's timeline panel draws and says: its record's `lab` (series and caption); every headline number
+    and no caption for a study the registry does not hold (a stored timeline of a study since removed)."""
+    try:
+        return find_study(study).lab
+    except InvalidInputError:
+        return InLab()
+
+
+def panel_rows(timeline: pd.DataFrame, study: str) -> pd.DataFrame:
+    """The timeline rows a study's panel draws: its record's series, or every headline number when it names none
+    (a study registered without lab series still gets its panel)."""
+    rows = timeline[timeline["study"] == study]
+    series = in_lab(study).series
+    if not series:
+        return rows
+    return rows[pd.Series(list(zip(rows["metric"], rows["model"])), index=rows.index).isin(list(series))]
 
 
 def sft_end(table: pd.DataFrame) -> float | None:
@@ -70,11 +61,7 @@ def losses(table: pd.DataFrame, end: float | None) -> alt.Chart:
 
 def panel(timeline: pd.DataFrame, study: str, title: str | None = None) -> alt.Chart | alt.LayerChart | None:
     """One study's timeline: its panel series against training step, a point per stage."""
-    series, _ = PANELS.get(study, ([], ""))
-    rows = timeline[timeline["study"] == study]
-    if series:
-        keep = pd.Series(list(zip(rows["metric"], rows["model"])), index=rows.index).isin(series)
-        rows = rows[keep]
+    rows = panel_rows(timeline, study)
     if rows.empty:
         return None
     data = rows.assign(series=rows["metric"].str.replace("_", " ") + " (" + rows["model"] + ")")
@@ -111,7 +98,7 @@ def transfer(table: pd.DataFrame, end: float | None) -> alt.Chart | None:
         title="Transfer along the road: each stage steered by the base's and by the final model's direction")
 
 
-def all_charts(result) -> dict:
+def charts(result) -> dict:
     end = sft_end(result.timeline) if not result.timeline.empty else None
     charts = {"losses": losses(result.losses, end)} if not result.losses.empty else {}
     for study in dict.fromkeys(result.timeline["study"]):
@@ -128,9 +115,7 @@ def partial(key: str, value: pd.DataFrame) -> alt.FacetChart | None:
     """The timeline so far while a run works: every panel series, a row per study."""
     if key != "timeline" or value.empty:
         return None
-    rows = [value[(value.study == s) & pd.Series(list(zip(value.metric, value.model)), index=value.index).isin(
-        PANELS.get(s, ([], ""))[0])] for s in dict.fromkeys(value.study)]
-    data = pd.concat(rows, ignore_index=True)
+    data = pd.concat([panel_rows(value, s) for s in dict.fromkeys(value.study)], ignore_index=True)
     if data.empty:
         return None
     data = data.assign(series=data["metric"].str.replace("_", " ") + " (" + data["model"] + ")")

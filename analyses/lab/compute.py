@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import torch
 
 from steering.pairs import ModelPair, load_beside, with_base_only
 from steering.stages import training_losses
 
-from .. import STUDY_NAMES, find_study
+import analyses
+
+from .. import find_study
 from ..common import Progress, Steps
+from ..refusal import direction_cosines, final_direction, transfer_along_road
 from ..store import ResultStore, config_json, run_cached
 from .config import Config, study_config
 from .data import LabData, default_data
-from .transfer import transfer_rows
 
-# Progress weights: each study's typical seconds per stage at the lab's settings in the shipped demo run (one
-# thread, sharing the cores); only their ratios matter.
-SECONDS = {"truthfulness": 250.0, "refusal": 240.0, "knowledge": 110.0, "confidence": 130.0, "diffing": 8.0}
+# Progress weights: each study's typical seconds per stage at the lab's settings are on its record
+# (`Study.lab.seconds`); transfer along the road's are here. Only their ratios matter.
 TRANSFER_SECONDS = 20.0
 TIMELINE_COLUMNS = ["stage", "step", "phase", "study", "metric", "model", "value"]
 
@@ -58,17 +58,9 @@ def headline_rows(stage, study: str, headline: dict) -> list[dict]:
     return rows
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0))
-
-
 def direction_rows(stage, result, final) -> list[dict]:
-    """The stage's refusal candidates at the final model's selected cell, against the final model's and the base's
-    (the cell: the final model's selected layer and position), so all stages are compared at one place."""
-    key = f"@{final.position}"
-    own, base = result.candidate_directions["post" + key], result.candidate_directions["base" + key]
-    values = {"direction_cosine_with_final": _cosine(own.at(final.layer), final.vector),
-              "direction_cosine_with_base": _cosine(own.at(final.layer), base.at(final.layer))}
+    """The stage's refusal direction against the final model's and the base's (refusal's `direction_cosines`)."""
+    values = direction_cosines(result, final)
     return [{"stage": stage.name, "step": stage.step, "phase": stage.phase, "study": "refusal", "metric": name,
              "model": "post", "value": value} for name, value in values.items()]
 
@@ -76,12 +68,12 @@ def direction_rows(stage, result, final) -> list[dict]:
 def _weights(data: LabData, studies, transfer: bool) -> dict[str, float]:
     """In running order; the final model's refusal run comes first, and its turn in the loop finds it stored."""
     names = [s.name for s in studies]
-    weights = {"final refusal": SECONDS["refusal"]} if "refusal" in names else {}
+    weights = {"final refusal": find_study("refusal").lab.seconds} if "refusal" in names else {}
     for stage in data.stages:
-        for name in names:
-            weights[f"{stage.name} {name}"] = (1.0 if (stage.pair, name) == (data.final, "refusal")
-                                               else SECONDS.get(name, 60.0))
-            if transfer and name == "refusal":  # transfer runs right after the stage's refusal study
+        for study in studies:
+            weights[f"{stage.name} {study.name}"] = (1.0 if (stage.pair, study.name) == (data.final, "refusal")
+                                                     else study.lab.seconds)
+            if transfer and study.name == "refusal":  # transfer runs right after the stage's refusal study
                 weights[f"{stage.name} transfer"] = TRANSFER_SECONDS
     return weights
 
@@ -98,15 +90,13 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
 
     settings / study_data (scripted runs and tests): study name -> the Config / data it runs with at every stage
     instead of the lab's settings and its built-in data."""
-    from ..refusal.compute import steering_of
-
     data = default_data(pair, config) if data is None else data
     settings, study_data = settings or {}, study_data or {}
 
     def config_of(study):
         return settings.get(study.name) or study_config(study)
 
-    names = config.studies or STUDY_NAMES
+    names = config.studies or analyses.STUDY_NAMES
     studies = [find_study(n) for n in names]
     transfer = config.transfer and "refusal" in names
     base_pair = with_base_only(pair)
@@ -118,7 +108,7 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
         final_result = run_cached(refusal, final_pair, config_of(refusal), data=study_data.get("refusal"),
                                   store=store, notice=lambda m: None,
                                   progress=steps.within("final refusal", f"{data.final}: Refusal")).result
-        final = steering_of(final_result)
+        final = final_direction(final_result)
         del final_pair, final_result
         gc.collect()
     timeline, transfers, runs = [], [], []
@@ -135,11 +125,12 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
                          "seconds": round(time.perf_counter() - start, 1)})
             timeline += headline_rows(stage, study.name, dict(study.headline(stored.result)))
             if study.name == "refusal":
-                timeline += direction_rows(stage, stored.result, final["post"])
+                timeline += direction_rows(stage, stored.result, final)
                 if transfer:
                     report = steps.stage(f"{stage.name} transfer", f"{stage.name}: transfer along the road")
-                    transfers += _transfer_at(stage, stage_pair, stored.result, final["post"], config_of(refusal),
-                                              study_data.get("refusal"))
+                    transfers += [{"stage": stage.name, "step": stage.step, "phase": stage.phase, **row}
+                                  for row in transfer_along_road(stage_pair, stored.result, final,
+                                                                 config_of(refusal), study_data.get("refusal"))]
                     report(1, 1)
             steps.partial("timeline", pd.DataFrame(timeline, columns=TIMELINE_COLUMNS))
         del stage_pair
@@ -148,19 +139,6 @@ def run(pair: ModelPair, config: Config, *, data: LabData | None = None, progres
     return Result(pd.DataFrame(timeline, columns=TIMELINE_COLUMNS), pd.DataFrame(transfers),
                   pd.DataFrame(training_losses(data.pair)), pd.DataFrame(runs),
                   {s.name: config_json(config_of(s)) for s in studies}, {s.name: s.version for s in studies})
-
-
-def _transfer_at(stage, pair: ModelPair, result, final, config, data) -> list[dict]:
-    """Transfer rows of one stage: the base's and the final model's directions steering the stage's model, with
-    the stage's own norms and harmless mean (from its refusal result)."""
-    from ..refusal.compute import steering_of
-    from ..refusal.scores import refusal_token_ids
-
-    own = steering_of(result)
-    rows = transfer_rows(pair.post, pair.tokenizer, own["post"], {"base": own["base"], "final": final},
-                         find_study("refusal").resolve_data(pair, config, data), result.positions,
-                         refusal_token_ids(pair.tokenizer, config.refusal_tokens, config.phrases or None), config)
-    return [{"stage": stage.name, "step": stage.step, "phase": stage.phase, **r} for r in rows]
 
 
 def merged(full: Result, part: Result) -> Result:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from steering.stages import Stage, pick_stages, stage_digest, stages
 
-from .config import STUDY_SETTINGS, Config
+from .config import Config, lab_settings
 
 
 @dataclass(frozen=True)
@@ -29,5 +29,5 @@ def default_data(pair, config: Config) -> LabData:
 
 def data_hash(data: LabData) -> str:
     raw = json.dumps([data.pair, [s.__dict__ for s in data.stages], data.digests, data.final, data.final_digest,
-                      STUDY_SETTINGS], sort_keys=True, default=str)
+                      lab_settings()], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]

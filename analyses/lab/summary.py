@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .charts import PANELS
+import analyses
 
 
 def _at(timeline: pd.DataFrame, stage: str) -> dict[tuple[str, str], float]:
@@ -25,7 +25,7 @@ def headline(result) -> dict:
     if timeline.empty:
         return out
     last = timeline.loc[timeline["step"].idxmax(), "stage"]
-    series = [cell for panel, _ in PANELS.values() for cell in panel]
+    series = [cell for study in analyses.STUDIES for cell in study.lab.series]
     for stage in dict.fromkeys(["sft", last]):
         values = _at(timeline, stage)
         out.update({f"{m}@{stage}" + ("" if model == "pair" else f"/{model}"): values[m, model]

@@ -23,7 +23,7 @@ from steering.playground import check_position_fits
 
 from ..common import Progress, Steps
 from .config import Config, check_config
-from .data import RefusalData, builtin_data
+from .data import RefusalData, default_data
 from .evaluate import SelectedDirection, evaluate_test
 from .scores import post_instruction_positions, refusal_token_ids, token_names
 from .selection import apply_filters, candidate_directions, kept_layers, score_candidates, select
@@ -47,19 +47,6 @@ class Result:
     positions: list = field(default_factory=list)
     data_sizes: dict = field(default_factory=dict)
     ablation: str = "affine"  # Config.ablation used for selection and the test interventions
-
-
-def default_data(pair: ModelPair, config: Config) -> RefusalData:
-    """The built-in harmful/harmless sets (the same for every pair and config)."""
-    return builtin_data()
-
-
-def data_hash(data: RefusalData) -> str:
-    """The data's hash, with the built-in refusal phrase list (the default judge) so editing that file changes it."""
-    from steering.judging import refusal_phrases
-    from steering.tokens import dataset_hash
-
-    return dataset_hash([data.hash()], refusal_phrases())
 
 
 def _cosines(diffs: dict[str, torch.Tensor], positions: tuple[int, ...]) -> pd.DataFrame:

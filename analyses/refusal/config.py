@@ -60,8 +60,15 @@ class Config:
     batch_size: int = setting(16, "prompts per forward pass", label="batch size", at_least=1)
 
 
-def check_config(config: Config, n_layers: int) -> None:
-    """Refuse settings the study cannot run with, before any model is run (one sentence each)."""
+def check(config: Config, pair=None, data=None) -> None:
+    """The study's own check (the record's, so the page's and the CLI's, before any work): the settings, and the
+    pruned layers against the pair's depth once a pair is loaded."""
+    check_config(config, None if pair is None else pair.n_layers)
+
+
+def check_config(config: Config, n_layers: int | None) -> None:
+    """Refuse settings the study cannot run with, before any model is run (one sentence each); n_layers None:
+    what can be judged without the model."""
     if config.ablation not in ABLATIONS:
         raise InvalidInputError(f"Unknown ablation '{config.ablation}': use one of {', '.join(ABLATIONS)}.")
     for name in ("n_val", "layer_step", "max_new_tokens", "batch_size"):
@@ -76,7 +83,8 @@ def check_config(config: Config, n_layers: int) -> None:
     if bad:
         raise InvalidInputError(f"Positions are offsets from the prompt's end (-1 is the last token); {bad[0]} "
                                 "is not one.")
-    if not any(layer < (1.0 - config.prune_layer_fraction) * n_layers for layer in range(n_layers)):
+    if n_layers is not None and not any(layer < (1.0 - config.prune_layer_fraction) * n_layers
+                                        for layer in range(n_layers)):
         raise InvalidInputError(f"prune_layer_fraction {config.prune_layer_fraction} leaves none of the "
                                 f"{n_layers} layers to score.")
 

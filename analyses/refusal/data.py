@@ -52,3 +52,15 @@ def split_lists(harmful: list[str], harmless: list[str], seed: int = 0, name: st
                 "test": tuple(items[n_train + n_val:])}
 
     return RefusalData(name, split(harmful, "harmful"), split(harmless, "harmless"))
+
+
+def default_data(pair, config) -> RefusalData:
+    """The built-in harmful/harmless sets (the same for every pair and config)."""
+    return builtin_data()
+
+
+def data_hash(data: RefusalData) -> str:
+    """The data's hash, with the built-in refusal phrase list (the default judge) so editing that file changes it."""
+    from steering.judging import refusal_phrases
+
+    return dataset_hash([data.hash()], refusal_phrases())

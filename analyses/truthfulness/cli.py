@@ -51,4 +51,4 @@ def write(args: argparse.Namespace, pair, result, out: Path) -> None:
     print(f"generalisation took {time.perf_counter() - start:.1f} s")
 
 
-EXTRAS = CliExtras(add_options=add_options, data=data, write=write)
+CLI = CliExtras(add_options=add_options, data=data, write=write)

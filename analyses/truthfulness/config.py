@@ -93,3 +93,15 @@ def single_set(**changes) -> Config:
                n_steer=24,
                alphas=(1.0, 4.0))
     return Config(**{**old, **changes})
+
+
+def check(config: Config, pair=None, data=None) -> None:
+    """The study's own check (the record's, so the page's and the CLI's, before any work): the method, its sets and
+    the layers against the pair's depth once a pair is loaded; the user's statements' columns when given."""
+    from .compute import check_config  # compute reads this module's settings: imported here, not at the top
+    from .data import check_frame
+
+    if pair is not None:
+        check_config(config, pair.n_layers)
+    if data is not None:
+        check_frame(data)

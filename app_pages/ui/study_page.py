@@ -90,7 +90,6 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
                  data: Any = None, columns: int = 4,
-                 check: Callable[[Any], Any] | None = None,
                  warn: Callable[[Any], str | None] | None = None) -> StoredResult | None:
     """The settings form and the result for its settings.
 
@@ -98,17 +97,15 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     for the current settings when one exists: from this session, from the user's store (a CLI run finds its way
     here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
     set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost.
-    `check(config)` refuses, with an InvalidInputError, settings the page can judge before any work; `warn(config)`
-    flags, in one sentence, settings that run but far outside what the model tolerates."""
+    The record's check (`study.check(config, pair, data)`, the CLI's too) refuses a bad setting in one sentence
+    before any lookup or work; `warn(config)` flags, in one sentence, settings that run but far outside what the model tolerates."""
     with st.form(f"{study.name}_form"):
         with st.expander("Settings", expanded=False):
             values = settings(study, skip=skip, columns=columns)
         run = st.form_submit_button("Run", type="primary", help="compute it live with these settings")
     try:
         config = config_from(study, {**values, **(extra or {})})
-        study.check(config)  # NaN, infinity or a setting out of range: one sentence, before any lookup or work
-        if check is not None:
-            check(config)
+        study.check(config, pair, data)  # one sentence, before any lookup or work: as the CLI checks
     except (SteeringError, TypeError, ValueError) as e:
         st.error(str(e))
         return None
