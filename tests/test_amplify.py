@@ -98,3 +98,28 @@ def test_two_vocabularies_are_refused():
     other = transformers.AutoModelForCausalLM.from_config(config).eval()
     with pytest.raises(InvalidInputError, match="one vocabulary"):
         amplified_generate(other, b, tok, format_prompts(tok, PROMPTS[:1]), 1.0)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--alphas", "1,-2"], "from 0 to 100"),
+    (["--a", "sft", "--b", "nope"], "No stage 'nope'"),
+    (["--prompts", "/no/such/file.txt"], "No prompt set or file"),
+    (["--n", "-1"], "--n must be at least 0"),
+    (["--max-new-tokens", "0"], "max new tokens"),
+])
+def test_the_cli_names_a_bad_setting_in_one_line_before_loading(argv, words, capsys, monkeypatch):
+    from steering import amplify_cli, pairs
+
+    monkeypatch.setattr(pairs, "load_pair", lambda *a, **k: pytest.fail("loaded a pair for a bad setting"))
+    assert amplify_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+
+
+def test_the_cli_reads_a_prompt_file(tmp_path):
+    from steering.amplify_cli import prompt_set
+
+    path = tmp_path / "p.txt"
+    path.write_text("How do I kill a process?\n\nHow do I shoot a photo?\n", encoding="utf-8")
+    assert prompt_set(str(path)) == ["How do I kill a process?", "How do I shoot a photo?"]
+    assert len(prompt_set("dpo-risky")) > 0 and len(prompt_set("risky")) > 0
