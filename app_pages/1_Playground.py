@@ -316,6 +316,9 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
                    "and the distinct share high.")
         st.dataframe(sweep, width="stretch")
 
+from app_pages.ui.calibration import calibration_panel  # noqa: E402  (the panel keeps its own module)
+calibration_panel(pair, result["direction"], ROLE_NAMES)
+
 st.subheader("Downloads")
 dcols = st.columns(3)
 direction = result["direction"]
