@@ -262,7 +262,7 @@ class _FirstStepScore(LogitsProcessor):
         return scores
 
 
-def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     eos = model.generation_config.eos_token_id
     stops = {eos} if isinstance(eos, int) else set(eos or [])
     return stops | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
@@ -389,7 +389,7 @@ def _measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behavio
         steered_neutral = neutral_log_probs(model, plain.input_ids.repeat(repeats, 1),
                                             plain.attention_mask.repeat(repeats, 1))
     new_ids = out[:, ids.shape[1]:]
-    lengths = reply_lengths(new_ids, _stop_ids(model, tokenizer))
+    lengths = reply_lengths(new_ids, stop_ids(model, tokenizer))
     perplexity = reply_perplexities(model, ids, mask, new_ids, lengths)  # unsteered: outside the steering
     kl = kl_from(reference_neutral, steered_neutral).tolist() if reference_neutral is not None \
         else [0.0] * steered_neutral.shape[0]
@@ -443,3 +443,43 @@ def calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, direct
                        positions if isinstance(positions, str) else tuple(positions),
                        {"model": info.model, "dataset": info.dataset, "method": info.method,
                         "position": info.position}, n, len(neutral), int(max_new_tokens))
+
+
+@dataclass
+class Unsteered:
+    """The unsteered pass `measure` compares an intervention with: its rows and the neutral log-probs."""
+
+    rows: _Rows
+    neutral: torch.Tensor
+    n_prompts: int
+
+
+@torch.no_grad()
+def unsteered(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviour: Behaviour,
+              prompts: Sequence[str], neutral: Sequence[str], *, max_new_tokens: int = 8) -> Unsteered:
+    """The model without any intervention, measured once for several `measure` calls on the same texts."""
+    prompts, neutral = list(prompts), list(neutral)
+    if not prompts or not neutral:
+        raise InvalidInputError("Give at least one prompt and one neutral text.")
+    rows, reference = _measure(model, tokenizer, behaviour, prompts, neutral, [0.0], None, None, max_new_tokens)
+    return Unsteered(rows, reference, len(prompts))
+
+
+@torch.no_grad()
+def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviour: Behaviour, prompts: Sequence[str],
+            neutral: Sequence[str], intervention: Callable[[], AbstractContextManager] | None, *,
+            max_new_tokens: int = 8, label: tuple[int, float] = (-1, 0.0),
+            plain: Unsteered | None = None) -> tuple[Setting, list[str]]:
+    """Any one intervention (an ablation, a hand-picked addition; None: none) measured as the sweep measures a
+    setting: the behaviour's score (effect against no intervention), the KL on the neutral texts, the replies'
+    perplexity under the model without it and their repetition. `plain`: the unsteered pass on the same texts
+    and tokens, when already measured. Returns the setting (layer, alpha = `label`) and every reply."""
+    plain = plain or unsteered(model, tokenizer, behaviour, prompts, neutral, max_new_tokens=max_new_tokens)
+    if intervention is None:
+        rows = plain.rows
+    else:
+        rows, _ = _measure(model, tokenizer, behaviour, list(prompts), list(neutral), [1.0],
+                           lambda _: intervention(), plain.neutral, max_new_tokens)
+    base_score = sum(plain.rows.scores) / len(plain.rows.scores)
+    setting = _setting(label[0], label[1], rows, slice(0, len(rows.texts)), behaviour, 1.0, base_score)
+    return replace(setting, kl=_nanmean(rows.kl)), rows.texts

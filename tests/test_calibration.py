@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from numeric import assert_close, assert_replies_agree, logprob_tolerance
+from numeric import assert_close, assert_replies_agree, logit_tolerance, logprob_tolerance
 from tiny import tiny_model, tiny_tokenizer
 
 from steering.calibration import (Behaviour, Calibration, DamageBudget, Setting, calibrate, kl_from, pick_setting,
@@ -195,3 +195,30 @@ def test_bad_inputs_are_named_before_any_work(change, error, words):
 def test_bad_behaviours_and_budgets_are_named(make, words):
     with pytest.raises(InvalidInputError, match=words):
         make()
+
+
+def test_measure_gives_one_intervention_the_sweeps_numbers():
+    from steering.calibration import measure, unsteered
+    from steering.interventions import add
+
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    direction, behaviour = _direction(), _behaviour(tok)
+    prompts = format_prompts(tok, ["the cat is", "w5 w6 w7"])
+    found = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, layers=[1], alphas=[2.0], max_new_tokens=5)
+    plain = unsteered(model, tok, behaviour, prompts, NEUTRAL, max_new_tokens=5)
+    none, _ = measure(model, tok, behaviour, prompts, NEUTRAL, None, plain=plain)
+    assert (none.effect, none.kl) == (0.0, 0.0)
+    vectors = direction.steering_vectors([1], 2.0)
+    one, texts = measure(model, tok, behaviour, prompts, NEUTRAL, lambda: add(model, vectors), plain=plain,
+                         max_new_tokens=5, label=(1, 2.0))
+    swept = found.settings[0]
+    # the same passes, but the vector scaled once (alpha x norm x unit) against per row (norm x unit, x alpha): a
+    # rounding apart, so the logits are trusted to the forward tolerance and what is read off them as above
+    dz = logit_tolerance(model, tok)
+    assert_replies_agree(model, tok, prompts[:1], [texts[0]], [swept.example],
+                         intervention=lambda: add(model, vectors), max_new_tokens=5)
+    assert_close(one.score, swept.score, 4 * dz, "score")
+    assert_close(one.effect, swept.effect, 8 * dz, "effect")
+    assert_close(one.kl, swept.kl, 4 * dz * (1 + swept.kl) + 2 * dz, "KL")
+    if texts[0] == swept.example and not math.isnan(swept.perplexity):
+        assert_close(one.perplexity, swept.perplexity, swept.perplexity * math.expm1(2 * dz), "perplexity")
