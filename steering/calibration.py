@@ -226,9 +226,10 @@ class Calibration:
                                                               self.behaviour.unit))
 
     def to_json(self) -> str:
+        """Plain JSON (a measure that could not be taken, nan, is written as null), which from_json reads back."""
         body = {"format": FORMAT, **asdict(self)}
         body["positions"] = self.positions if isinstance(self.positions, str) else list(self.positions)
-        return json.dumps(body, indent=2, allow_nan=True)
+        return json.dumps(_nan_to_null(body), indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Calibration":
@@ -236,15 +237,32 @@ class Calibration:
             body = json.loads(text)
             if body.get("format") != FORMAT:
                 raise ValueError(f"its format is {body.get('format')!r}, not {FORMAT!r}")
-            settings = tuple(Setting(**s) for s in body["settings"])
+            settings = tuple(_setting_of(s) for s in body["settings"])
             positions = body["positions"] if isinstance(body["positions"], str) else tuple(body["positions"])
             return cls(Behaviour(body["behaviour"]["kind"], tuple(body["behaviour"]["towards"]),
                                  tuple(body["behaviour"]["away"]), body["behaviour"]["name"]),
-                       body["aim"], DamageBudget(**body["budget"]), Setting(**body["baseline"]), settings,
+                       body["aim"], DamageBudget(**body["budget"]), _setting_of(body["baseline"]), settings,
                        Pick(**body["pick"]), tuple(body["layers"]), tuple(body["alphas"]), positions,
                        dict(body["direction"]), body["n_prompts"], body["n_neutral"], body["max_new_tokens"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InvalidInputError(f"Not a calibration record of this project: {e}.") from None
+
+
+def _nan_to_null(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+_MEASURES = ("score", "effect", "kl", "perplexity", "repetition")  # null in JSON is nan here (refusal_rate: None)
+
+
+def _setting_of(fields: dict) -> Setting:
+    return Setting(**{k: (math.nan if k in _MEASURES and v is None else v) for k, v in fields.items()})
 
 
 # -- measuring -------------------------------------------------------------------------------------------------

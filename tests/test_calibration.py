@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -146,6 +147,7 @@ def test_the_record_round_trips_through_json_and_repicks():
     found = calibrate(model, tok, _direction(), _behaviour(tok), prompts, NEUTRAL, layers=[1], alphas=[1.0, 4.0],
                       max_new_tokens=4, aim="lower")
     text = found.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not plain JSON"))
     again = Calibration.from_json(text)
     assert again.to_json() == text
     assert again.pick == found.pick and again.frame().shape == found.frame().shape
@@ -222,3 +224,14 @@ def test_measure_gives_one_intervention_the_sweeps_numbers():
     assert_close(one.kl, swept.kl, 4 * dz * (1 + swept.kl) + 2 * dz, "KL")
     if texts[0] == swept.example and not math.isnan(swept.perplexity):
         assert_close(one.perplexity, swept.perplexity, swept.perplexity * math.expm1(2 * dz), "perplexity")
+
+
+def test_a_measure_not_taken_is_null_in_json_and_nan_again():
+    settings = (_setting(0, 0.1, 1.0, perplexity=math.nan), _setting(1, 0.1, 2.0))
+    record = Calibration(Behaviour.refusal([3]), "raise", DamageBudget(), BASELINE, settings,
+                         pick_setting(settings, BASELINE, DamageBudget()), (0, 1), (0.1,))
+    body = json.loads(record.to_json())
+    assert body["settings"][0]["perplexity"] is None and body["baseline"]["refusal_rate"] == 0.1
+    again = Calibration.from_json(record.to_json())
+    assert math.isnan(again.settings[0].perplexity) and again.settings[1] == settings[1]
+    assert again.pick == record.pick == pick_setting(settings, BASELINE, DamageBudget())
