@@ -109,11 +109,12 @@ def acceptance(pair, result, behaviour, found: Calibration, n: int, max_new_toke
     plain = unsteered(model, tok, behaviour, harmless, neutral, max_new_tokens=max_new_tokens)
     none, texts = measure(model, tok, behaviour, harmless, neutral, None, plain=plain)
     print(_row("harmless, no steering", none, texts))
-    for layer, alpha in [*picks, HAND_PICK]:
+    for layer, alpha in [*picks, *([HAND_PICK] if HAND_PICK not in picks else [])]:
         vector = direction.steering_vectors([layer], alpha)
         setting, texts = measure(model, tok, behaviour, harmless, neutral, lambda v=vector: add(model, v),
                                  max_new_tokens=max_new_tokens, label=(layer, alpha), plain=plain)
-        kind = "hand pick" if (layer, alpha) == HAND_PICK else "rule's pick"
+        kind = " and ".join(k for k, hit in (("rule's pick", (layer, alpha) in picks),
+                                             ("hand pick", (layer, alpha) == HAND_PICK)) if hit)
         print(_row(f"harmless, add L{layer} a{alpha:g} ({kind})", setting, texts))
     plain = unsteered(model, tok, behaviour, harmful, neutral, max_new_tokens=max_new_tokens)
     none, texts = measure(model, tok, behaviour, harmful, neutral, None, plain=plain)
@@ -127,6 +128,32 @@ def acceptance(pair, result, behaviour, found: Calibration, n: int, max_new_toke
         print(_row(f"harmful, ablate L{selected} ({method})", setting, texts))
 
 
+def subtraction(pair, result, behaviour, n: int, n_test: int, layers, alphas, max_new_tokens: int = 24) -> None:
+    """The direction subtracted (negative alphas, aim 'lower'): calibrated on harmful validation prompts, its
+    pick under each budget measured on the harmful test prompts, as an alternative to the ablations of 2."""
+    model, tok = pair.post, pair.tokenizer
+    direction = result.directions["post"]
+    found = calibrate(model, tok, direction, behaviour,
+                      format_prompts(tok, refusal_study_split("harmful.txt", "val")[:n]), neutral_texts()[:n],
+                      layers=layers, alphas=alphas, aim="lower")
+    neutral = neutral_texts()[16:16 + n_test]
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n_test])
+    print(f"3. the direction subtracted, calibrated on {n} harmful validation prompts ({len(layers)} layers x "
+          f"{len(alphas)} strengths), measured on {len(harmful)} harmful test prompts, {max_new_tokens} tokens:")
+    plain = unsteered(model, tok, behaviour, harmful, neutral, max_new_tokens=max_new_tokens)
+    done = set()
+    for budget in BUDGETS:
+        picked = found.with_budget(budget).pick
+        print(f"   budget {budget.describe()}: {picked.reason}")
+        if picked.layer is None or (picked.layer, picked.alpha) in done:
+            continue
+        done.add((picked.layer, picked.alpha))
+        vector = direction.steering_vectors([picked.layer], picked.alpha)
+        setting, texts = measure(model, tok, behaviour, harmful, neutral, lambda v=vector: add(model, v),
+                                 max_new_tokens=max_new_tokens, label=(picked.layer, picked.alpha), plain=plain)
+        print(_row(f"harmful, add L{picked.layer} a{picked.alpha:g}", setting, texts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=16, help="held-out prompts and neutral texts each")
@@ -134,12 +161,19 @@ def main() -> None:
     parser.add_argument("--layers", default="all", help="'all' or e.g. 3,6,9,12")
     parser.add_argument("--n-test", type=int, default=24, help="held-out prompts per set in the acceptance run")
     parser.add_argument("--skip-acceptance", action="store_true")
+    parser.add_argument("--subtract", help="also 3: negative alphas to calibrate the subtraction with, e.g. "
+                                           "-0.05,-0.1,-0.2")
+    parser.add_argument("--only-subtract", action="store_true", help="run 3 alone")
     parser.add_argument("--save", help="write the calibration record (JSON) here")
     parser.add_argument("--load", help="skip 1 and take the calibration from this record")
     args = parser.parse_args()
     pair, result, behaviour = load()
     alphas = [float(a) for a in args.alphas.split(",")]
     layers = list(range(pair.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    if args.only_subtract or args.subtract:
+        subtraction(pair, result, behaviour, args.n, args.n_test, layers, [float(a) for a in args.subtract.split(",")])
+        if args.only_subtract:
+            return
     if args.load:
         with open(args.load, encoding="utf-8") as f:
             found = Calibration.from_json(f.read())

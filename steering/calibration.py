@@ -315,8 +315,9 @@ def reply_perplexities(model: PreTrainedModel, input_ids: torch.Tensor, attentio
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     hidden = view.decoder_stack(input_ids=ids, attention_mask=mask, position_ids=positions,
                                 use_cache=False).last_hidden_state[:, -steps - 1:-1]
-    log_probs = torch.log_softmax(view.logits(hidden).float(), dim=-1)
-    token_lp = log_probs.gather(-1, new_ids.unsqueeze(-1)).squeeze(-1)  # [rows, steps]
+    token_lp = torch.cat([  # [rows, steps]; 16 rows at a time, so a 262k-token vocabulary stays ~270 MB at once
+        torch.log_softmax(view.logits(hidden[i:i + 16]).float(), dim=-1).gather(-1, new_ids[i:i + 16, :, None])
+        .squeeze(-1) for i in range(0, hidden.shape[0], 16)])
     out = []
     for row, n in enumerate(lengths):
         out.append(math.exp(-float(token_lp[row, :n].mean())) if n > 0 else math.nan)
