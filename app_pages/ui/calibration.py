@@ -61,8 +61,7 @@ def _behaviour(kind: str, tokenizer, towards: str, away: str) -> Behaviour:
 def frontier_chart(found: Calibration, damage: str = "kl") -> alt.Chart:
     """Effect against one damage measure, a line per layer through its strengths, the pick ringed, the budget's
     limit on that measure as a rule."""
-    frame = found.frame().drop(columns=["example"]).assign(
-        example=[s.example for s in found.settings])
+    frame = found.frame()
     limit = {"kl": found.budget.max_kl, "perplexity_ratio": found.budget.max_perplexity_ratio,
              "repetition": found.budget.max_repetition}[damage]
     x = alt.X(f"{damage}:Q", title=DAMAGES[damage], scale=alt.Scale(type="symlog") if damage != "repetition"
