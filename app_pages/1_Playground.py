@@ -1,9 +1,13 @@
 """Playground: compute directions, add them or project them out, at chosen positions, transfer them; four generations
 side by side; export the steering as a card, or open one."""
+import json
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
 from analyses.contrast_sets import builtin_sets, parse_prompt_list
+from app_pages.ui.calibration import calibration_panel
 from app_pages.ui.card_opener import card_opener, show_card
 from app_pages.ui.checked import Checks
 from app_pages.ui.generations import four_columns
@@ -169,4 +173,7 @@ with st.expander("Alpha sweep: where behaviour changes before the text falls apa
                    "and the distinct share high.")
         st.dataframe(sweep, width="stretch")
 
+calibrated = calibration_panel(pair, run.first.direction, ROLE_NAMES)
+if calibrated is not None and run.calibration is None:  # the card carries the frontier and the pick it was made with
+    run = replace(run, calibration=json.loads(calibrated.to_json()))
 downloads(run, pair)

@@ -140,3 +140,5 @@ def send_to_playground() -> None:
 if st.button("Steer with this difference in the playground", key="diffing_send"):
     send_to_playground()
 downloads(STUDY, result)
+from app_pages.ui.amplify import amplification_section  # noqa: E402  (the section keeps its own module)
+amplification_section(pair)

@@ -1,4 +1,4 @@
-"""`python -m bench`: every benchmark, one after the other: the foundation, the playground, then one per study of
+"""`python -m bench`: every benchmark, one after the other: the foundation, the playground, the calibration, then one per study of
 the registry (bench/<study>.py for each study in analyses.STUDIES; a study without one is named, not skipped
 silently). Each prints its own ratios, measured side by side in one run."""
 import subprocess
@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    names = ["foundation", "playground", "composition", *STUDY_NAMES]
+    names = ["foundation", "playground", "composition", "calibration", *STUDY_NAMES]
     missing = [n for n in names if not (BENCH / f"{n}.py").exists()]
     if missing:
         print(f"no benchmark for: {', '.join(missing)}", file=sys.stderr)

@@ -1,0 +1,163 @@
+"""The Playground's calibration panel: for the direction in use, effect against damage over layers x strengths,
+one line per layer, and the setting the rule picks within the damage budget, with its reason.
+
+    calibration_panel(pair, direction, role_names)     # one call from the page, inside its own expander
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app_pages.ui.checked import Checks
+from steering import Direction, SteeringError
+from steering.calibration import Behaviour, Calibration, DamageBudget, calibrate
+from steering.generation import format_prompts
+from steering.refusal_data import refusal_study_split
+from steering.registry import ASSETS
+
+KEY = "pg_cal"
+BEHAVIOURS = {"refusal": "refusal (log-odds of the refusal tokens, and the refusal rate)",
+              "truth": "truth (P(TRUE) − P(FALSE) after ' This statement is:')",
+              "tokens": "your two token sets (log P(towards) − log P(away))"}
+DAMAGES = {"kl": "KL on neutral text", "perplexity_ratio": "perplexity ÷ unsteered", "repetition": "repetition"}
+TRUTH_PROMPTS = ("The city of Paris is in France. This statement is:\nThe city of Tokyo is in Brazil. This statement "
+                 "is:\nThe city of Cairo is in Egypt. This statement is:\nThe city of Lima is in Norway. This "
+                 "statement is:")
+
+
+def _neutral_default() -> str:
+    lines = [ln for ln in (ASSETS / "diffing" / "plain_text.txt").read_text(encoding="utf-8").splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    return "\n".join(lines[:8])
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _behaviour(kind: str, tokenizer, towards: str, away: str) -> Behaviour:
+    if kind == "refusal":
+        from analyses.refusal.scores import refusal_token_ids
+
+        return Behaviour.refusal(refusal_token_ids(tokenizer))
+    if kind == "truth":
+        from analyses.truth_score import answer_token_ids
+
+        return Behaviour.truth(*answer_token_ids(tokenizer))
+
+    def ids(words: str, side: str) -> list[int]:
+        found = [tokenizer(w, add_special_tokens=False).input_ids[:1] for w in words.replace(",", " ").split()]
+        found = [i[0] for i in found if i and i[0] != tokenizer.unk_token_id]
+        if not found:
+            raise SteeringError(f"None of the {side} words is a token this tokenizer knows: type other words.")
+        return found
+
+    return Behaviour.tokens(ids(towards, "towards"), ids(away, "away"))
+
+
+def frontier_chart(found: Calibration, damage: str = "kl") -> alt.Chart:
+    """Effect against one damage measure, a line per layer through its strengths, the pick ringed, the budget's
+    limit on that measure as a rule."""
+    frame = found.frame()
+    limit = {"kl": found.budget.max_kl, "perplexity_ratio": found.budget.max_perplexity_ratio,
+             "repetition": found.budget.max_repetition}[damage]
+    x = alt.X(f"{damage}:Q", title=DAMAGES[damage], scale=alt.Scale(type="symlog") if damage != "repetition"
+              else alt.Scale(domain=[0, 1]))
+    y = alt.Y("effect:Q", title=f"effect ({found.behaviour.unit}, {found.aim}d)")
+    tooltip = ["layer", "alpha", "effect", "kl", "perplexity", "repetition", "refusal_rate", "example"]
+    lines = alt.Chart(frame).mark_line(point=True).encode(
+        x=x, y=y, color=alt.Color("layer:O", scale=alt.Scale(scheme="viridis")), order="alpha:Q", tooltip=tooltip)
+    picked = alt.Chart(frame[frame.picked]).mark_point(size=300, shape="circle", filled=False, color="red",
+                                                       strokeWidth=2).encode(x=x, y=y, tooltip=tooltip)
+    budget = alt.Chart(pd.DataFrame({damage: [limit]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
+        x=alt.X(f"{damage}:Q"))
+    layers = lines + budget + picked if bool(frame.picked.any()) else lines + budget
+    return layers.properties(height=320)
+
+
+def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str]) -> Calibration | None:
+    """The panel, in an expander of its own: settings, the Calibrate button, the frontier and the pick. Returns
+    the calibration shown (at the budget set now), None when there is none for this direction."""
+    with st.expander("Calibrate: which layer and strength? (effect against damage, measured)"):
+        checks = Checks()
+        roles = list(pair.models())
+        cols = st.columns(3)
+        role = cols[0].radio("Model", roles, index=roles.index("post") if "post" in roles else 0,
+                             format_func=role_names.get, key=f"{KEY}_role")
+        kind = cols[1].radio("Behaviour", list(BEHAVIOURS), format_func=BEHAVIOURS.get, key=f"{KEY}_behaviour")
+        aim = cols[2].radio("Aim", ["raise", "lower"], key=f"{KEY}_aim",
+                            help="raise: more of the behaviour (add the refusal direction); lower: less of it.")
+        towards = away = ""
+        if kind == "tokens":
+            tcols = st.columns(2)
+            towards = tcols[0].text_input("Towards: words whose first token the steering should make likelier",
+                                          "Sure", key=f"{KEY}_towards")
+            away = tcols[1].text_input("Away: words it should make less likely", "Sorry", key=f"{KEY}_away")
+        pcols = st.columns(2)
+        default_prompts = TRUTH_PROMPTS if kind == "truth" else "\n".join(refusal_study_split("harmless.txt",
+                                                                                              "val")[:8])
+        prompts = pcols[0].text_area("Held-out prompts (one a line), where the effect is read",
+                                     default_prompts, key=f"{KEY}_prompts_{kind}")
+        neutral = pcols[1].text_area("Neutral text (one a line, no chat template), where the KL is read",
+                                     _neutral_default(), key=f"{KEY}_neutral")
+        chat = kind != "truth" and st.toggle("Send the held-out prompts through the chat template", value=True,
+                                             key=f"{KEY}_chat")
+        scols = st.columns([2, 2, 1])
+        n = pair.n_layers
+        layers = scols[0].multiselect("Layers", list(range(n)), default=list(range(0, n, max(1, n // 6))),
+                                      key=f"{KEY}_layers")
+        alphas_text = scols[1].text_input("Strengths (alpha × residual norm)", "0.05, 0.1, 0.2, 0.4",
+                                          key=f"{KEY}_alphas")
+        max_new = int(checks.number(scols[2], "Greedy tokens", 8, lo=1, hi=64, step=1, key=f"{KEY}_tokens"))
+        bcols = st.columns(3)
+        budget_values = (checks.number(bcols[0], "Budget: KL on neutral text at most", 0.1, lo=0.0, hi=1e6,
+                                       key=f"{KEY}_kl", help="Arditi et al. keep candidates at KL ≤ 0.1."),
+                         checks.number(bcols[1], "Budget: perplexity at most × unsteered", 3.0, lo=1.0, hi=1e6,
+                                       key=f"{KEY}_ppl"),
+                         checks.number(bcols[2], "Budget: repetition at most", 0.3, lo=0.0, hi=1.0,
+                                       key=f"{KEY}_rep"))
+        if st.button("Calibrate", key=f"{KEY}_run", disabled=not checks.ok,
+                     help=None if checks.ok else " ".join(checks.problems)):
+            try:
+                alphas = [float(a) for a in alphas_text.replace(";", ",").split(",") if a.strip()]
+                behaviour = _behaviour(kind, pair.tokenizer, towards, away)
+                texts = format_prompts(pair.tokenizer, _lines(prompts), chat)
+                bar = st.progress(0.0, text="Calibrating…")
+                st.session_state[KEY] = _digest(direction), calibrate(
+                    pair.models()[role], pair.tokenizer, direction, behaviour, texts, _lines(neutral), layers=layers,
+                    alphas=alphas, aim=aim, budget=DamageBudget(*budget_values), max_new_tokens=max_new,
+                    progress=lambda done, total: bar.progress(done / total, text=f"Calibrating… layer {done}/{total}"))
+                bar.empty()
+            except SteeringError as e:  # first: a named error is also a ValueError
+                st.error(str(e))
+            except ValueError:
+                st.error(f"Strengths must be numbers separated by commas, not {alphas_text!r}.")
+        digest, found = st.session_state.get(KEY, (None, None))
+        if found is None or digest != _digest(direction):  # none yet, or made for another direction
+            st.caption("Each layer is one batched generation (every strength × prompt a row) and one batched "
+                       "forward over the neutral text.")
+            return None
+        if checks.ok:
+            found = found.with_budget(DamageBudget(*budget_values))  # a new budget re-picks, nothing is recomputed
+        damage = st.radio("Damage on the x axis", list(DAMAGES), format_func=DAMAGES.get, horizontal=True,
+                          key=f"{KEY}_damage")
+        st.altair_chart(frontier_chart(found, damage), width="stretch")
+        st.caption(f"Effect against damage, one line per layer through its strengths ({', '.join(map(str, found.alphas))}"
+                   f"); the ringed point is the pick, the dashed line the budget on this measure. Effect: the "
+                   f"{found.behaviour.unit} at the first generated token, steered minus unsteered "
+                   f"({found.baseline.score:.3g}), on {found.n_prompts} held-out prompts; KL on {found.n_neutral} "
+                   f"neutral texts; perplexity and repetition of {found.max_new_tokens} greedy tokens. KL on neutral "
+                   "text says nothing about the steered topic, and perplexity falls on a loop (which repetition "
+                   "catches): read the replies too (hover a point).")
+        (st.success if found.pick.layer is not None else st.warning)(found.pick.reason)
+        st.download_button("Frontier and pick (.json)", found.to_json(), "calibration.json", key=f"{KEY}_download")
+        return found
+
+
+def _digest(direction: Direction) -> str:
+    """Which direction a stored calibration was made for (its bytes: vectors and metadata)."""
+    return hashlib.sha256(direction.to_bytes()).hexdigest()

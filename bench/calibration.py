@@ -1,0 +1,191 @@
+"""Calibration benchmark and acceptance run on the demo pair, measured side by side in one run.
+
+    python -m bench.calibration [--n 16] [--alphas 0.02,0.05,...] [--layers all] [--skip-acceptance] [--save FILE]
+
+1. the calibration (steering/calibration.py) of the post-trained model's refusal direction (the refusal study's
+   shipped result) over every layer x 8 strengths on 16 held-out harmless prompts (the refusal study's validation
+   split) + 16 neutral texts, against its floor: the same passes with no steering and no scoring (per layer one
+   plain generate of the same rows and new tokens, one plain forward over the neutral rows, one plain forward that
+   scores the replies), timed before and after it;
+2. acceptance, on prompts the calibration never saw (the refusal study's test split, other neutral texts), 24 new
+   tokens: the rule's pick under three damage budgets and the playground's hand pick (layer 9, alpha 0.1) added to
+   harmless prompts; the study's affine ablation and Arditi's projection on harmful prompts; each with its refusal
+   rate and damage (KL on neutral text, perplexity of the replies under the unsteered model, repetition).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from steering.calibration import (Behaviour, Calibration, DamageBudget, calibrate, measure, neutral_log_probs,
+                                  reply_lengths, reply_perplexities, stop_ids, unsteered)
+from steering.generation import DecodingSettings, format_prompts
+from steering.interventions import add
+from steering.refusal_data import refusal_study_split
+from steering.registry import ASSETS
+from steering.tokens import encode
+
+ALPHAS = (0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4)
+HAND_PICK = (9, 0.1)  # the playground's default layer and alpha
+BUDGETS = (DamageBudget(), DamageBudget(max_kl=1.0), DamageBudget(max_kl=2.0))
+
+
+def neutral_texts() -> list[str]:
+    return [ln for ln in (ASSETS / "diffing" / "plain_text.txt").read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")]
+
+
+def load():
+    from analyses.refusal import STUDY
+    from analyses.refusal.scores import refusal_token_ids
+    from analyses.store import shipped
+    from steering import load_pair
+
+    pair = load_pair("demo")
+    found = shipped(STUDY, pair)
+    if found is None or found.reason is not None:
+        raise SystemExit(f"the shipped refusal result is not current: {found.reason if found else 'none'}")
+    return pair, found.stored.result, Behaviour.refusal(refusal_token_ids(pair.tokenizer))
+
+
+@torch.no_grad()
+def floor(model, tokenizer, prompts, neutral, repeats: int, layers, max_new_tokens: int) -> float:
+    """The calibration's passes without steering or scoring: per layer, a plain generate of the same rows and
+    new tokens (all of them: min_new_tokens), a plain forward of the neutral rows, a plain scoring forward."""
+    batch, plain = encode(tokenizer, prompts), encode(tokenizer, neutral)
+    ids, mask = batch.input_ids.repeat(repeats, 1), batch.attention_mask.repeat(repeats, 1)
+    kwargs = DecodingSettings(max_new_tokens=max_new_tokens).generate_kwargs()
+    start = time.perf_counter()
+    for _ in range(len(layers) + 1):  # + the calibration's unsteered baseline pass
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs, min_new_tokens=max_new_tokens)
+        neutral_log_probs(model, plain.input_ids.repeat(repeats, 1), plain.attention_mask.repeat(repeats, 1))
+        new = out[:, ids.shape[1]:]
+        reply_perplexities(model, ids, mask, new, reply_lengths(new, stop_ids(model, tokenizer)))
+    return time.perf_counter() - start
+
+
+def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int = 8) -> Calibration:
+    prompts = format_prompts(pair.tokenizer, refusal_study_split("harmless.txt", "val")[:n])
+    neutral = neutral_texts()[:n]
+    load_before = os.getloadavg()[0]
+    floor_before = floor(pair.post, pair.tokenizer, prompts, neutral, len(alphas), layers, max_new_tokens)
+    start = time.perf_counter()
+    found = calibrate(pair.post, pair.tokenizer, result.directions["post"], behaviour, prompts, neutral,
+                      layers=layers, alphas=alphas, max_new_tokens=max_new_tokens)
+    took = time.perf_counter() - start
+    floor_after = floor(pair.post, pair.tokenizer, prompts, neutral, len(alphas), layers, max_new_tokens)
+    print(f"1. calibration, {len(layers)} layers x {len(alphas)} strengths on {len(prompts)} + {len(neutral)} prompts, "
+          f"{max_new_tokens} new tokens, {torch.get_num_threads()} threads: {took:.1f} s; its floor {floor_before:.1f} s "
+          f"before and {floor_after:.1f} s after: {took / ((floor_before + floor_after) / 2):.2f}x the floor (load "
+          f"average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    return found
+
+
+def _row(name: str, setting, texts) -> str:
+    rate = "n/a" if setting.refusal_rate is None else f"{100 * setting.refusal_rate:.0f}%"
+    return (f"   {name:<34} refusal {rate:>4}  KL {setting.kl:7.3f}  perplexity {setting.perplexity:9.3g}  "
+            f"repetition {setting.repetition:.2f}\n" + "\n".join(f"      {t.strip()[:90]!r}" for t in texts[:3]))
+
+
+def acceptance(pair, result, behaviour, found: Calibration, n: int, max_new_tokens: int = 24) -> None:
+    from analyses.refusal.selection import ablation_for
+
+    model, tok = pair.post, pair.tokenizer
+    neutral = neutral_texts()[16:16 + n]  # not the calibration's
+    harmless = format_prompts(tok, refusal_study_split("harmless.txt", "test")[:n])
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n])
+    direction = result.directions["post"]
+    print(f"2. on held-out prompts ({len(harmless)} harmless, {len(harmful)} harmful, refusal-study test split; "
+          f"{len(neutral)} other neutral texts), {max_new_tokens} greedy tokens:")
+    picks = []
+    for budget in BUDGETS:
+        picked = found.with_budget(budget).pick
+        print(f"   budget {budget.describe()}: {picked.reason}")
+        if picked.layer is not None and (picked.layer, picked.alpha) not in picks:
+            picks.append((picked.layer, picked.alpha))
+    plain = unsteered(model, tok, behaviour, harmless, neutral, max_new_tokens=max_new_tokens)
+    none, texts = measure(model, tok, behaviour, harmless, neutral, None, plain=plain)
+    print(_row("harmless, no steering", none, texts))
+    for layer, alpha in [*picks, *([HAND_PICK] if HAND_PICK not in picks else [])]:
+        vector = direction.steering_vectors([layer], alpha)
+        setting, texts = measure(model, tok, behaviour, harmless, neutral, lambda v=vector: add(model, v),
+                                 max_new_tokens=max_new_tokens, label=(layer, alpha), plain=plain)
+        kind = " and ".join(k for k, hit in (("rule's pick", (layer, alpha) in picks),
+                                             ("hand pick", (layer, alpha) == HAND_PICK)) if hit)
+        print(_row(f"harmless, add L{layer} a{alpha:g} ({kind})", setting, texts))
+    plain = unsteered(model, tok, behaviour, harmful, neutral, max_new_tokens=max_new_tokens)
+    none, texts = measure(model, tok, behaviour, harmful, neutral, None, plain=plain)
+    print(_row("harmful, no steering", none, texts))
+    selected = int(result.selected.query("model == 'post'").layer.iloc[0])
+    vector = direction.at(selected)
+    for method in ("affine", "project"):
+        make = ablation_for(model, vector, result.harmless_means["post"], result.positions, method)
+        setting, texts = measure(model, tok, behaviour, harmful, neutral, make, max_new_tokens=max_new_tokens,
+                                 plain=plain)
+        print(_row(f"harmful, ablate L{selected} ({method})", setting, texts))
+
+
+def subtraction(pair, result, behaviour, n: int, n_test: int, layers, alphas, max_new_tokens: int = 24) -> None:
+    """The direction subtracted (negative alphas, aim 'lower'): calibrated on harmful validation prompts, its
+    pick under each budget measured on the harmful test prompts, as an alternative to the ablations of 2."""
+    model, tok = pair.post, pair.tokenizer
+    direction = result.directions["post"]
+    found = calibrate(model, tok, direction, behaviour,
+                      format_prompts(tok, refusal_study_split("harmful.txt", "val")[:n]), neutral_texts()[:n],
+                      layers=layers, alphas=alphas, aim="lower")
+    neutral = neutral_texts()[16:16 + n_test]
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n_test])
+    print(f"3. the direction subtracted, calibrated on {n} harmful validation prompts ({len(layers)} layers x "
+          f"{len(alphas)} strengths), measured on {len(harmful)} harmful test prompts, {max_new_tokens} tokens:")
+    plain = unsteered(model, tok, behaviour, harmful, neutral, max_new_tokens=max_new_tokens)
+    done = set()
+    for budget in BUDGETS:
+        picked = found.with_budget(budget).pick
+        print(f"   budget {budget.describe()}: {picked.reason}")
+        if picked.layer is None or (picked.layer, picked.alpha) in done:
+            continue
+        done.add((picked.layer, picked.alpha))
+        vector = direction.steering_vectors([picked.layer], picked.alpha)
+        setting, texts = measure(model, tok, behaviour, harmful, neutral, lambda v=vector: add(model, v),
+                                 max_new_tokens=max_new_tokens, label=(picked.layer, picked.alpha), plain=plain)
+        print(_row(f"harmful, add L{picked.layer} a{picked.alpha:g}", setting, texts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=16, help="held-out prompts and neutral texts each")
+    parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
+    parser.add_argument("--layers", default="all", help="'all' or e.g. 3,6,9,12")
+    parser.add_argument("--n-test", type=int, default=24, help="held-out prompts per set in the acceptance run")
+    parser.add_argument("--skip-acceptance", action="store_true")
+    parser.add_argument("--subtract", help="also 3: negative alphas to calibrate the subtraction with, e.g. "
+                                           "-0.05,-0.1,-0.2")
+    parser.add_argument("--only-subtract", action="store_true", help="run 3 alone")
+    parser.add_argument("--save", help="write the calibration record (JSON) here")
+    parser.add_argument("--load", help="skip 1 and take the calibration from this record")
+    args = parser.parse_args()
+    pair, result, behaviour = load()
+    alphas = [float(a) for a in args.alphas.split(",")]
+    layers = list(range(pair.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    if args.only_subtract or args.subtract:
+        subtraction(pair, result, behaviour, args.n, args.n_test, layers, [float(a) for a in args.subtract.split(",")])
+        if args.only_subtract:
+            return
+    if args.load:
+        with open(args.load, encoding="utf-8") as f:
+            found = Calibration.from_json(f.read())
+    else:
+        found = bench(pair, result, behaviour, args.n, layers, alphas)
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as f:
+            f.write(found.to_json())
+    print(f"   pick: {found.pick.reason}")
+    if not args.skip_acceptance:
+        acceptance(pair, result, behaviour, found, args.n_test)
+
+
+if __name__ == "__main__":
+    main()
