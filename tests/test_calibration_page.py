@@ -33,7 +33,7 @@ def _charts(at):
 def test_the_panel_draws_the_frontier_and_says_why_it_picked(page):
     at = page.button(key="pg_cal_run").click().run()
     assert not at.exception and not at.error
-    found = at.session_state["pg_cal"]
+    _, found = at.session_state["pg_cal"]  # (the direction it was made for, the calibration)
     assert [(s.layer, s.alpha) for s in found.settings] == [(0, 1.0), (0, 4.0), (2, 1.0), (2, 4.0)]
     reasons = [m.value for m in [*at.success, *at.warning]]
     assert found.pick.reason in reasons
@@ -44,7 +44,7 @@ def test_the_panel_draws_the_frontier_and_says_why_it_picked(page):
     at.number_input(key="pg_cal_kl").set_value(1e5)
     at.number_input(key="pg_cal_ppl").set_value(1e5)
     at.number_input(key="pg_cal_rep").set_value(1.0).run()
-    assert at.session_state["pg_cal"] is found
+    assert at.session_state["pg_cal"][1] is found
     wide = found.with_budget(found.budget.__class__(1e5, 1e5, 1.0)).pick
     assert wide.reason in [m.value for m in [*at.success, *at.warning]]
 
