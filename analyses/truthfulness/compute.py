@@ -25,7 +25,7 @@ import torch
 
 from analyses.common import Progress, Steps
 from analyses.statements import statement_set, statement_set_names
-from analyses.truth_score import few_shot_lines, few_shot_prefix, prefix_of, shot_facts, shuffled_orders, \
+from analyses.truth_score import few_shot_prefix, prefix_of, shot_facts, shuffled_orders, \
     statement_offsets
 from steering.directions import Direction, DirectionInfo
 from steering.errors import InvalidInputError
