@@ -12,6 +12,7 @@ from analyses.diffing.divergence import position_view
 from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import named_chart
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
@@ -59,8 +60,8 @@ names = list(result.texts)
 name = st.radio("Text", names, horizontal=True, key="diffing_which_text") if len(names) > 1 else names[0]
 tokens = result.tokens[result.tokens["text"] == name].reset_index(drop=True)
 slider_key = f"diffing_position_{name}"
-event = st.altair_chart(ch.divergence(tokens, select=True), width="stretch", on_select="rerun",
-                        key=f"diffing_bars_{name}")
+event = st.altair_chart(named_chart(ch.divergence(tokens, select=True), pair.name), width="stretch",
+                        on_select="rerun", key=f"diffing_bars_{name}")
 click = clicked_position(event)
 if st.session_state.get(f"{slider_key}_result") != stored.manifest.get("key"):  # a new result: its own position
     st.session_state[f"{slider_key}_result"] = stored.manifest.get("key")
@@ -88,9 +89,9 @@ else:
         st.stop()
 
 st.subheader("Tokens whose probability rose and fell most")
-st.altair_chart(ch.changes(changes), width="stretch")
+st.altair_chart(named_chart(ch.changes(changes), pair.name), width="stretch")
 st.subheader("Logit lens, both models side by side")
-st.altair_chart(ch.lens(lens, f"Logit lens at position {position}"), width="content")
+st.altair_chart(named_chart(ch.lens(lens, f"Logit lens at position {position}"), pair.name), width="content")
 st.caption("Each layer's residual stream read through the model's own final norm and unembedding (Gemma's "
            "soft-cap included where it has one); the last row is the model's output. " + " · ".join(
                f"**{r.model}**: answer `{ch.shown(r.answer)}` enters the top 5 at layer {r.first_top5_layer}"
@@ -100,14 +101,14 @@ st.header("2 · What post-training added: the activation-difference lens")
 st.caption(f"Mean of (post − base) residuals at each layer over the first {result.k} tokens (after BOS) of the "
            "project's plain-text set (assets/diffing/plain_text.txt, no chat). Tokens that text never produces "
            "(control tokens, Gemma's never-trained `<unused…>`) are left out of the lists.")
-st.altair_chart(charts["difference_norms"], width="stretch")
-st.altair_chart(charts["difference_tokens"], width="content")
+st.altair_chart(named_chart(charts["difference_norms"], pair.name), width="stretch")
+st.altair_chart(named_chart(charts["difference_tokens"], pair.name), width="content")
 reading = {"logit_lens": "the post model's final norm and unembedding of the difference (score: logit)",
            "patchscope": "the difference added at the last token of an identity prompt in the post model (score: "
                          "rise of each next token's probability)"}[result.reading]
 st.caption(f"Reading: {reading}. Change it under Settings.")
 if "cosines" in charts:
-    st.altair_chart(charts["cosines"], width="stretch")
+    st.altair_chart(named_chart(charts["cosines"], pair.name), width="stretch")
 else:
     st.caption("No refusal or truth direction is stored for this pair yet, so there is nothing to compare the "
                "difference with: run the refusal or truthfulness study and run this one again.")

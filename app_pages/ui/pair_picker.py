@@ -88,7 +88,8 @@ def _demo_road() -> list[str]:
 
 
 def _loaded_name() -> str | None:
-    loaded = st.session_state.get("pair_loaded_request")
+    """The loaded pair's name, or on a session's first run the one about to load (a reload's address)."""
+    loaded = st.session_state.get("pair_loaded_request") or st.session_state.get("pair_request")
     return None if loaded is None else loaded.name
 
 
@@ -137,27 +138,68 @@ def sidebar() -> None:
     main_slot = st.empty()
     with st.sidebar:
         st.subheader("Model pair")
+        if "pair_request" not in st.session_state:  # a new session (first visit or a browser reload): the address's
+            st.session_state["pair_request"] = _from_address()
         request = _pick()
         if st.button("Load pair", type="primary", width="stretch"):
             st.session_state["pair_request"] = request
             st.session_state.pop("pair_load_error", None)
-        active = st.session_state.setdefault("pair_request", PairRequest("demo"))
+        active = st.session_state["pair_request"]
         try:
             pair = _load_or_base_alone(active, main_slot)
         except SteeringError as e:
             kept = st.session_state.get("pair_loaded_request")
-            if kept is None or kept == active:
+            from_address = active.name not in (None, "demo") and st.query_params.get(ADDRESS_KEY) == active.name
+            if kept is None and from_address:  # a reload on an address whose pair fails: the demo pair, saying so
+                st.session_state[FROM_ADDRESS_NOTE] = (f"The page was reloaded with {active.name}, which cannot be "
+                                                       f"loaded ({e}): the demo pair is loaded instead.")
+                st.session_state["pair_request"] = active = PairRequest("demo")
+                pair = _load_or_base_alone(active, main_slot)
+            elif kept is None or kept == active:
                 st.error(str(e))
                 st.session_state["pair"] = None
                 return
-            st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
-            st.session_state["pair_request"] = active = kept
-            pair = _load_or_base_alone(kept, main_slot)
+            else:
+                st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
+                st.session_state["pair_request"] = active = kept
+                pair = _load_or_base_alone(kept, main_slot)
         if st.session_state.get("pair_load_error"):
             st.error(st.session_state["pair_load_error"])
+        if st.session_state.get(FROM_ADDRESS_NOTE) and active == PairRequest("demo"):
+            st.warning(st.session_state[FROM_ADDRESS_NOTE])
         st.session_state["pair_loaded_request"] = active
         st.session_state["pair"] = pair
+        _to_address(active)
         _describe(pair)
+
+
+ADDRESS_KEY = "pair"  # the loaded pair's name in the page's address, so a browser reload keeps it
+FROM_ADDRESS_NOTE = "pair_address_note"
+
+
+def _from_address() -> PairRequest:
+    """The pair a new session starts on: the one named in the address (?pair=demo@step108..dpo), else the demo pair;
+    where the address names one that cannot be restored, the demo pair with a note saying so."""
+    named = st.query_params.get(ADDRESS_KEY)
+    if not named or named == "demo":
+        return PairRequest("demo")
+    registered = named.partition("@")[0]
+    if named != CUSTOM_IN_ADDRESS and registered in pair_names():
+        return PairRequest(named)
+    what = ("a pair of your own sources, which the address cannot hold" if named == CUSTOM_IN_ADDRESS
+            else f"'{named}', which is not a registered pair")
+    st.session_state[FROM_ADDRESS_NOTE] = (f"The page was reloaded with {what}: the demo pair is loaded instead. "
+                                           "Pick yours again above.")
+    return PairRequest("demo")
+
+
+CUSTOM_IN_ADDRESS = "custom"
+
+
+def _to_address(request: PairRequest) -> None:
+    shown = request.name or CUSTOM_IN_ADDRESS
+    if st.query_params.get(ADDRESS_KEY) != shown:
+        st.query_params[ADDRESS_KEY] = shown
 
 
 def _label(request: PairRequest) -> str:
