@@ -1,4 +1,5 @@
-"""The confidence scatter's candidate labels: none drawn on top of another, the y-axis title short enough to show."""
+"""Chart labels that show: the confidence scatter's candidates none on top of another and its y-axis title whole;
+every refusal condition named under its bar."""
 import numpy as np
 import pandas as pd
 
@@ -36,3 +37,14 @@ def test_the_y_axis_title_fits_beside_the_panel():
     spec = charts.scatter(_neurons([1500, 300], [180, 320])).to_dict()
     title = spec["spec"]["layer"][0]["encoding"]["y"]["title"]
     assert len(title) * 6 < charts.SCATTER_HEIGHT  # ~6 px a character at the axis title's 11 px
+
+
+def test_every_refusal_condition_is_named_under_its_bar():
+    from analyses.refusal.charts import CONDITION_ORDER, score_bars
+
+    scores = pd.DataFrame([{"model": m, "transfer": t, "intervention": "ablate", "prompts": "harmful", "n": 4,
+                            "refusal_rate": 0.5} for m in ("base", "post") for t in CONDITION_ORDER])
+    axis = score_bars(scores).to_dict()["encoding"]["x"]["axis"]
+    # Vega drops labels it finds overlapping (at -40° every other one went) and cuts long ones at 180 px
+    assert axis["labelOverlap"] is False and axis["labelLimit"] == 0
+    assert axis["labelAngle"] == -90  # upright labels take a font's height of a 27 px band, so none overlaps
