@@ -3,7 +3,10 @@
 A sub-package of pages/, so Streamlit does not list it as a page."""
 from __future__ import annotations
 
+import queue
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import streamlit as st
@@ -39,17 +42,40 @@ class _FirstStart:
     with the time so far: on a first visit they take minutes, and a collapsed sidebar note is easy to miss."""
 
     def __init__(self, slot, label: str):
-        self.slot, self.label, self.box, self.started = slot, label, None, time.perf_counter()
+        self.slot, self.label, self.box, self.clock, self.started = slot, label, None, None, time.perf_counter()
 
     def __call__(self, message: str) -> None:
         if self.box is None:
             self.box = self.slot.status(f"Preparing {self.label} for its first use: a one-time conversion that "
-                                        "takes a few minutes on a 2-core CPU (later starts take seconds)",
+                                        "takes about a minute on a 2-core CPU (later starts take seconds)",
                                         expanded=True)
+            self.clock = self.box.empty()
         self.box.write(f"{time.perf_counter() - self.started:.0f} s · {message}")
+        self.tick()
+
+    def tick(self) -> None:
+        """The time so far, rewritten every second while a step runs (between steps it used to stand still)."""
+        if self.clock is not None:
+            self.clock.markdown(f"**{time.perf_counter() - self.started:.0f} s** so far")
 
     def done(self) -> None:
         self.slot.empty()
+
+
+def _prepare_with_clock(prepare: Callable[[Callable[[str], None]], object], report: Callable[[str], None],
+                        first_start: _FirstStart) -> object:
+    """prepare(report) in a worker thread, its messages passed on and the first start's clock ticking every second
+    from this (the script's) thread, which alone writes to the page."""
+    messages: queue.SimpleQueue[str] = queue.SimpleQueue()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(prepare, messages.put)
+        while True:
+            finished, _ = wait([future], timeout=1.0)
+            while not messages.empty():
+                report(messages.get())
+            first_start.tick()
+            if finished:
+                return future.result()  # its error, if any, after the messages that came before it
 
 
 def _load_with_status(request: PairRequest, main_slot) -> ModelPair:
@@ -58,8 +84,9 @@ def _load_with_status(request: PairRequest, main_slot) -> ModelPair:
     start = time.perf_counter()
     with st.status(f"Loading {label}…", expanded=False) as status:
         try:  # conversions that happen once (GGUF, adapter merge) report their progress, outside the cache
-            prepare_sources(request.name, base=request.base, post=request.post, base_only=request.base_only,
-                            report=lambda message: (status.write(message), first_start(message)))
+            _prepare_with_clock(lambda report: prepare_sources(request.name, base=request.base, post=request.post,
+                                                               base_only=request.base_only, report=report),
+                                lambda message: (status.write(message), first_start(message)), first_start)
             pair = _load(request)
         except SteeringError:
             status.update(label=f"Could not load {label}", state="error")
