@@ -18,6 +18,7 @@ from steering.control_vector import from_control_vector, to_control_vector
 from steering.direction_cache import DirectionCache
 from steering.generation import (ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec,
                                  alpha_warning, compare, format_prompts)
+from steering.model_view import bf16_matmul_is_fast
 from steering.playground import (ContrastPrompts, cosine_table, directions_for_pair, mean_residuals, reference_prompts,
                                  reproduce_snippet)
 from steering.sweep import alignment_per_layer, alpha_sweep
@@ -167,13 +168,19 @@ positions = cols[3].radio("Positions", ["all", "prompt", "generated"], key="pg_p
 layers = tuple(range(n)) if all_layers else tuple(range(first, last + 1))
 
 # 4. Decoding ----------------------------------------------------------------------------------------------------
+BF16_LABEL = "Faster logits in bfloat16 (tokens may differ from float32)"
+BF16_HELP = ("Most of a decoding step is the 262k-token unembedding; this processor multiplies bfloat16 in hardware, "
+             "so computing the logits in bfloat16 makes a step faster. Rounding to bfloat16 can change which token "
+             "wins a close call, so the texts may differ from the float32 ones. Off where the processor lacks it.")
 with st.expander("Decoding"):
     dcols = st.columns(4)
     greedy = dcols[0].radio("Decoding", ["greedy", "sampling"], key="pg_decoding") == "greedy"
     seed = int(dcols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
     temperature = checks.number(dcols[2], "Temperature", 0.8, lo=0.05, hi=2.0, key="pg_temp", disabled=greedy)
     max_new = int(checks.number(dcols[3], "Max new tokens", 32, lo=1, hi=256, step=1, key="pg_max_new"))
-decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature)
+    bf16 = st.checkbox(BF16_LABEL, key="pg_bf16", disabled=not bf16_matmul_is_fast(), help=BF16_HELP)
+decoding = DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature,
+                            unembedding="bfloat16" if bf16 and bf16_matmul_is_fast() else "plain")
 
 
 def get_directions() -> dict[str, Direction]:
