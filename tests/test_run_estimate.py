@@ -45,3 +45,11 @@ def test_two_stages_of_the_road_are_timed_by_the_registered_pairs_shipped_run(st
     seconds = study_page.read_manifest(study_page.SHIPPED_ROOT / study.name)["seconds"]
     assert f"{seconds:.0f} s for the defaults" in estimate
     assert study_page.run_estimate(study, SimpleNamespace(name="/some/folder@x"), study.Config()) is None
+
+
+def test_the_lab_is_not_timed_by_its_shipped_manifest(monkeypatch):
+    """The lab's shipped seconds are its last step's (its study runs were cached): no estimate from them."""
+    from analyses.lab import LAB
+
+    monkeypatch.setattr(study_page, "shipped", lambda study, pair: Shipped(None, {"seconds": 167.2}, None))
+    assert study_page.run_estimate(LAB, None, LAB.Config()) is None
