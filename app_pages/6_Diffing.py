@@ -12,7 +12,7 @@ from analyses.diffing.divergence import position_view
 from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
-from app_pages.ui.names import named_chart
+from app_pages.ui.names import named_chart, named_table
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
@@ -95,7 +95,7 @@ st.altair_chart(named_chart(ch.lens(lens, f"Logit lens at position {position}"),
 st.caption("Each layer's residual stream read through the model's own final norm and unembedding (Gemma's "
            "soft-cap included where it has one); the last row is the model's output. " + " · ".join(
                f"**{r.model}**: answer `{ch.shown(r.answer)}` enters the top 5 at layer {r.first_top5_layer}"
-               for r in answers.itertuples(index=False)))
+               for r in named_table(answers, pair.name).itertuples(index=False)))
 
 st.header("2 · What post-training added: the activation-difference lens")
 st.caption(f"Mean of (post − base) residuals at each layer over the first {result.k} tokens (after BOS) of the "
