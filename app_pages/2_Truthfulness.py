@@ -136,7 +136,8 @@ top = st.slider("alpha range (±)", 0.5, 16.0, 4.0, 0.5, key="tr_alpha_range")
 if st.button("Score as alpha moves", key="tr_score"):
     try:
         grid = [round(top * k / 4, 3) for k in range(-4, 5)]
-        st.session_state["tr_curve"] = (result_key, score_curve(pair, result, statement, grid))
+        with st.spinner(f"Scoring the statement at {len(grid)} alphas for each model and direction…", show_time=True):
+            st.session_state["tr_curve"] = (result_key, score_curve(pair, result, statement, grid))
     except SteeringError as e:
         st.error(str(e))
 curve_key, curve = st.session_state.get("tr_curve", (None, None))

@@ -126,13 +126,15 @@ if st.button("Generate", key="rf_live_go"):
         if not prompt.strip():
             raise SteeringError("Type an instruction first.")
         steered = steering.get(target, steering[source])  # the steered model's norms and harmless mean
-        plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
-                                                   steering[source], steered, result.positions, config["alpha"],
-                                                   ablation=live_ablation)
+        with st.spinner("Writing the unsteered and the steered reply (48 tokens each)…", show_time=True):
+            plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
+                                                       steering[source], steered, result.positions, config["alpha"],
+                                                       ablation=live_ablation)
         left, right = st.columns(2)
         left.markdown("**Unsteered**")
         left.text(plain_text)
-        right.markdown(f"**{mode}{' (' + live_ablation + ')' if mode == 'ablate' else ''} · direction from {source}**")
+        right.markdown(f"**{mode}{' (' + live_ablation + ')' if mode == 'ablate' else ''} · direction from "
+                       f"{names.get(source, source)}**")
         right.text(steered_text)
     except SteeringError as e:
         st.error(str(e))
