@@ -234,5 +234,14 @@ def merged_adapter(source: AdapterSource, report: Report = _quiet, chat_template
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     merged.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(staging)
+    if (base_dir / "tokenizer.json").is_file():  # the base's tokenizer files as they are: loading and saving the
+        for name in TOKENIZER_FILES:            # 33 MB tokenizer.json again took 3.7 s of a 9 s merge
+            if (base_dir / name).is_file():
+                shutil.copyfile(base_dir / name, staging / name)
+    else:
+        AutoTokenizer.from_pretrained(base_dir).save_pretrained(staging)
     return _publish(staging, dest)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "chat_template.jinja", "chat_template.json")
