@@ -50,7 +50,8 @@ def test_the_first_start_clock_ticks_while_a_step_runs():
     at = AppTest.from_function(_slow_conversion, default_timeout=30).run()
     assert not at.exception
     assert at.session_state["returned"] == "folders"
-    assert at.session_state["heard"] == ["Converting model.gguf: tokenizer", "Converting model.gguf: writing safetensors"]
+    assert at.session_state["heard"] == ["Converting model.gguf: tokenizer",
+                                         "Converting model.gguf: writing safetensors"]
     [clock] = [m.value for m in at.main.markdown if m.value.endswith(" s** so far")]
     assert int(clock.strip("*").split(" ")[0]) >= 2  # rewritten during the silent step, not only at its messages
 
