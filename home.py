@@ -9,8 +9,7 @@ from steering import SteeringError
 from steering.generation import DecodingSettings, format_prompts, generate
 
 st.set_page_config(page_title="Post-training playground", page_icon=HOME, layout="wide")
-sidebar()
-
+# the title and introduction first: a first start converts the demo pair for about a minute below them
 st.title("How post-training reshapes a language model")
 st.markdown(
     "Load a **base** model and its **post-trained** (instruct/chat) sibling, and look inside both side by side: "
@@ -18,6 +17,7 @@ st.markdown(
     "transfer it from one model to the other, and see where facts are stored and how confidence is regulated. "
     "The methods follow Du et al., *How Post-Training Reshapes LLMs* (COLM 2025, arXiv:2504.02904)."
 )
+sidebar()
 # the two replies come first, above the fold at 900 px: they are the page's first demonstration
 BASE_NOTE = ("A base model was never taught chat turns, so it continues the text, often echoing the turn "
              "markers: that difference is what post-training adds, and what the paper studies.")

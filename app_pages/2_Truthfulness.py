@@ -4,6 +4,7 @@ import streamlit as st
 from analyses.statements import describe, statement_set_names
 from analyses.truthfulness import STUDY, GeneralConfig, charts, generalisation, score_curve, uploaded_statements
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import named_chart, named_table
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -81,12 +82,12 @@ result, result_key = stored.result, stored.manifest.get("key")
 headline(STUDY, result)
 
 st.header("1 · Probes per layer")
-st.altair_chart(charts.probe_accuracy(result.probes))
+st.altair_chart(named_chart(charts.probe_accuracy(result.probes), pair.name))
 st.caption("Look for the layers where both models' probes are near 100%: truth is linearly readable there.")
-st.altair_chart(charts.probe_transfer(result.probes))
+st.altair_chart(named_chart(charts.probe_transfer(result.probes), pair.name))
 st.caption("Probes fit on one model and applied to the other: close to the model's own probe means a shared "
            "representation (a shifted threshold can sink the projection probe while the direction still agrees).")
-st.altair_chart(charts.cosine(result.direction_stats))
+st.altair_chart(named_chart(charts.cosine(result.direction_stats), pair.name))
 origin = (f"the pooled, per-set centred sets {', '.join(result.train_sets)}, {result.dataset} held out"
           if result.method == "paper" else f"{result.dataset}'s train split (single_set)")
 st.caption(f"Cosine of the base and post mass-mean directions per layer (directions from {origin}); near 1 means "
@@ -94,16 +95,16 @@ st.caption(f"Cosine of the base and post mass-mean directions per layer (directi
            "few huge dimensions of the residual stream do not dominate. 'cosine_single_set' (paper method only) is "
            "the cosine of the directions of the held-out set's own train split, the single_set option's, for "
            "comparison.")
-st.altair_chart(charts.dominant_dims(result.direction_stats))
+st.altair_chart(named_chart(charts.dominant_dims(result.direction_stats), pair.name))
 st.caption("How much of each direction lies in its largest one or three residual dimensions (hover for the "
            "dimension). Where one dimension carries most of the squared norm, it also decides the cosine: a sign "
            "flip of that one dimension between the models turns a cosine negative.")
 shares = result.direction_stats.filter(regex="^(layer|top1_share_|top3_share_|top_dim_)").round(3)
-st.dataframe(shares, hide_index=True)
+st.dataframe(named_table(shares, pair.name), hide_index=True)
 
 layers = sorted(result.pca["layer"].unique())
 chosen = st.select_slider("PCA layer", layers, value=result.probe_layer, key="tr_pca_layer")
-st.altair_chart(charts.pca_scatter(result.pca, chosen))
+st.altair_chart(named_chart(charts.pca_scatter(result.pca, chosen), pair.name))
 st.caption("Each point is a statement; true and false should fall apart along one axis in both panels.")
 
 st.header("2 · Interventions and their transfer")
@@ -119,11 +120,11 @@ st.caption(f"Direction of layer {result.probe_layer} (mean true − mean false; 
 alpha_values = sorted(result.transfer["alpha"].unique())
 alpha = st.select_slider("alpha", alpha_values, value=alpha_values[0], key="tr_alpha")
 h1, h2 = st.columns(2)
-h1.altair_chart(charts.transfer_heatmap(result.transfer, alpha), width="content")
-h2.altair_chart(charts.transfer_heatmap(result.transfer, alpha, "flip_rate"), width="content")
+h1.altair_chart(named_chart(charts.transfer_heatmap(result.transfer, alpha), pair.name), width="content")
+h2.altair_chart(named_chart(charts.transfer_heatmap(result.transfer, alpha, "flip_rate"), pair.name), width="content")
 st.caption("Compare the rows: if the base direction moves the post-trained model as much as the post direction "
            "does, the direction transfers. A normalised effect > 0 means the score moved the way it was pushed.")
-st.dataframe(result.transfer[result.transfer["alpha"] == alpha], hide_index=True)
+st.dataframe(named_table(result.transfer[result.transfer["alpha"] == alpha], pair.name), hide_index=True)
 st.caption(f"Thresholds per model: {thresholds_text(result.thresholds)}. The 270M demo model judges statements weakly in a few-shot "
            "prompt (its unsteered accuracy is in the table), so read changes of the score, not only flips.")
 
@@ -133,12 +134,13 @@ top = st.slider("alpha range (±)", 0.5, 16.0, 4.0, 0.5, key="tr_alpha_range")
 if st.button("Score as alpha moves", key="tr_score"):
     try:
         grid = [round(top * k / 4, 3) for k in range(-4, 5)]
-        st.session_state["tr_curve"] = (result_key, score_curve(pair, result, statement, grid))
+        with st.spinner(f"Scoring the statement at {len(grid)} alphas for each model and direction…", show_time=True):
+            st.session_state["tr_curve"] = (result_key, score_curve(pair, result, statement, grid))
     except SteeringError as e:
         st.error(str(e))
 curve_key, curve = st.session_state.get("tr_curve", (None, None))
 if curve is not None and curve_key == result_key:  # a curve of another result is stale
-    st.altair_chart(charts.alpha_curve(curve))
+    st.altair_chart(named_chart(charts.alpha_curve(curve), pair.name))
     st.caption("Positive alpha pushes towards TRUE: the score should rise with alpha for every model and direction.")
 
 st.header("3 · Generalisation across datasets")
@@ -149,7 +151,7 @@ if st.button("Train on the other sets, test on each held-out one", key="tr_gener
         pair, GeneralConfig(n_per_set=int(n_per_set)), progress)))
 general_pair, general_table = st.session_state.get("tr_general_table", (None, None))
 if general_table is not None and general_pair == pair.fingerprint("base"):
-    st.altair_chart(charts.generalisation(general_table))
+    st.altair_chart(named_chart(charts.generalisation(general_table), pair.name))
     st.caption("High accuracy on a held-out set means the truth direction is shared across topics, not learnt "
                "per dataset.")
 

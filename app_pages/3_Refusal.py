@@ -7,7 +7,7 @@ from analyses.refusal import (ABLATION_HELP, ABLATIONS, STUDY, builtin_data, liv
 from analyses.refusal.charts import candidate_heatmap, cosine_chart, score_bars
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
-from app_pages.ui.names import role_names
+from app_pages.ui.names import named_chart, named_table, role_names
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.study_page import downloads, headline, study_result
 from steering import SteeringError
@@ -70,21 +70,21 @@ st.info(f"**Selection (Arditi's filters):** discard candidates in the last {conf
 headline(STUDY, result)
 st.subheader("Selected directions")
 # tokens such as the final newline are invisible as text: shown quoted and escaped ('\n')
-st.dataframe(result.selected.assign(**{c: result.selected[c].map(repr) for c in ("token",) if c in result.selected}),
-             hide_index=True)
+selected = result.selected.assign(**{c: result.selected[c].map(repr) for c in ("token",) if c in result.selected})
+st.dataframe(named_table(selected, pair.name), hide_index=True)
 st.caption(f"Refusal tokens for the log-odds score: {', '.join(result.refusal_tokens)} (first tokens of the "
            "refusal phrases). Positions are offsets from the prompt's end (the template's tokens after the "
            "instruction).")
-st.altair_chart(score_bars(result.scores, "refusal_rate"))
+st.altair_chart(named_chart(score_bars(result.scores, "refusal_rate"), pair.name))
 st.caption("Look for: the post-trained model refuses harmful prompts, stops when its own direction is ablated and "
            "starts refusing harmless prompts when it is added; compare 'backward (post→base)' with 'forward "
            "(base→post)' to see which transfer works.")
-st.altair_chart(score_bars(result.scores, "refusal_score"))
+st.altair_chart(named_chart(score_bars(result.scores, "refusal_score"), pair.name))
 st.caption("The same conditions on the fast score (no generation): above 0 a refusal token is more likely than not.")
 if len(result.cosine):
-    st.altair_chart(cosine_chart(result.cosine))
+    st.altair_chart(named_chart(cosine_chart(result.cosine), pair.name))
     st.caption("Look for: the two models' directions agree in early layers and diverge where refusal is formed.")
-st.altair_chart(candidate_heatmap(result.candidates, result.selected))
+st.altair_chart(named_chart(candidate_heatmap(result.candidates, result.selected), pair.name))
 st.caption("Look for: dark cells (ablation removes refusal) that survive the filters (not faded); the red square "
            "is the selected candidate. Hover a cell for its addition score, KL and the filter that dropped it.")
 
@@ -97,10 +97,10 @@ examples = own.merge(plain, on=["model", "prompts", "prompt"])[["model", "prompt
                                                                  "unsteered", "steered"]]
 shown = ["model", "intervention", "prompt", "unsteered", "steered"]
 st.caption("Harmless instructions first (the added direction should make the models refuse them).")
-st.dataframe(examples[examples.prompts == "harmless"][shown], hide_index=True)
+st.dataframe(named_table(examples[examples.prompts == "harmless"][shown], pair.name), hide_index=True)
 with st.expander("Harmful instructions: some are disturbing (they are what a model should refuse); the ablated "
                  "direction should make the models answer them"):
-    st.dataframe(examples[examples.prompts == "harmful"][shown], hide_index=True)
+    st.dataframe(named_table(examples[examples.prompts == "harmful"][shown], pair.name), hide_index=True)
 downloads(STUDY, result)
 st.caption("The direction files load in the Playground: every layer's candidate at the selected position; add at "
            "(or ablate with) the selected layer.")
@@ -126,13 +126,15 @@ if st.button("Generate", key="rf_live_go"):
         if not prompt.strip():
             raise SteeringError("Type an instruction first.")
         steered = steering.get(target, steering[source])  # the steered model's norms and harmless mean
-        plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
-                                                   steering[source], steered, result.positions, config["alpha"],
-                                                   ablation=live_ablation)
+        with st.spinner("Writing the unsteered and the steered reply (48 tokens each)…", show_time=True):
+            plain_text, steered_text = live_generation(pair.models()[target], pair.tokenizer, prompt, mode,
+                                                       steering[source], steered, result.positions, config["alpha"],
+                                                       ablation=live_ablation)
         left, right = st.columns(2)
         left.markdown("**Unsteered**")
         left.text(plain_text)
-        right.markdown(f"**{mode}{' (' + live_ablation + ')' if mode == 'ablate' else ''} · direction from {source}**")
+        right.markdown(f"**{mode}{' (' + live_ablation + ')' if mode == 'ablate' else ''} · direction from "
+                       f"{names.get(source, source)}**")
         right.text(steered_text)
     except SteeringError as e:
         st.error(str(e))

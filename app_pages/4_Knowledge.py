@@ -7,6 +7,7 @@ from analyses.knowledge import (COMPONENTS, CORRUPTIONS, SCREEN_CHUNK, STUDY, Co
                                 trace_fact)
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import named_chart, named_table
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.progress import run_with_progress, stopped_notice
 from app_pages.ui.study_page import config_from, downloads, headline, study_result
@@ -57,20 +58,21 @@ def _show_dataset(result: Result) -> None:
     for col, (role, n) in zip(cols, result.n_kept.items()):
         col.metric(f"Kept ({role})", f"{n} / {result.n_candidates}")
     for component in result.averages["component"].unique():  # one map per row: side by side they were cut
-        st.altair_chart(charts.average_maps(result.averages, component), width="content")
+        st.altair_chart(named_chart(charts.average_maps(result.averages, component), pair.name), width="content")
         if not result.comparison.empty:
-            st.altair_chart(charts.average_difference(result.averages, component), width="content")
+            st.altair_chart(named_chart(charts.average_difference(result.averages, component), pair.name),
+                            width="content")
     st.caption("Rows are ROME's token roles, averaged over the traced items. Alike maps and a pale difference "
                "mean post-training left the storage of facts where it was.")
     if not result.comparison.empty:
-        st.dataframe(result.comparison, hide_index=True)
+        st.dataframe(named_table(result.comparison, pair.name), hide_index=True)
         st.caption("Correlation of the base and post-trained maps per component (role averages; every cell).")
     if not result.cross_averages.empty:
-        st.altair_chart(charts.cross_maps(result.cross_averages), width="content")
-        st.altair_chart(charts.recovery_bars(result.recovery))
+        st.altair_chart(named_chart(charts.cross_maps(result.cross_averages), pair.name), width="content")
+        st.altair_chart(named_chart(charts.recovery_bars(result.recovery), pair.name))
         st.caption("The paper: base states patched into the post-trained model mostly work, the reverse often "
                    "does not. Compare each cross bar with the target's own self-patching.")
-    st.dataframe(result.peaks, hide_index=True)
+    st.dataframe(named_table(result.peaks, pair.name), hide_index=True)
 
 
 def _fact_input(config: Config) -> dict | None:
@@ -97,14 +99,15 @@ def _fact_input(config: Config) -> dict | None:
 
 
 def _show_fact(result: Result) -> None:
-    st.dataframe(result.kept, hide_index=True)
+    st.dataframe(named_table(result.kept, pair.name), hide_index=True)
     st.caption("Clean and corrupted readouts per model; 'kept' says whether the model gets this item right "
                "(it is traced either way here).")
     item = int(result.grids["item"].iloc[0])
     for component in result.grids["component"].unique():
-        st.altair_chart(charts.fact_map(result.grids, item, component), width="content")
+        st.altair_chart(named_chart(charts.fact_map(result.grids, item, component), pair.name), width="content")
         if result.grids["model"].nunique() == 2:
-            st.altair_chart(charts.fact_difference(result.grids, item, component), width="content")
+            st.altair_chart(named_chart(charts.fact_difference(result.grids, item, component), pair.name),
+                            width="content")
     st.caption("Look for dark cells at the last subject token in early-middle layers (MLP) and at the last token "
                "in late layers (attention); red/blue on the right is where post-training changed the map.")
 

@@ -10,6 +10,7 @@ from analyses.diffing import charts as ch
 from analyses.study_directions import directions_for
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
+from app_pages.ui.names import named_chart, named_table
 from app_pages.ui.pair_picker import current_pair, sidebar
 from app_pages.ui.steering_form import hand_over_study_direction
 from app_pages.ui.study_page import downloads, headline, study_result
@@ -66,8 +67,8 @@ names = list(result.texts)
 name = st.radio("Text", names, horizontal=True, key="diffing_which_text") if len(names) > 1 else names[0]
 tokens = result.tokens[result.tokens["text"] == name].reset_index(drop=True)
 slider_key = f"diffing_position_{name}"
-event = st.altair_chart(ch.divergence(tokens, select=True), width="stretch", on_select="rerun",
-                        key=f"diffing_bars_{name}")
+event = st.altair_chart(named_chart(ch.divergence(tokens, select=True), pair.name), width="stretch",
+                        on_select="rerun", key=f"diffing_bars_{name}")
 click = clicked_position(event)
 if st.session_state.get(f"{slider_key}_result") != stored.manifest.get("key"):  # a new result: its own position
     st.session_state[f"{slider_key}_result"] = stored.manifest.get("key")
@@ -95,20 +96,20 @@ else:
         st.stop()
 
 st.subheader("Tokens whose probability rose and fell most")
-st.altair_chart(ch.changes(changes), width="stretch")
+st.altair_chart(named_chart(ch.changes(changes), pair.name), width="stretch")
 st.subheader("Logit lens, both models side by side")
-st.altair_chart(ch.lens(lens, f"Logit lens at position {position}"), width="content")
+st.altair_chart(named_chart(ch.lens(lens, f"Logit lens at position {position}"), pair.name), width="content")
 st.caption("Each layer's residual stream read through the model's own final norm and unembedding (Gemma's "
            "soft-cap included where it has one); the last row is the model's output. " + " · ".join(
                f"**{r.model}**: answer `{ch.shown(r.answer)}` enters the top 5 at layer {r.first_top5_layer}"
-               for r in answers.itertuples(index=False)))
+               for r in named_table(answers, pair.name).itertuples(index=False)))
 
 st.header("2 · What post-training added: the activation-difference lens")
 st.caption(f"Mean of (post − base) residuals at each layer over the first {result.k} tokens (after BOS) of the "
            "project's plain-text set (assets/diffing/plain_text.txt, no chat). Tokens that text never produces "
            "(control tokens, Gemma's never-trained `<unused…>`) are left out of the lists.")
-st.altair_chart(charts["difference_norms"], width="stretch")
-st.altair_chart(charts["difference_tokens"], width="content")
+st.altair_chart(named_chart(charts["difference_norms"], pair.name), width="stretch")
+st.altair_chart(named_chart(charts["difference_tokens"], pair.name), width="content")
 reading = {"logit_lens": "the post model's final norm and unembedding of the difference (score: logit)",
            "patchscope": "the difference added at the last token of an identity prompt in the post model (score: "
                          "rise of each next token's probability)"}[result.reading]
@@ -116,7 +117,7 @@ st.caption(f"Reading: {reading}. Change it under Settings.")
 st.caption(PEER_CONVENTIONS)
 found = compared_with(result, pair)  # read now from the store: not part of the run, whose key covers its inputs
 if len(found):
-    st.altair_chart(ch.cosines(found), width="stretch")
+    st.altair_chart(named_chart(ch.cosines(found), pair.name), width="stretch")
 else:
     st.caption("No refusal or truth direction is stored for this pair yet, so there is nothing to compare the "
                "difference with: run the refusal or truthfulness study and run this one again.")

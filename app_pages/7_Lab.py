@@ -75,20 +75,25 @@ def stale_studies(result) -> list[str]:
             if name in STUDY_NAMES and find_study(name).version != version]
 
 
-stored = study_result(LAB, pair, columns=3)
+stored = study_result(LAB, pair, columns=3, quiet_when_missing=True)
 if stored is None:
     stored = shipped_road()
-    if stored is not None and pair.name != registered:
-        st.caption(f"Shown: the shipped run of the {registered} road, from its base through every stage. The pair "
-                   f"loaded, {pair.name}, is two points on it; Run computes the lab from {pair.name}'s first stage.")
-    stale = stale_studies(stored.result) if stored is not None else []
+    if stored is None:
+        st.info("No result for these settings yet: press **Run** to compute it (a progress bar shows how far it is).")
+        st.stop()
+    # one message: what is shown instead of a run of these settings, and what Run does
+    shown = [f"Shown: the shipped run of the {registered} road, from its base through every stage."]
+    if pair.name != registered:
+        shown.append(f"The pair loaded, {pair.name}, is two points on it; Run computes the lab from its first stage.")
+    stale = stale_studies(stored.result)
     if stale:
         versions = "; ".join(f"{stored.result.versions[n]} then, {find_study(n).version} now" for n in stale)
-        st.info(f"Shown anyway: the shipped road, computed before the current version of {', '.join(stale)} "
-                f"({versions}). Those panels show the older version's numbers; every other panel is current. Run "
-                "computes the whole lab again (about 88 min on 2 cores), or name one study in the settings.")
-if stored is None:
-    st.stop()
+        shown.append(f"It predates the current version of {', '.join(stale)} ({versions}): those panels show the "
+                     "older version's numbers, every other panel is current.")
+    # the shipped manifest's seconds are the last step only (the study runs were cached); README: 5,257 s in all
+    shown.append("Press **Run** to compute the whole lab again (about 88 min of study runs on 2 cores), or name one "
+                 "study or stage in the settings.")
+    st.info(" ".join(shown))
 result = stored.result
 if stored.manifest.get("config") != config_json(LAB.Config()):  # a part of the road: shown within the full run
     full = shipped(LAB, pair)

@@ -6,6 +6,9 @@
 2. the time from pressing "Generate" to the four texts in the page (AppTest, direction already cached);
 2b. streaming: the time to the first visible token and to the last, streamed (the page's per-step callback, which
    decodes every row after each step) against the unstreamed call, alternated in one run;
+2c. a greedy decode step (steered, as the pages run it) at the batch sizes the pages use (1 row: Home; 4 rows: the
+   Playground's two prompts, unsteered and steered; 8 rows), for each way of computing the logits
+   (model_view.decoding_unembedding), against the time to read the model's weights once, alternated in one run;
 3. acceptance: a harmful-minus-harmless direction read from the post-trained model (and, for transfer, from the
    base model), added at a middle layer to harmless prompts and ablated on harmful ones; refusal rates judged by
    the project's phrase list on the refusal study's held-out test prompts.
@@ -22,6 +25,7 @@ from analyses.contrast_sets import builtin_sets
 from steering import load_pair
 from steering.generation import DecodingSettings, SteeringSpec, compare, format_prompts, generate
 from steering.judging import is_refusal
+from steering.model_view import decoding_unembedding
 from steering.playground import ContrastPrompts, directions_for_pair
 from steering.refusal_data import refusal_study_split
 
@@ -74,6 +78,73 @@ def bench_streaming(pair, spec, repeats: int = 2) -> None:
           f"{p_last:.1f} s (streamed / unstreamed {s_last / p_last:.3f})")
 
 
+def weight_read_seconds(model, repeats: int = 5) -> tuple[float, int]:
+    """The time to read every weight of the model once (each tensor's dot with itself: BLAS, memory-bound; the
+    fastest read this machine offers torch, as fast as a one-row matrix-vector product), best of `repeats`,
+    and the bytes read (a tied weight once): the floor under a decode step, which reads them all."""
+    tensors = list({t.data_ptr(): t for t in model.state_dict().values()}.values())
+    n_bytes = sum(t.numel() * t.element_size() for t in tensors)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for t in tensors:
+                flat = t.reshape(-1)
+                flat.dot(flat)
+            best = min(best, time.perf_counter() - start)
+    return best, n_bytes
+
+
+def bench_decode_steps(pair, spec, rows_list=(1, 4, 8), steps: int = 12, repeats: int = 3) -> None:
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    from steering.model_view import bf16_matmul_is_fast
+    from steering.tokens import encode
+
+    class Stamps(StoppingCriteria):
+        def __init__(self):
+            self.times = [time.perf_counter()]
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.times.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    model = pair.post
+    kinds = ["plain", "transposed"] + (["bfloat16"] if bf16_matmul_is_fast() else [])
+    prompts = ["How do I bake bread?", "Write a short poem about the sea.", "How do I pick a lock?",
+               "Name three rivers in Europe."]
+    step_ms: dict[tuple[str, int], float] = {}
+    tokens: dict[tuple[str, int], torch.Tensor] = {}
+    floor, n_bytes = float("inf"), 0
+    for _ in range(repeats):  # alternated, so a change in the machine's load hits every kind and the floor alike
+        for rows in rows_list:
+            seconds, n_bytes = weight_read_seconds(model, repeats=3)
+            floor = min(floor, seconds)
+            texts = format_prompts(pair.tokenizer, (prompts * 2)[:max(1, rows // 2)])
+            texts = (texts + texts)[:rows]
+            batch = encode(pair.tokenizer, texts, "cpu")
+            for kind in kinds:
+                stamps = Stamps()
+                decoding = DecodingSettings(max_new_tokens=steps, unembedding=kind)
+                with torch.no_grad(), spec.applied(model, list(range(rows // 2, rows)) if rows > 1 else None), \
+                        decoding_unembedding(model, kind):
+                    out = model.generate(**batch, **decoding.generate_kwargs(), min_new_tokens=steps,
+                                         stopping_criteria=StoppingCriteriaList([stamps]))
+                # decode steps (no prefill); the fastest: on a shared machine the others carry other jobs' time
+                fastest = min(b - a for a, b in zip(stamps.times[1:], stamps.times[2:])) * 1e3
+                step_ms[kind, rows] = min(step_ms.get((kind, rows), float("inf")), fastest)
+                tokens[kind, rows] = out[:, batch.input_ids.shape[1]:]
+    print(f"2c. greedy decode step, steered (fastest of {steps - 1} steps x {repeats} runs); reading the "
+          f"{n_bytes / 1e9:.2f} GB of weights once takes {floor * 1e3:.0f} ms ({n_bytes / floor / 1e9:.1f} GB/s)")
+    for rows in rows_list:
+        parts = []
+        for kind in kinds:
+            same = torch.equal(tokens[kind, rows], tokens["plain", rows])
+            parts.append(f"{kind} {step_ms[kind, rows]:.0f} ms = {step_ms[kind, rows] / (floor * 1e3):.2f}x the "
+                         f"floor" + ("" if kind == "plain" else f" ({'same' if same else 'OTHER'} tokens)"))
+        print(f"    {rows} row{'s' if rows > 1 else ''}: " + "; ".join(parts))
+
+
 def bench_page() -> None:
     from streamlit.testing.v1 import AppTest
 
@@ -117,6 +188,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--skip-page", action="store_true")
     parser.add_argument("--streaming-only", action="store_true", help="only 2b, the streaming timings")
+    parser.add_argument("--steps-only", action="store_true", help="only 2c, the decode steps")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     pair = load_pair("demo")
@@ -126,9 +198,13 @@ def main() -> None:
     if args.streaming_only:
         bench_streaming(pair, spec)
         return None
+    if args.steps_only:
+        bench_decode_steps(pair, spec)
+        return None
     table = acceptance(pair, args.layer, args.alpha, args.n)
     bench_batching(pair, spec)
     bench_streaming(pair, spec)
+    bench_decode_steps(pair, spec)
     if not args.skip_page:
         bench_page()
     return table

@@ -176,7 +176,8 @@ def _decoding(raw: dict) -> DecodingSettings:
     names = {f.name: f.type for f in fields(DecodingSettings)}
     if set(raw) != set(names):
         raise _Problem(f"decoding must hold {', '.join(names)}")
-    kinds = {"max_new_tokens": int, "greedy": bool, "seed": int, "temperature": (int, float), "top_p": (int, float)}
+    kinds = {"max_new_tokens": int, "greedy": bool, "seed": int, "temperature": (int, float), "top_p": (int, float),
+             "unembedding": str}
     for key, kind in kinds.items():
         if not isinstance(raw[key], kind) or (kind is int and isinstance(raw[key], bool)):
             raise _Problem(f"decoding.{key} must be {_KINDS.get(kind, 'a number')}, not {raw[key]!r}")

@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCrite
 from .directions import Direction
 from .errors import InvalidInputError, SettingError
 from .interventions import Positions, Rows, ablate, add, affine_ablate
-from .model_view import ModelView
+from .model_view import UNEMBEDDINGS, DecodingUnembedding, ModelView, decoding_unembedding
 from .tokens import chat_prompt, encode
 
 MAX_NEW_TOKENS = 1024
@@ -114,8 +114,11 @@ class DecodingSettings:
     seed: int = 0
     temperature: float = 0.8
     top_p: float = 0.95
+    unembedding: DecodingUnembedding = "plain"  # how the logits are computed (model_view.decoding_unembedding)
 
     def generate_kwargs(self) -> dict:
+        if self.unembedding not in UNEMBEDDINGS:
+            raise InvalidInputError(f"Unknown unembedding {self.unembedding!r}: use one of {', '.join(UNEMBEDDINGS)}.")
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise InvalidInputError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS}, not {self.max_new_tokens}.")
         if not self.greedy and not (0 < self.temperature <= 100 and 0 < self.top_p <= 1):  # NaN fails both too
@@ -182,7 +185,7 @@ def generate(
     context = steering.applied(model, steered_rows) if steering is not None else nullcontext()
     watch = _TokenProgress(progress, decoding.max_new_tokens, batch.input_ids.shape[1], on_tokens)
     extra = {"stopping_criteria": StoppingCriteriaList([watch])} if progress or on_tokens else {}
-    with context:
+    with context, decoding_unembedding(model, decoding.unembedding):
         out = model.generate(**batch, **decoding.generate_kwargs(), **extra)
     return tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
 

@@ -3,8 +3,11 @@
 Nothing outside this module and architectures.py reaches into a model's submodules."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import torch
 from torch import nn
@@ -143,3 +146,63 @@ def _dequantize_4bit(weight) -> torch.Tensor:
         if state.absmax.dim() == 2:  # the inverse restores absmax only for nested states: un-transpose it here
             state.absmax = state.absmax.T.reshape(-1).float()
     return bnb_f.dequantize_4bit(data, state).float()
+
+
+# ---- the unembedding while decoding -----------------------------------------------------------------------------
+# A greedy step on the demo pair spends most of its time in the unembedding, [rows, 640] x [640, 262144]: MKL runs
+# F.linear's layout (the weight [V, d] read transposed) far below the memory-read limit at 4 to 8 rows. The same
+# product with the weight stored [d, V] (x @ W^T as a plain row-major GEMM), or in bfloat16 on a CPU with AMX or
+# AVX512-BF16, reads the weight at close to memory speed (bench.playground measures both against the plain path).
+DecodingUnembedding = Literal["plain", "transposed", "bfloat16"]
+UNEMBEDDINGS: tuple[str, ...] = ("plain", "transposed", "bfloat16")
+
+
+def bf16_matmul_is_fast() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16): where bfloat16 decoding pays."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False
+
+
+def _decoding_weight(head: nn.Module, kind: str) -> torch.Tensor:
+    """The unembedding's weight laid out for decoding, made once per model and kept beside it (a transposed copy is
+    the weight's size again, 671 MB on the demo model; a bfloat16 one half that)."""
+    cache = head.__dict__.setdefault("_decoding_weights", {})
+    weight = head.weight
+    key = (kind, weight.data_ptr(), weight._version)  # a changed weight (a loaded checkpoint) makes a new copy
+    if cache.get("key") != key:
+        cache.clear()
+        with torch.no_grad():
+            cache["weight"] = (weight.detach().t().contiguous() if kind == "transposed"
+                               else weight.detach().to(torch.bfloat16))
+        cache["key"] = key
+    return cache["weight"]
+
+
+@contextmanager
+def decoding_unembedding(model: nn.Module, kind: DecodingUnembedding = "plain") -> Iterator[None]:
+    """While decoding, the unembedding computed from the weight laid out for it: "transposed" (float32, the same
+    product in another summation order: greedy tokens may part only at a near tie) or "bfloat16" (faster where
+    bf16_matmul_is_fast(); logits rounded to bfloat16's 8 bits, so tokens may differ). "plain" changes nothing, nor
+    does any choice on a model that is not a float32 CPU model with a plain Linear unembedding."""
+    head = ModelView.of(model).unembedding
+    weight = getattr(head, "weight", None)
+    usable = (kind != "plain" and type(head) is nn.Linear and head.bias is None and weight is not None
+              and weight.dtype == torch.float32 and weight.device.type == "cpu")
+    if not usable:
+        yield
+        return
+    fast = _decoding_weight(head, kind)
+    if kind == "transposed":
+        def forward(hidden: torch.Tensor) -> torch.Tensor:
+            return hidden @ fast
+    else:
+        def forward(hidden: torch.Tensor) -> torch.Tensor:
+            return nn.functional.linear(hidden.to(torch.bfloat16), fast).float()
+    head.forward = forward  # an instance attribute: the class's forward again once removed
+    try:
+        yield
+    finally:
+        del head.forward

@@ -150,7 +150,8 @@ def reproduce_snippet(pair: ModelPair, prompts: Sequence[str], chat: bool, contr
         f"spec = SteeringSpec(direction, mode={spec.mode!r}, layers={tuple(spec.layers)!r}, alpha={spec.alpha!r}, "
         f"positions={spec.positions!r}, units={spec.units!r}, ablation={spec.ablation!r})",
         f"decoding = DecodingSettings(max_new_tokens={decoding.max_new_tokens}, greedy={decoding.greedy}, "
-        f"seed={decoding.seed}, temperature={decoding.temperature}, top_p={decoding.top_p})",
+        f"seed={decoding.seed}, temperature={decoding.temperature}, top_p={decoding.top_p}"
+        + (f", unembedding={decoding.unembedding!r})" if decoding.unembedding != "plain" else ")"),
         f"table = compare(pair.models(), pair.tokenizer, {list(prompts)!r}, spec, decoding=decoding, "
         f"chat={chat}{references}).table",
         "print(table.to_string())",

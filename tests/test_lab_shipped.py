@@ -140,10 +140,11 @@ def test_the_lab_page_shows_the_shipped_run_without_a_click_or_says_it_is_out_of
     at.session_state["pair_request"] = PairRequest("demo")
     at.run()
     assert not at.exception and not at.error
-    if found.reason is not None:  # said so, then shown anyway with the studies whose version moved named
-        assert any("out of date" in w.value and found.reason in w.value for w in at.warning)
+    if found.reason is not None:  # one message: shown, with the studies whose version moved named, and what Run does
         stale = moved(result.versions)
-        assert any("Shown anyway" in i.value and all(name in i.value for name in stale) for i in at.info)
+        assert not at.warning and len(at.info) == 1, [m.value for m in (*at.warning, *at.info)]
+        assert "Shown: the shipped run" in at.info[0].value and all(name in at.info[0].value for name in stale)
+        assert "Press **Run**" in at.info[0].value and "No result" not in at.info[0].value
         assert len(at.get("vega_lite_chart")) == 1 + len(STUDY_NAMES) + 1
         return
     assert any("shipped with the project" in c.value for c in at.caption)
@@ -161,5 +162,6 @@ def test_the_lab_page_on_two_stages_of_the_road_shows_the_shipped_road():
     at.session_state["pair_request"] = PairRequest("demo@step108..dpo")
     at.run()
     assert not at.exception and not at.error
-    assert any("the shipped run of the demo road" in c.value for c in at.caption)
+    assert not at.warning and len(at.info) == 1, [m.value for m in (*at.warning, *at.info)]  # one message
+    assert "the shipped run of the demo road" in at.info[0].value and "demo@step108..dpo" in at.info[0].value
     assert len(at.get("vega_lite_chart")) == 1 + len(STUDY_NAMES) + 1

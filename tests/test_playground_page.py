@@ -275,3 +275,19 @@ def test_the_four_columns_are_written_token_by_token_from_one_generate_per_model
     assert len(updates) == 2 * 6  # every step of each model's call reached the page's columns
     final = {(r.prompt, r.model, r.steered): r.text for r in at.session_state["pg_result"].table.itertuples()}
     assert {(r["prompt"], r["model"], r["steered"]): r["text"] for rows in updates for r in rows} == final
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_bfloat16_logits_are_offered_where_the_processor_has_them_and_say_tokens_may_differ(page, monkeypatch,
+                                                                                          supported):
+    import steering.model_view as model_view
+
+    monkeypatch.setattr(model_view, "bf16_matmul_is_fast", lambda: supported)
+    at = page.run()
+    box = at.checkbox(key="pg_bf16")
+    assert "tokens may differ" in box.label and box.disabled is (not supported)
+    if supported:
+        box.check()
+        at = _generate(at)
+        assert not at.exception and not at.error and len(_outputs(at)) == 8
+        assert any("unembedding='bfloat16'" in c.value for c in at.code)  # the snippet reproduces what ran

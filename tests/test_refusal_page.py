@@ -56,6 +56,7 @@ def test_run_shows_charts_tables_and_a_live_generation(page):
     at.button(key="rf_live_go").click().run()
     assert not at.exception and not at.error
     assert any("ablate (project)" in m.value for m in at.markdown)  # the steered column names the ablation
+    assert any("direction from Post-trained" in m.value for m in at.markdown)  # by its name, not the key "post"
 
 
 def test_empty_list_is_an_error_not_an_exception(page):

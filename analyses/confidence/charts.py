@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 ROLE_NAMES = {"base": "Base", "post": "Post-trained"}
@@ -12,18 +13,53 @@ def _named(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(model=df["model"].map(lambda r: ROLE_NAMES.get(r, r)))
 
 
+SCATTER_HEIGHT = 280
+LABEL_PX = 12  # a label's height: candidates' labels are spread at least this far apart
+
+
+def _label_places(rows: pd.DataFrame, span_decades: float, x_span: float) -> pd.DataFrame:
+    """Where each candidate's label sits (label_x, label_y): beside its point, or, for candidates clustered closer
+    than a label's height on the log axis, stacked in a column right of the cluster, centred on it, each joined to
+    its point by a line (clustered candidates drew their indices on top of each other, over the top-norm points)."""
+    gap = span_decades * LABEL_PX / SCATTER_HEIGHT
+    logs = np.log10(rows["logit_var"].clip(lower=1e-30)).sort_values()
+    clusters: list[list] = []
+    for index, log_var in logs.items():
+        if clusters and log_var - logs[clusters[-1][-1]] < gap:
+            clusters[-1].append(index)
+        else:
+            clusters.append([index])
+    places = {}
+    for members in clusters:
+        if len(members) == 1:
+            places[members[0]] = (rows.at[members[0], "norm"], rows.at[members[0], "logit_var"])
+            continue
+        middle, x = logs[members].mean(), rows.loc[members, "norm"].max() + 0.12 * x_span
+        for k, index in enumerate(members):
+            places[index] = (x, 10 ** (middle + (k - (len(members) - 1) / 2) * gap))
+    return pd.DataFrame.from_dict(places, orient="index", columns=["label_x", "label_y"])
+
+
 def scatter(neurons: pd.DataFrame) -> alt.Chart:
     """Output-weight norm vs logit variance (log), per model; candidates marked and labelled by index."""
     parts = []
     for _, rows in neurons.groupby("model", sort=False):
         rest = rows[~rows["top_norm"]]
         parts += [rows[rows["top_norm"]], rest.sample(min(len(rest), MAX_BACKGROUND), random_state=0)]
-    df = _named(pd.concat(parts)).assign(
+    df = _named(pd.concat(parts, ignore_index=True)).assign(
         kind=lambda d: d["candidate"].map({True: "candidate"}).fillna(d["top_norm"].map({True: "top norm",
                                                                                           False: "other"})))
+    shown = np.log10(df["logit_var"][df["logit_var"] > 0])
+    span = float(shown.max() - shown.min()) if len(shown) else 1.0
+    x_span = float(df["norm"].max() - df["norm"].min()) or 1.0
+    df[["label_x", "label_y"]] = np.nan
+    for _, rows in df[df["candidate"]].groupby("model", sort=False):
+        df.loc[rows.index, ["label_x", "label_y"]] = _label_places(rows, span, x_span).loc[rows.index].to_numpy()
     base = alt.Chart(df).encode(
         x=alt.X("norm:Q", title="output-weight norm", scale=alt.Scale(zero=False)),
-        y=alt.Y("logit_var:Q", title="variance of the direct logit effect (log)", scale=alt.Scale(type="log")),
+        # short, so the whole title fits beside the panel ("variance of the direct logit e…" was cut)
+        y=alt.Y("logit_var:Q", title="direct logit-effect variance (log)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(titleLimit=SCATTER_HEIGHT)),
     )
     points = base.mark_circle().encode(
         color=alt.Color("kind:N", scale=alt.Scale(domain=["candidate", "top norm", "other"],
@@ -31,9 +67,11 @@ def scatter(neurons: pd.DataFrame) -> alt.Chart:
         size=alt.condition("datum.candidate", alt.value(60), alt.value(12)),
         tooltip=["neuron", "norm", "logit_var", "null_frac"],
     )
-    labels = base.transform_filter("datum.candidate").mark_text(align="left", dx=5, fontSize=10).encode(
-        text="neuron:Q")
-    return alt.layer(points, labels, data=df).properties(width=330, height=280).facet(
+    candidates = base.transform_filter("datum.candidate")
+    leaders = candidates.mark_rule(color="#d62728", opacity=0.5).encode(x2="label_x:Q", y2="label_y:Q")
+    labels = candidates.mark_text(align="left", dx=5, fontSize=10).encode(x="label_x:Q", y="label_y:Q",
+                                                                          text="neuron:Q")
+    return alt.layer(points, leaders, labels, data=df).properties(width=330, height=SCATTER_HEIGHT).facet(
         column=alt.Column("model:N", title=None)).properties(title="Entropy-neuron candidates: norm vs logit variance")
 
 

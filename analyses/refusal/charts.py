@@ -23,8 +23,10 @@ def score_bars(scores: pd.DataFrame, measure: str = "refusal_rate") -> alt.Chart
     y = alt.Y(f"{measure}:Q", title=measure.replace("_", " "),
               scale=alt.Scale(domain=[0, 1]) if measure == "refusal_rate" else alt.Undefined)
     return alt.Chart(data, title=title[measure]).mark_bar().encode(
-        # whole labels ("forward (base→post)" was cut to "forward (base→p…" at the default 180 px limit)
-        x=alt.X("transfer:N", title=None, sort=CONDITION_ORDER, axis=alt.Axis(labelLimit=0, labelAngle=-40)),
+        # whole labels ("forward (base→post)" was cut to "forward (base→p…" at the default 180 px limit), upright
+        # so all four fit their 27 px bands (at -40° Vega dropped every other one as overlapping)
+        x=alt.X("transfer:N", title=None, sort=CONDITION_ORDER,
+                axis=alt.Axis(labelLimit=0, labelAngle=-90, labelOverlap=False)),
         y=y,
         color=alt.Color("transfer:N", title="direction", sort=CONDITION_ORDER),
         column=alt.Column("setting:N", title=None, sort=["no intervention · harmful", "ablate · harmful",

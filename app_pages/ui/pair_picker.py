@@ -3,7 +3,10 @@
 A sub-package of pages/, so Streamlit does not list it as a page."""
 from __future__ import annotations
 
+import queue
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import streamlit as st
@@ -39,17 +42,40 @@ class _FirstStart:
     with the time so far: on a first visit they take minutes, and a collapsed sidebar note is easy to miss."""
 
     def __init__(self, slot, label: str):
-        self.slot, self.label, self.box, self.started = slot, label, None, time.perf_counter()
+        self.slot, self.label, self.box, self.clock, self.started = slot, label, None, None, time.perf_counter()
 
     def __call__(self, message: str) -> None:
         if self.box is None:
             self.box = self.slot.status(f"Preparing {self.label} for its first use: a one-time conversion that "
-                                        "takes a few minutes on a 2-core CPU (later starts take seconds)",
+                                        "takes about a minute on a 2-core CPU (later starts take seconds)",
                                         expanded=True)
+            self.clock = self.box.empty()
         self.box.write(f"{time.perf_counter() - self.started:.0f} s · {message}")
+        self.tick()
+
+    def tick(self) -> None:
+        """The time so far, rewritten every second while a step runs (between steps it used to stand still)."""
+        if self.clock is not None:
+            self.clock.markdown(f"**{time.perf_counter() - self.started:.0f} s** so far")
 
     def done(self) -> None:
         self.slot.empty()
+
+
+def _prepare_with_clock(prepare: Callable[[Callable[[str], None]], object], report: Callable[[str], None],
+                        first_start: _FirstStart) -> object:
+    """prepare(report) in a worker thread, its messages passed on and the first start's clock ticking every second
+    from this (the script's) thread, which alone writes to the page."""
+    messages: queue.SimpleQueue[str] = queue.SimpleQueue()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(prepare, messages.put)
+        while True:
+            finished, _ = wait([future], timeout=1.0)
+            while not messages.empty():
+                report(messages.get())
+            first_start.tick()
+            if finished:
+                return future.result()  # its error, if any, after the messages that came before it
 
 
 def _load_with_status(request: PairRequest, main_slot) -> ModelPair:
@@ -58,8 +84,9 @@ def _load_with_status(request: PairRequest, main_slot) -> ModelPair:
     start = time.perf_counter()
     with st.status(f"Loading {label}…", expanded=False) as status:
         try:  # conversions that happen once (GGUF, adapter merge) report their progress, outside the cache
-            prepare_sources(request.name, base=request.base, post=request.post, base_only=request.base_only,
-                            report=lambda message: (status.write(message), first_start(message)))
+            _prepare_with_clock(lambda report: prepare_sources(request.name, base=request.base, post=request.post,
+                                                               base_only=request.base_only, report=report),
+                                lambda message: (status.write(message), first_start(message)), first_start)
             pair = _load(request)
         except SteeringError:
             status.update(label=f"Could not load {label}", state="error")
@@ -88,7 +115,8 @@ def _demo_road() -> list[str]:
 
 
 def _loaded_name() -> str | None:
-    loaded = st.session_state.get("pair_loaded_request")
+    """The loaded pair's name, or on a session's first run the one about to load (a reload's address)."""
+    loaded = st.session_state.get("pair_loaded_request") or st.session_state.get("pair_request")
     return None if loaded is None else loaded.name
 
 
@@ -137,27 +165,68 @@ def sidebar() -> None:
     main_slot = st.empty()
     with st.sidebar:
         st.subheader("Model pair")
+        if "pair_request" not in st.session_state:  # a new session (first visit or a browser reload): the address's
+            st.session_state["pair_request"] = _from_address()
         request = _pick()
         if st.button("Load pair", type="primary", width="stretch"):
             st.session_state["pair_request"] = request
             st.session_state.pop("pair_load_error", None)
-        active = st.session_state.setdefault("pair_request", PairRequest("demo"))
+        active = st.session_state["pair_request"]
         try:
             pair = _load_or_base_alone(active, main_slot)
         except SteeringError as e:
             kept = st.session_state.get("pair_loaded_request")
-            if kept is None or kept == active:
+            from_address = active.name not in (None, "demo") and st.query_params.get(ADDRESS_KEY) == active.name
+            if kept is None and from_address:  # a reload on an address whose pair fails: the demo pair, saying so
+                st.session_state[FROM_ADDRESS_NOTE] = (f"The page was reloaded with {active.name}, which cannot be "
+                                                       f"loaded ({e}): the demo pair is loaded instead.")
+                st.session_state["pair_request"] = active = PairRequest("demo")
+                pair = _load_or_base_alone(active, main_slot)
+            elif kept is None or kept == active:
                 st.error(str(e))
                 st.session_state["pair"] = None
                 return
-            st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
-            st.session_state["pair_request"] = active = kept
-            pair = _load_or_base_alone(kept, main_slot)
+            else:
+                st.session_state["pair_load_error"] = f"{e} The loaded pair, {_label(kept)}, stays in use."
+                st.session_state["pair_request"] = active = kept
+                pair = _load_or_base_alone(kept, main_slot)
         if st.session_state.get("pair_load_error"):
             st.error(st.session_state["pair_load_error"])
+        if st.session_state.get(FROM_ADDRESS_NOTE) and active == PairRequest("demo"):
+            st.warning(st.session_state[FROM_ADDRESS_NOTE])
         st.session_state["pair_loaded_request"] = active
         st.session_state["pair"] = pair
+        _to_address(active)
         _describe(pair)
+
+
+ADDRESS_KEY = "pair"  # the loaded pair's name in the page's address, so a browser reload keeps it
+FROM_ADDRESS_NOTE = "pair_address_note"
+
+
+def _from_address() -> PairRequest:
+    """The pair a new session starts on: the one named in the address (?pair=demo@step108..dpo), else the demo pair;
+    where the address names one that cannot be restored, the demo pair with a note saying so."""
+    named = st.query_params.get(ADDRESS_KEY)
+    if not named or named == "demo":
+        return PairRequest("demo")
+    registered = named.partition("@")[0]
+    if named != CUSTOM_IN_ADDRESS and registered in pair_names():
+        return PairRequest(named)
+    what = ("a pair of your own sources, which the address cannot hold" if named == CUSTOM_IN_ADDRESS
+            else f"'{named}', which is not a registered pair")
+    st.session_state[FROM_ADDRESS_NOTE] = (f"The page was reloaded with {what}: the demo pair is loaded instead. "
+                                           "Pick yours again above.")
+    return PairRequest("demo")
+
+
+CUSTOM_IN_ADDRESS = "custom"
+
+
+def _to_address(request: PairRequest) -> None:
+    shown = request.name or CUSTOM_IN_ADDRESS
+    if st.query_params.get(ADDRESS_KEY) != shown:
+        st.query_params[ADDRESS_KEY] = shown
 
 
 def _label(request: PairRequest) -> str:

@@ -18,6 +18,7 @@ from steering import Direction, SteeringError
 from steering.composition import POSITION_KINDS, PositionRule, parse_offsets
 from steering.control_vector import from_control_vector
 from steering.direction_cache import DirectionCache
+from steering.model_view import bf16_matmul_is_fast
 from steering.generation import ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec, alpha_warning
 from steering.pairs import ModelPair
 from steering.playground import ContrastPrompts, directions_for_pair
@@ -177,13 +178,22 @@ def decoding_form(checks: Checks, top_p: float = DecodingSettings.top_p) -> Deco
         seed = int(cols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
         temperature = checks.number(cols[2], "Temperature", 0.8, lo=0.05, hi=2.0, key="pg_temp", disabled=greedy)
         max_new = int(checks.number(cols[3], "Max new tokens", 32, lo=1, hi=256, step=1, key="pg_max_new"))
-    return DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature, top_p=top_p)
+        bf16 = st.checkbox(BF16_LABEL, key="pg_bf16", disabled=not bf16_matmul_is_fast(), help=BF16_HELP)
+    return DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature, top_p=top_p,
+                            unembedding="bfloat16" if bf16 and bf16_matmul_is_fast() else "plain")
+
+
+BF16_LABEL = "Faster logits in bfloat16 (tokens may differ from float32)"
+BF16_HELP = ("Most of a decoding step is the 262k-token unembedding; this processor multiplies bfloat16 in hardware, "
+             "so computing the logits in bfloat16 makes a step faster. Rounding to bfloat16 can change which token "
+             "wins a close call, so the texts may differ from the float32 ones. Off where the processor lacks it.")
 
 
 def set_decoding(decoding: DecodingSettings) -> None:
     """Put a decoding (a card's) into the decoding form's fields, before they are drawn."""
     st.session_state.update({"pg_decoding": "greedy" if decoding.greedy else "sampling", "pg_seed": decoding.seed,
-                             "pg_temp": decoding.temperature, "pg_max_new": decoding.max_new_tokens})
+                             "pg_temp": decoding.temperature, "pg_max_new": decoding.max_new_tokens,
+                             "pg_bf16": decoding.unembedding == "bfloat16"})
 
 
 # the direction's sources ----------------------------------------------------------------------------------------

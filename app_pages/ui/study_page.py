@@ -20,11 +20,12 @@ from typing import Any
 import streamlit as st
 
 from analyses.csv_files import table_csv
-from analyses.store import (ResultStore, StoredResult, StoredResultError, named_directions, pair_for, result_key,
-                            run_cached, shipped)
+from analyses.store import (MANIFEST, SHIPPED_ROOT, ResultStore, StoredResult, StoredResultError, named_directions,
+                            pair_for, read_manifest, result_key, run_cached, shipped)
 from analyses.study import Study, choices_of, config_fields, element_type, help_of, label_of
-from steering import InvalidInputError, SteeringError
+from steering import InvalidInputError, SteeringError, pair_names
 
+from .names import PLAIN, role_names
 from .progress import run_with_progress, stopped_notice
 
 
@@ -90,7 +91,8 @@ def config_from(study: Study, values: Mapping[str, Any]) -> Any:
 
 def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
                  data: Any = None, columns: int = 4,
-                 warn: Callable[[Any], str | None] | None = None) -> StoredResult | None:
+                 warn: Callable[[Any], str | None] | None = None,
+                 quiet_when_missing: bool = False) -> StoredResult | None:
     """The settings form and the result for its settings.
 
     Run computes it live with a progress bar (and stores it). Without a click the page shows, at once, the result
@@ -98,7 +100,9 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
     here), or, for the demo pair on default settings, the shipped result. `extra` are values of the skipped fields
     set by the page's own widgets (or `data` for an upload); a bad value is shown as an error, nothing is lost.
     The record's check (`study.check(config, pair, data)`, the CLI's too) refuses a bad setting in one sentence
-    before any lookup or work; `warn(config)` flags, in one sentence, settings that run but far outside what the model tolerates."""
+    before any lookup or work; `warn(config)` flags, in one sentence, settings that run but far outside what the model tolerates. `quiet_when_missing`: no
+    result is None without a word (no "press Run", no "out of date"), for a page that shows something else then and
+    says so in one message of its own."""
     with st.form(f"{study.name}_form"):
         with st.expander("Settings", expanded=False):
             values = settings(study, skip=skip, columns=columns)
@@ -121,29 +125,64 @@ def study_result(study: Study, pair, *, skip: Sequence[str] = (), extra: Mapping
         return run_with_progress(state, lambda progress: run_cached(
             study, pair, config, data=data, progress=progress, refresh=True,
             notice=lambda message: st.warning(message)), partial_chart=study.partial_chart)
-    return _found(study, pair, config, data, state)
+    return _found(study, pair, config, data, state, quiet_when_missing)
 
 
 def run_estimate(study: Study, pair, config, data: Any = None) -> str | None:
     """How long a run with these settings takes, from the shipped default run's measured seconds scaled by the
-    study's work (None where the study has no work measure or no shipped run was measured on this pair)."""
-    if study.work is None:
+    study's work; for a study without a work measure, the default run's seconds alone (None where no shipped run was
+    measured on this pair or its road)."""
+    timed = run_seconds(study, pair, config, data)
+    if timed is None:
         return None
+    seconds, manifest, own = timed
+    whose = "the shipped result" if own else f"the {pair.name.partition('@')[0]} pair's shipped result"
+    measured = (f"{float(manifest['seconds']):.0f} s for the defaults, load average "
+                f"{manifest.get('load_average', '?')}")
+    if study.work is None:
+        return (f"A run with the default settings takes {duration(float(manifest['seconds']))} on a machine like "
+                f"the one that computed {whose} (load average {manifest.get('load_average', '?')})" +
+                ("; other settings take more or less in proportion to the prompts, layers and tokens they cover."
+                 if seconds is None else "."))
+    return (f"A run with these settings takes {duration(seconds)} on a machine like the one that computed {whose} "
+            f"({measured}), scaled by the number of forward passes.")
+
+
+def duration(seconds: float) -> str:
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+
+
+def run_seconds(study: Study, pair, config, data: Any = None) -> tuple[float | None, dict, bool] | None:
+    """(seconds a run takes, the manifest they scale, whether it is this pair's own shipped run) or None; the
+    seconds are None for a study without a work measure on other than its default settings."""
     try:
         found = shipped(study, pair)
-        if found is None or not found.manifest.get("seconds"):
+        manifest = found.manifest if found is not None else _road_manifest(study, pair)
+        if not manifest or not manifest.get("seconds"):
             return None
-        measured = float(found.manifest["seconds"])
-        seconds = measured * study.work(pair, config, data) / study.work(pair, study.Config(), None)
-    except (SteeringError, TypeError, ValueError, ZeroDivisionError):
+        seconds = float(manifest["seconds"])
+        if study.work is None and study.name == "lab":  # its seconds are its last step's: the study runs were cached
+            return None
+        if study.work is not None:
+            seconds *= study.work(pair, config, data) / study.work(pair, study.Config(), None)
+        elif data is not None or config != study.Config():
+            seconds = None
+    except (SteeringError, StoredResultError, OSError, TypeError, ValueError, ZeroDivisionError):
         return None
-    when = f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
-    return (f"A run with these settings takes {when} on a machine like the one that computed the shipped result "
-            f"({measured:.0f} s for the defaults, load average {found.manifest.get('load_average', '?')}), scaled "
-            "by the number of forward passes.")
+    return seconds, manifest, found is not None
 
 
-def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
+def _road_manifest(study: Study, pair) -> dict | None:
+    """For stages of a registered pair's road ('demo@step108..dpo', same models in size and shape), the manifest of
+    that pair's shipped run: its seconds time a run here as well (None for any other pair)."""
+    registered, at, _ = str(getattr(pair, "name", "")).partition("@")
+    if not at or registered not in pair_names():
+        return None
+    folder = SHIPPED_ROOT / study.name
+    return read_manifest(folder) if (folder / MANIFEST).exists() else None
+
+
+def _found(study: Study, pair, config, data, state: str, quiet: bool = False) -> StoredResult | None:
     try:
         keyed = pair_for(study, pair)  # the pair as run_cached keys it (the base alone for the lab)
         key = result_key(study, keyed, config, study.data_hash(study.resolve_data(keyed, config, data)))
@@ -160,7 +199,9 @@ def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
         st.warning(f"{e} Press Run to compute it again.")
         stored = None
     if stored is None and data is None and config == study.Config():
-        stored = _shipped(study, pair)
+        stored = _shipped(study, pair, quiet)
+    if stored is None and quiet:
+        return None
     if stored is None:
         st.info("No result for these settings yet: press **Run** to compute it (a progress bar shows how far "
                 "it is).")
@@ -170,7 +211,7 @@ def _found(study: Study, pair, config, data, state: str) -> StoredResult | None:
     return stored
 
 
-def _shipped(study: Study, pair) -> StoredResult | None:
+def _shipped(study: Study, pair, quiet: bool = False) -> StoredResult | None:
     try:
         found = shipped(study, pair)
     except StoredResultError as e:
@@ -179,6 +220,8 @@ def _shipped(study: Study, pair) -> StoredResult | None:
     if found is None:
         return None
     if found.reason is not None:
+        if quiet:
+            return None
         st.warning(f"The shipped {study.title.lower()} result is out of date: {found.reason}. Press **Run** to "
                    "compute it again with the current code.")
         return None
@@ -213,6 +256,10 @@ def headline(study: Study, result: Any) -> None:
     shown = table[order].copy()
     for column in shown.columns[shown.isna().any()]:
         shown[column] = [_full(v) for v in shown[column]]
+    pair = st.session_state.get("pair")
+    if pair is not None and study.name != "lab":  # the lab's base and post are its road's base and each stage
+        names = role_names(pair.name)
+        shown = shown.rename(columns={"base": names["base"], "post": names["post"]} if names != PLAIN else {})
     st.dataframe(shown.style.format(_cell), width="stretch")
 
 
