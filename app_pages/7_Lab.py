@@ -6,7 +6,6 @@ import streamlit as st
 
 from analyses import STUDY_NAMES, find_study
 from analyses.lab import LAB, in_lab, merged, models_needed
-from analyses.lab import charts as ch
 from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon

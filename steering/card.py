@@ -15,7 +15,7 @@ The folder:
     directions/steering-N.safetensors   each steering's direction in the project's format (+ its .json sidecar)
     control_vectors/steering-N.gguf     llama.cpp's control vector, for an addition at every position from layer 2
     references.safetensors              each model's mean residual [n_layers, d] (when an affine ablation needs it)
-Nothing is pickled: JSON, Markdown, safetensors and GGUF only.
+Only JSON, Markdown, safetensors and GGUF files: no Python object serialisation.
 """
 from __future__ import annotations
 

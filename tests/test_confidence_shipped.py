@@ -5,7 +5,6 @@ model, and the mean ablation of one candidate neuron of the base model.
 The shipped numbers were computed on another processor: values are compared within tolerances written from the
 arithmetic (tests/numeric.py), and the candidate neurons and correct answers agree up to near ties."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from numeric import assert_close, assert_top_k_agree, logit_tolerance

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import streamlit as st
 
 
 class Checks:
