@@ -7,6 +7,7 @@ import streamlit as st
 from analyses import STUDY_NAMES, find_study
 from analyses.lab import LAB, in_lab, merged, models_needed
 from analyses.store import SHIPPED_ROOT, StoredResult, StoredResultError, config_json, read_result, shipped
+from app_pages.ui.amplify import amplification_section
 from app_pages.ui.glossary import gloss
 from app_pages.ui.icons import study_icon
 from app_pages.ui.pair_picker import current_pair, sidebar
@@ -74,11 +75,13 @@ def stale_studies(result) -> list[str]:
             if name in STUDY_NAMES and find_study(name).version != version]
 
 
+AMPLIFY = "4 · Amplified differences between two stages of the road"
 stored = study_result(LAB, pair, columns=3, quiet_when_missing=True)
 if stored is None:
     stored = shipped_road()
     if stored is None:
         st.info("No result for these settings yet: press **Run** to compute it (a progress bar shows how far it is).")
+        amplification_section(pair, AMPLIFY, key="lab_amp")  # it needs no lab run: only the road's stages
         st.stop()
     # one message: what is shown instead of a run of these settings, and what Run does
     shown = [f"Shown: the shipped run of the {registered} road, from its base through every stage."]
@@ -113,7 +116,7 @@ for study in dict.fromkeys(result.timeline["study"]):
     chart = charts.get(f"timeline_{study}")
     if chart is None:
         continue
-    st.subheader(study.capitalize())
+    st.subheader(find_study(study).title if study in STUDY_NAMES else study.capitalize())
     st.altair_chart(chart, width="stretch")
     st.caption(in_lab(study).caption)
 
@@ -127,6 +130,8 @@ if "transfer" in charts:
                "forward and backward transfer differ.")
 else:
     st.info("This run did not include transfer along the road (it needs the refusal study).")
+
+amplification_section(pair, AMPLIFY, key="lab_amp")
 
 headline(LAB, result)
 with st.expander("The tidy table (stage, step, phase, study, metric, model, value)"):

@@ -1,7 +1,7 @@
 """The Diffing page's amplification section: generate from logits_B + alpha (logits_B - logits_A) between two
 stages of the loaded pair's road (or its two models), and the refusal rate of the replies against alpha.
 
-    amplification_section(pair)     # one call from the page
+    amplification_section(pair)     # one call from the page (the Lab's road too, under its own header and key)
 """
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def _default_prompts() -> str:
     return "\n".join(evaluation_sets()["risky-looking harmless (SFT test split)"][:6])
 
 
-def amplification_section(pair) -> None:
-    st.header("3 · Amplified differences: what B added, made frequent")
+def amplification_section(pair, header: str = "3 · Amplified differences: what B added, made frequent",
+                          key: str = KEY) -> None:
+    """The section under `header`; `key` prefixes its widgets and its result (one per page)."""
+    st.header(header)
     st.caption("Replies generated from logits_B + α (logits_B − logits_A) (Goodfire's model-diff amplification): "
                "α = 0 is B itself; as α grows, what B does more than A (a refusal the SFT added, a change the DPO "
                "made) shows up more often. Each step is one batched forward of each model, each with its own KV "
@@ -57,14 +59,14 @@ def amplification_section(pair) -> None:
     choices = _choices(pair)
     labels = list(choices)
     cols = st.columns(2)
-    first = cols[0].selectbox("A (subtracted)", labels, index=0, key=f"{KEY}_a")
-    second = cols[1].selectbox("B (amplified)", labels, index=1 if len(labels) > 1 else 0, key=f"{KEY}_b")
+    first = cols[0].selectbox("A (subtracted)", labels, index=0, key=f"{key}_a")
+    second = cols[1].selectbox("B (amplified)", labels, index=1 if len(labels) > 1 else 0, key=f"{key}_b")
     prompts = st.text_area("Held-out prompts, one a line (default: risky-looking harmless requests the SFT never saw)",
-                           _default_prompts(), key=f"{KEY}_prompts")
+                           _default_prompts(), key=f"{key}_prompts")
     pcols = st.columns(2)
-    alphas_text = pcols[0].text_input("α values (0 and up)", "0, 1, 2, 4", key=f"{KEY}_alphas")
-    max_new = int(checks.number(pcols[1], "Greedy tokens", 16, lo=1, hi=256, step=1, key=f"{KEY}_tokens"))
-    if st.button("Amplify", key=f"{KEY}_run", disabled=not checks.ok):
+    alphas_text = pcols[0].text_input("α values (0 and up)", "0, 1, 2, 4", key=f"{key}_alphas")
+    max_new = int(checks.number(pcols[1], "Greedy tokens", 16, lo=1, hi=256, step=1, key=f"{key}_tokens"))
+    if st.button("Amplify", key=f"{key}_run", disabled=not checks.ok):
         try:
             alphas = [float(a) for a in alphas_text.replace(";", ",").split(",") if a.strip()]
             lines = [ln.strip() for ln in prompts.splitlines() if ln.strip()]
@@ -76,12 +78,12 @@ def amplification_section(pair) -> None:
                 progress=lambda done, total: bar.progress(done / total, text=f"Generating… {done}/{total} replies"))
             bar.empty()
             replies["prompt"] = [lines[i % len(lines)] for i in range(len(replies))]
-            st.session_state[KEY] = {"a": first, "b": second, "rates": rates, "replies": replies}
+            st.session_state[key] = {"a": first, "b": second, "rates": rates, "replies": replies}
         except SteeringError as e:  # first: a named error is also a ValueError
             st.error(str(e))
         except ValueError:
             st.error(f"α values must be numbers separated by commas, not {alphas_text!r}.")
-    found = st.session_state.get(KEY)
+    found = st.session_state.get(key)
     if found is None:
         return
     st.altair_chart(alt.Chart(found["rates"]).mark_line(point=True).encode(

@@ -128,7 +128,9 @@ def _loaded_stages(road: list[str]) -> tuple[str, str]:
 
 def _pick() -> PairRequest:
     road = _demo_road()
-    names = pair_names() + [f"demo@{c}" for c in checkpoint_names("demo")] + ([TWO_STAGES] if road else []) + [CUSTOM]
+    demo = "demo" in pair_names()  # a registry without the demo pair (a user's own, a test's) has no road here
+    names = (pair_names() + ([f"demo@{c}" for c in checkpoint_names("demo")] if demo else [])
+             + ([TWO_STAGES] if road else []) + [CUSTOM])
     loaded = _loaded_name()
     shown = TWO_STAGES if loaded and BETWEEN in loaded else loaded
     # the picker opens on what is loaded (on another page it used to read "demo" over a loaded road pair)
