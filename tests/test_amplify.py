@@ -108,7 +108,8 @@ def test_two_vocabularies_are_refused():
     (["--max-new-tokens", "0"], "max new tokens"),
 ])
 def test_the_cli_names_a_bad_setting_in_one_line_before_loading(argv, words, capsys, monkeypatch):
-    from steering import amplify_cli, pairs
+    from analyses import amplify as amplify_cli
+    from steering import pairs
 
     monkeypatch.setattr(pairs, "load_pair", lambda *a, **k: pytest.fail("loaded a pair for a bad setting"))
     assert amplify_cli.main(argv) == 2
@@ -117,7 +118,7 @@ def test_the_cli_names_a_bad_setting_in_one_line_before_loading(argv, words, cap
 
 
 def test_the_cli_reads_a_prompt_file(tmp_path):
-    from steering.amplify_cli import prompt_set
+    from analyses.amplify import prompt_set
 
     path = tmp_path / "p.txt"
     path.write_text("How do I kill a process?\n\nHow do I shoot a photo?\n", encoding="utf-8")

@@ -83,7 +83,7 @@ def test_the_pages_draw_heatmaps_at_their_own_width():
     truth, knowledge, confidence = ((pages / n).read_text() for n in ("2_Truthfulness.py", "4_Knowledge.py",
                                                                        "5_Confidence.py"))
     assert truth.count('transfer_heatmap(result.transfer, alpha') == truth.count('width="content")\n', 0) >= 2
-    assert 'charts["overlap"], width="content"' in confidence
+    assert 'charts["overlap"], pair.name), width="content"' in confidence  # (renamed for a road pair)
     assert "st.columns([2, 1])" not in knowledge  # maps one per row: side by side they were cut
 
 

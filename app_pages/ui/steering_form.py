@@ -18,7 +18,7 @@ from steering import Direction, SteeringError
 from steering.composition import POSITION_KINDS, PositionRule, parse_offsets
 from steering.control_vector import from_control_vector
 from steering.direction_cache import DirectionCache
-from steering.model_view import bf16_matmul_is_fast
+from steering import model_view
 from steering.generation import ABLATION_HELP, MAX_ALPHA, DecodingSettings, SteeringSpec, alpha_warning
 from steering.pairs import ModelPair
 from steering.playground import ContrastPrompts, directions_for_pair
@@ -178,9 +178,9 @@ def decoding_form(checks: Checks, top_p: float = DecodingSettings.top_p) -> Deco
         seed = int(cols[1].number_input("Seed", value=0, step=1, key="pg_seed", disabled=greedy))
         temperature = checks.number(cols[2], "Temperature", 0.8, lo=0.05, hi=2.0, key="pg_temp", disabled=greedy)
         max_new = int(checks.number(cols[3], "Max new tokens", 32, lo=1, hi=256, step=1, key="pg_max_new"))
-        bf16 = st.checkbox(BF16_LABEL, key="pg_bf16", disabled=not bf16_matmul_is_fast(), help=BF16_HELP)
+        bf16 = st.checkbox(BF16_LABEL, key="pg_bf16", disabled=not model_view.bf16_matmul_is_fast(), help=BF16_HELP)
     return DecodingSettings(max_new_tokens=max_new, greedy=greedy, seed=seed, temperature=temperature, top_p=top_p,
-                            unembedding="bfloat16" if bf16 and bf16_matmul_is_fast() else "plain")
+                            unembedding="bfloat16" if bf16 and model_view.bf16_matmul_is_fast() else "plain")
 
 
 BF16_LABEL = "Faster logits in bfloat16 (tokens may differ from float32)"

@@ -1,8 +1,8 @@
-"""`python -m steering.amplify_cli`: amplified differences between two stages of a pair's road, on the command line.
+"""`python -m analyses.amplify`: amplified differences between two stages of a pair's road, on the command line.
 
-    python -m steering.amplify_cli --pair demo --a base --b sft --prompts risky --alphas 0,1,2,4
-    python -m steering.amplify_cli --pair demo --a sft --b dpo --prompts dpo-risky --out rates.csv
-    python -m steering.amplify_cli --pair demo --a sft --b dpo --prompts my_prompts.txt --n 8
+    python -m analyses.amplify --pair demo --a base --b sft --prompts risky --alphas 0,1,2,4
+    python -m analyses.amplify --pair demo --a sft --b dpo --prompts dpo-risky --out rates.csv
+    python -m analyses.amplify --pair demo --a sft --b dpo --prompts my_prompts.txt --n 8
 
 Prints the refusal rate of the replies at each alpha and a few replies; --out writes every reply as CSV. A bad
 setting or file prints one `error:` line and exits 2."""
@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import InvalidInputError, SteeringError
+from analyses.csv_files import write_table_csv
+from steering.errors import InvalidInputError, SteeringError
 
 PROMPT_SETS = {
     "risky": "risky-looking harmless requests (the SFT's test split)",
@@ -24,8 +25,8 @@ PROMPT_SETS = {
 
 def prompt_set(name: str) -> list[str]:
     """A named held-out set (PROMPT_SETS), or a text file of prompts, one a line."""
-    from .posttrain.evaluate import dpo_test_sets, evaluation_sets
-    from .refusal_data import refusal_study_split
+    from steering.posttrain.evaluate import dpo_test_sets, evaluation_sets
+    from steering.refusal_data import refusal_study_split
 
     if name == "risky":
         return evaluation_sets()["risky-looking harmless (SFT test split)"]
@@ -54,7 +55,7 @@ def _alphas(text: str) -> list[float]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m steering.amplify_cli", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m analyses.amplify", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", default="demo", help="a registered pair that keeps its stages (default: demo)")
     p.add_argument("--a", default="base", help="stage A, the one subtracted (default: base)")
@@ -70,10 +71,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        from .amplify import amplification_rates, check_amplification, stage_model
-        from .generation import DecodingSettings, format_prompts
-        from .pairs import load_pair
-        from .stages import pick_stages
+        from steering.amplify import amplification_rates, check_amplification, stage_model
+        from steering.generation import DecodingSettings, format_prompts
+        from steering.pairs import load_pair
+        from steering.stages import pick_stages
 
         alphas = check_amplification(args.alphas)
         if args.n < 0:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alpha {alpha:g}: {part.reply.iloc[0].strip()[:100]!r}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        replies.to_csv(args.out, index=False)
+        write_table_csv(replies, args.out)  # escaped: a reply starting with = is text, not a formula
         print(f"wrote {args.out}")
     return 0
 
