@@ -8,7 +8,7 @@ from analyses import STUDY_NAMES, find_study
 from analyses.lab import LAB, Config, study_config
 from analyses.lab.compute import Result
 from analyses.lab.update import merge_into_shipped
-from analyses.store import ResultStore, config_json, manifest_for, pair_for, result_key, run_cached, shipped
+from analyses.store import ResultStore, config_json, manifest_for, pair_for, result_key, run_cached, ship, shipped
 from analyses.store_entry import write_result
 from steering import load_pair
 from steering.errors import InvalidInputError
@@ -69,9 +69,13 @@ def test_one_study_recomputed_into_the_shipped_road(part, tmp_path):
     assert road.manifest["key"] == result_key(LAB, pair, full, LAB.data_hash(LAB.resolve_data(pair, full)))
     assert road.manifest["merged_from"]["key"] == "oldkey" and road.manifest["merged_from"]["recomputed"] == ["diffing"]
     assert road.manifest["command"] == "the command"
+    assert road.manifest["merged_from"]["merged_from"] is None  # the kept road was a full run
     # what the page reads: the full road's key now finds it in the store
     assert run_cached(LAB, pair, full, store=store, notice=pytest.fail).manifest["key"] == road.manifest["key"]
     assert shipped(LAB, pair, root=root).reason is not None  # the old shipped road stays until `ship` replaces it
+    ship(LAB, road, root=root)  # merged again: the chain leads back to the full run
+    again = merge_into_shipped(LAB, pair, recomputed, "again", store, root=root)
+    assert again.manifest["merged_from"]["merged_from"]["key"] == "oldkey"
 
 
 def test_a_kept_study_of_another_version_is_refused(part, tmp_path):

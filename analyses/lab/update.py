@@ -85,6 +85,8 @@ def merge_into_shipped(lab, pair, part: StoredResult, command: str, store: Resul
     manifest["merged_from"] = {"key": old_stored.manifest["key"], "version": old_stored.manifest["version"],
                                "command": old_stored.manifest.get("command"),
                                "created_at": old_stored.manifest.get("created_at"),
-                               "recomputed": sorted(recomputed), "recomputed_key": part.manifest["key"]}
+                               "recomputed": sorted(recomputed), "recomputed_key": part.manifest["key"],
+                               # a road merged before keeps the chain back to the full run it started from
+                               "merged_from": old_stored.manifest.get("merged_from")}
     manifest["seconds"] = round(part.manifest["seconds"] + time.perf_counter() - start, 1)
     return (store or ResultStore()).save(lab, key, road_result, manifest)
