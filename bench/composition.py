@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from analyses.contrast_sets import builtin_sets
+from bench.foundation import best_of
 from steering import load_pair
 from steering.card import card_for, read_card, reproduce, write_card
 from steering.composition import Composition, PositionRule
@@ -30,15 +31,6 @@ def direction(pair, name: str):
     chosen = builtin_sets()[name]
     contrast = ContrastPrompts(chosen.name, tuple(chosen.positive), tuple(chosen.negative), chosen.chat, -1)
     return directions_for_pair(pair, contrast)["post"], contrast
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -69,9 +61,9 @@ def main() -> None:
 
     timings, runs = {"one": [], "three": [], "none": []}, []
     for _ in range(args.repeats):  # alternated, so a slower moment of a shared machine falls on all three
-        timings["one"].append(best(lambda: run(one), 1))
-        timings["three"].append(best(lambda: runs.append(run(three)), 1))
-        timings["none"].append(best(unsteered, 1))
+        timings["one"].append(best_of(lambda: run(one), 1))
+        timings["three"].append(best_of(lambda: runs.append(run(three)), 1))
+        timings["none"].append(best_of(unsteered, 1))
     t = {k: min(v) for k, v in timings.items()}
     print(f"1. compare(), {len(PROMPTS)} prompts x 2 models x (steered, not), {args.tokens} new tokens, best of "
           f"{args.repeats}: unsteered {t['none']:.2f} s, one steering {t['one']:.2f} s, three {t['three']:.2f} s; "
