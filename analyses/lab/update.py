@@ -9,7 +9,6 @@ and shipped; its manifest names the command that made it and the shipped road it
 (`merged_from`), so the provenance of every cell stays readable."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,17 +75,14 @@ def merge_into_shipped(lab, pair, part: StoredResult, command: str, store: Resul
     road_result = merged(old, new)
     redone = old.runs["study"].isin(recomputed)
     road_result.runs = pd.concat([old.runs[~redone], new.runs], ignore_index=True)
-    full = Config()
-    data = lab.resolve_data(pair_for(lab, pair), full)
-    data_hash = lab.data_hash(data)
-    key = result_key(lab, pair_for(lab, pair), full, data_hash)
-    start = time.perf_counter()
-    manifest = manifest_for(lab, pair_for(lab, pair), full, key, data_hash, part.manifest["seconds"], command)
+    full, base = Config(), pair_for(lab, pair)  # the whole road, keyed by the base as the lab always is
+    data_hash = lab.data_hash(lab.resolve_data(base, full))
+    key = result_key(lab, base, full, data_hash)
+    manifest = manifest_for(lab, base, full, key, data_hash, part.manifest["seconds"], command)
     manifest["merged_from"] = {"key": old_stored.manifest["key"], "version": old_stored.manifest["version"],
                                "command": old_stored.manifest.get("command"),
                                "created_at": old_stored.manifest.get("created_at"),
                                "recomputed": sorted(recomputed), "recomputed_key": part.manifest["key"],
                                # a road merged before keeps the chain back to the full run it started from
                                "merged_from": old_stored.manifest.get("merged_from")}
-    manifest["seconds"] = round(part.manifest["seconds"] + time.perf_counter() - start, 1)
     return (store or ResultStore()).save(lab, key, road_result, manifest)
