@@ -1,7 +1,8 @@
 """The steering card: one folder that holds everything needed to reproduce a steering, and reads back exactly.
 
     card = card_for(pair, composition, prompts, chat=True, decoding=decoding, table=comparison.table,
-                    references=references, read_from=("post", None))
+                    references=references, read_from=("post", None))   # references: one {role: mean} for
+                                                     # every affine ablation, or one per steering (None: needs none)
     write_card(card, "cards/refusal-off")            # the folder; card_zip(card) is the same as a zip's bytes
     again = read_card("cards/refusal-off")           # every file checked, as any upload is
     table = reproduce(again, pair).table             # refused unless the pair's fingerprints are the card's
@@ -14,7 +15,10 @@ The folder:
     reproduce.py                        the script that loads the pair and prints the generations again
     directions/steering-N.safetensors   each steering's direction in the project's format (+ its .json sidecar)
     control_vectors/steering-N.gguf     llama.cpp's control vector, for an addition at every position from layer 2
-    references.safetensors              each model's mean residual [n_layers, d] (when an affine ablation needs it)
+    references/steering-N.safetensors   each model's mean residual [n_layers, d] that steering N's affine ablation
+                                        sets its component to (steerings with the same means share the first file)
+    references.safetensors              one such set for every affine ablation without its own (cards made with a
+                                        shared set, as every card was before per-steering means)
 Only JSON, Markdown, safetensors and GGUF files: no Python object serialisation.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import tomllib
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -35,7 +40,7 @@ from safetensors.torch import save as save_tensors
 from .atomic import sha256, write_atomic
 from .composition import Composition, PositionRule
 from .control_vector import write_control_vector
-from .errors import BadFileError, IncompatibleCardError, SteeringError
+from .errors import BadFileError, IncompatibleCardError, InvalidInputError, SteeringError
 from .generation import Comparison, DecodingSettings, SteeringSpec, compare
 from .pairs import ModelPair
 from .playground import PROJECT_ROOT, pair_load_settings
@@ -54,11 +59,13 @@ def project_version() -> str:
 @dataclass(frozen=True)
 class CardSteering:
     """One steering of a card, and where its direction came from: the model it was read from ('base' or 'post';
-    None for a loaded file) and a label in words."""
+    None for a loaded file) and a label in words. `reference`: role -> [n_layers, d], the means this steering's
+    affine ablation sets its component to (None: it needs none, or it uses the card's shared `references`)."""
 
     spec: SteeringSpec
     read_from: str | None = None
     label: str = ""
+    reference: dict[str, torch.Tensor] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,13 +78,20 @@ class SteeringCard:
     chat: bool
     decoding: DecodingSettings
     generations: tuple[dict, ...] = ()  # the comparison's rows: prompt, model, steered, text
-    references: dict[str, torch.Tensor] | None = field(default=None, compare=False)  # role -> [n_layers, d]
+    # role -> [n_layers, d]: the means of every affine ablation without its own (a card of one shared set)
+    references: dict[str, torch.Tensor] | None = field(default=None, compare=False)
     calibration: dict | None = None  # a calibration's frontier and chosen setting, as plain JSON
     project_version: str = field(default_factory=project_version)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def composition(self) -> Composition:
         return Composition(tuple(s.spec for s in self.steerings))
+
+    def reference_sets(self) -> tuple[dict[str, torch.Tensor] | None, ...]:
+        """Each steering's reference means as it runs (compare()'s per-steering `references`): its own, else the
+        card's shared set for an affine ablation, else None."""
+        return tuple(s.reference if s.reference is not None else self.references if _needs_reference(s.spec)
+                     else None for s in self.steerings)
 
     def check_pair(self, pair: ModelPair) -> None:
         """Refuse a pair whose models are not the card's, naming both."""
@@ -92,23 +106,45 @@ def _models(fingerprints: dict[str, str]) -> str:
     return " and ".join(f"{role} {fp}" for role, fp in sorted(fingerprints.items()))
 
 
+def _needs_reference(spec: SteeringSpec) -> bool:
+    return spec.mode == "ablate" and spec.ablation == "affine" and spec.reference is None
+
+
 def card_for(pair: ModelPair, steering: Composition, prompts, *, chat: bool, decoding: DecodingSettings,
-             table: pd.DataFrame | None = None, references: dict[str, torch.Tensor] | None = None,
+             table: pd.DataFrame | None = None,
+             references: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor] | None] | None = None,
              read_from=None, labels=None, calibration: dict | None = None) -> SteeringCard:
-    """The card of a steering run on `pair`: `table` is compare()'s table of that run (its generations);
-    `read_from[i]`/`labels[i]` say where steering i's direction came from."""
+    """The card of a steering run on `pair`: `table` is compare()'s table of that run (its generations), made with
+    the same `references` (one {role: mean} for every affine ablation, or one per steering); `read_from[i]`/
+    `labels[i]` say where steering i's direction came from."""
     n = len(steering.steerings)
     read_from, labels = tuple(read_from or (None,) * n), tuple(labels or ("",) * n)
-    needs_reference = any(s.mode == "ablate" and s.ablation == "affine" and s.reference is None
-                          for s in steering.steerings)
+    needs = [_needs_reference(s) for s in steering.steerings]
+    shared, own = None, (None,) * n
+    if references is not None and not isinstance(references, Mapping):
+        if len(references) != n:
+            raise InvalidInputError(f"Give one set of reference means per steering ({n}), not {len(references)}.")
+        own = tuple(_means(pair, r) if need and r is not None else None for need, r in zip(needs, references))
+    elif references and any(needs):
+        shared = _means(pair, references)
+    missing = [i for i, need in enumerate(needs, start=1) if need and own[i - 1] is None and shared is None]
+    if missing:
+        raise InvalidInputError(f"Steering {missing[0]} is an affine ablation: give its reference means "
+                                "(steering.playground.mean_residuals) to put it on a card.")
     rows = tuple(table[["prompt", "model", "steered", "text"]].to_dict(orient="records")) if table is not None else ()
-    card = SteeringCard(
+    return SteeringCard(
         {role: pair.fingerprint(role) for role in pair.models()}, pair_load_settings(pair), pair.base.config.model_type,
-        tuple(CardSteering(s, r, label) for s, r, label in zip(steering.steerings, read_from, labels)),
-        tuple(prompts), chat, decoding, tuple({**r, "steered": bool(r["steered"])} for r in rows),
-        {role: references[role].detach().float().cpu() for role in pair.models()}
-        if references and needs_reference else None, _plain_json(calibration, "calibration"))
-    return card
+        tuple(CardSteering(s, r, label, ref) for s, r, label, ref in zip(steering.steerings, read_from, labels, own)),
+        tuple(prompts), chat, decoding, tuple({**r, "steered": bool(r["steered"])} for r in rows), shared,
+        _plain_json(calibration, "calibration"))
+
+
+def _means(pair: ModelPair, references: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each of the pair's models' reference mean, as the card stores it (float32, on the CPU)."""
+    missing = [role for role in pair.models() if role not in references]
+    if missing:
+        raise InvalidInputError(f"The reference means hold no mean for the {missing[0]} model.")
+    return {role: references[role].detach().float().cpu() for role in pair.models()}
 
 
 def _plain_json(value, what: str):
@@ -122,7 +158,7 @@ def reproduce(card: SteeringCard, pair: ModelPair, **kwargs) -> Comparison:
     """The card's generations again, on its own pair only (kwargs: compare()'s progress and on_text)."""
     card.check_pair(pair)
     return compare(pair.models(), pair.tokenizer, list(card.prompts), card.composition(), decoding=card.decoding,
-                   chat=card.chat, references=card.references, **kwargs)
+                   chat=card.chat, references=card.reference_sets(), **kwargs)
 
 
 # writing ---------------------------------------------------------------------------------------------------------
@@ -133,8 +169,14 @@ def card_files(card: SteeringCard) -> dict[str, bytes]:
 
     files: dict[str, bytes] = {}
     entries = []
+    reference_paths: dict[str, str] = {}  # sha256 of a reference file -> its path: equal means are written once
     for i, entry in enumerate(card.steerings, start=1):
         spec = entry.spec
+        reference = None
+        if entry.reference is not None:
+            means = save_tensors({r: t.contiguous() for r, t in entry.reference.items()})
+            reference = reference_paths.setdefault(sha256(means), f"references/steering-{i}.safetensors")
+            files[reference] = means
         path = f"directions/steering-{i}.safetensors"
         data = spec.direction.to_bytes()
         files[path] = data
@@ -146,7 +188,7 @@ def card_files(card: SteeringCard) -> dict[str, bytes]:
         entries.append({"direction": path, "control_vector": f"control_vectors/steering-{i}.gguf" if gguf else None,
                         "mode": spec.mode, "layers": list(spec.layers), "alpha": spec.alpha, "units": spec.units,
                         "ablation": spec.ablation, "positions": PositionRule.of(spec.positions).to_json(),
-                        "read_from": entry.read_from, "label": entry.label,
+                        "read_from": entry.read_from, "label": entry.label, "reference": reference,
                         "provenance": {k: spec.direction.metadata()[k] for k in PROVENANCE}})
     if card.references is not None:
         files["references.safetensors"] = save_tensors({r: t.contiguous() for r, t in card.references.items()})

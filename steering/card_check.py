@@ -4,7 +4,7 @@ and reference means' shapes and finiteness. Each problem is one BadFileError nam
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import torch
 from safetensors import SafetensorError
@@ -51,9 +51,17 @@ def _parse(files: dict[str, bytes], name: str) -> SteeringCard:
     shapes = {(s.spec.direction.n_layers, s.spec.direction.d_model) for s in steerings}
     if len(shapes) != 1:
         raise _Problem(f"its directions have different shapes ({sorted(shapes)})")
-    references = _references(files, manifest, next(iter(shapes)), set(fingerprints))
-    if references is None and any(s.spec.mode == "ablate" and s.spec.ablation == "affine" for s in steerings):
-        raise _Problem("an affine ablation needs references.safetensors (each model's mean residual)")
+    shape, roles, loaded = next(iter(shapes)), set(fingerprints), {}
+    references = _references(files, manifest.get("references"), shape, roles, loaded)
+    steerings = tuple(replace(s, reference=_references(files, entry.get("reference"), shape, roles, loaded))
+                      for s, entry in zip(steerings, raw))
+    for i, s in enumerate(steerings, start=1):
+        affine = s.spec.mode == "ablate" and s.spec.ablation == "affine"
+        if affine and s.reference is None and references is None:
+            raise _Problem(f"steering {i}'s affine ablation needs references (each model's mean residual): its "
+                           "own reference file, or references.safetensors")
+        if s.reference is not None and not affine:
+            raise _Problem(f"steering {i} has reference means, but only an affine ablation uses them")
     prompts = _get(manifest, "prompts", list)
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise _Problem("prompts must be a non-empty list of non-empty texts")
@@ -149,13 +157,16 @@ def _steering(files: dict[str, bytes], entry: object, i: int, name: str) -> Card
     return CardSteering(spec, read_from, _get(entry, "label", str, f"steering {i}'s label"))
 
 
-def _references(files: dict[str, bytes], manifest: dict, shape: tuple[int, int],
-                roles: set[str]) -> dict[str, torch.Tensor] | None:
-    path = manifest.get("references")
+def _references(files: dict[str, bytes], path: object, shape: tuple[int, int], roles: set[str],
+                loaded: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
+    """The reference means at `path` (None: none), checked; `loaded` keeps each file read once, so steerings that
+    share a file share one set."""
     if path is None:
         return None
     if not isinstance(path, str) or path not in files:
         raise _Problem(f"references file {path!r} is not in the card"[:300])
+    if path in loaded:
+        return loaded[path]
     try:
         tensors = load_tensors(files[path])
     except (SafetensorError, ValueError, TypeError) as e:
@@ -169,7 +180,8 @@ def _references(files: dict[str, bytes], manifest: dict, shape: tuple[int, int],
                            "of the directions)")
         if not bool(torch.isfinite(tensor).all()):
             raise _Problem(f"{path}: {role}'s mean has NaN or infinite values")
-    return {role: t.float() for role, t in tensors.items()}
+    loaded[path] = {role: t.float() for role, t in tensors.items()}
+    return loaded[path]
 
 
 def _decoding(raw: dict) -> DecodingSettings:

@@ -58,9 +58,13 @@ def card_markdown(card: "SteeringCard", manifest: dict) -> str:
     lines += ["", "Positions count from the end of the prompt: -1 is the last prompt token, 0 the first generated "
               "one. A llama.cpp control vector is written for an addition at every position from layer 2 on "
               "(llama.cpp has no slot before that, and steers every token).", ""]
-    if card.references is not None:
+    own = [f"steering {i}'s in `{raw['reference']}`" for i, raw in enumerate(manifest["steerings"], start=1)
+           if raw.get("reference")]
+    if own or card.references is not None:
+        where = "; ".join(own + (["the others' in `references.safetensors`" if own else "stored in "
+                                  "`references.safetensors`"] if card.references is not None else []))
         lines += ["The affine ablations set the component along their direction to each model's own mean on "
-                  "reference prompts, stored in `references.safetensors`.", ""]
+                  f"reference prompts: {where}.", ""]
     d = card.decoding
     lines += ["## Decoding", "",
               f"{'greedy' if d.greedy else f'sampling (temperature {d.temperature:g}, top_p {d.top_p:g})'}, "

@@ -7,7 +7,9 @@ position rules a steering may write at.
                     references=references).table
 
 A Composition is used wherever one SteeringSpec is (generate, compare): it has the same `validate`, `applied` and
-`reference`. Its steerings are applied in list order: where two write the same hook point, the first one's hook
+`reference`. compare()'s `references` is either one {role: mean} for every affine ablation, or one per steering
+(None where a steering needs none), so two affine ablations can each set their component to their own reference
+prompts' mean. Its steerings are applied in list order: where two write the same hook point, the first one's hook
 runs first (an ablation listed before an addition removes the component before the vector is added).
 
 Positions are offsets from the end of the prompt, as in interventions.py: -1 is the last prompt token, 0 the first
@@ -17,7 +19,7 @@ keeps that steering in the KV cache, and generation with and without the cache a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -191,6 +193,26 @@ def compose(steerings: Sequence[SteeringSpec] | SteeringSpec | Composition) -> C
     if isinstance(steerings, SteeringSpec):
         return Composition((steerings,))
     return Composition(tuple(steerings))
+
+
+References = Mapping[str, torch.Tensor]  # role -> that model's mean residual on reference prompts, [n_layers, d]
+
+
+def for_model(steering: SteeringSpec | Composition, role: str,
+              references: References | Sequence[References | None] | None) -> SteeringSpec | Composition:
+    """The steering as it runs on model `role`: with one shared {role: mean}, as the reference of every affine
+    ablation that has none of its own; with one entry per steering, each steering's own (None: keep what it has)."""
+    if not references:
+        return steering
+    if isinstance(references, Mapping):
+        return replace(steering, reference=references.get(role, steering.reference))
+    members = steering.steerings if isinstance(steering, Composition) else (steering,)
+    if len(references) != len(members):
+        raise InvalidInputError(f"Give one set of reference means per steering ({len(members)}), not "
+                                f"{len(references)}.")
+    own = tuple(s if r is None or role not in r else replace(s, reference=r[role])
+                for s, r in zip(members, references))
+    return replace(steering, steerings=own) if isinstance(steering, Composition) else own[0]
 
 
 def describe(spec: SteeringSpec) -> str:

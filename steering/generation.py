@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
@@ -226,19 +226,21 @@ def compare(
     decoding: DecodingSettings = DecodingSettings(),
     chat: bool = True,
     progress: Callable[[int, int], None] | None = None,
-    references: dict[str, torch.Tensor] | None = None,
+    references: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor] | None] | None = None,
     on_text: Callable[[list[dict]], None] | None = None,
 ) -> Comparison:
     """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
     counts new tokens over all models (total = models x max new tokens). `references[role]` [n_layers, d]: that
-    model's mean residual on reference prompts, which the affine ablation needs (each model its own). `on_text(rows)`
+    model's mean residual on reference prompts, which the affine ablation needs (each model its own); or a sequence
+with one such mapping per steering (None where none is needed), each affine ablation its own. `on_text(rows)`
     streams: after every step of a model's one generate call, its rows so far, as the table's (prompt, model,
     steered, text); greedy tokens are the same as without it."""
     steering = _as_steering(steering)
     texts = format_prompts(tokenizer, prompts, chat)
     kept = [p for p in prompts if p.strip()]
-    specs = {role: replace(steering, reference=references.get(role, steering.reference)) if references
-             else steering for role in models}
+    from .composition import for_model  # composition builds on this module
+
+    specs = {role: for_model(steering, role, references) for role in models}
     for role, model in models.items():
         specs[role].validate(model)
     check_fits_context(next(iter(models.values())), tokenizer, texts, decoding.max_new_tokens)
