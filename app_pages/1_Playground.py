@@ -18,8 +18,7 @@ from app_pages.ui.playground_charts import alignment_chart, cosine_chart, sweep_
 from app_pages.ui.playground_outputs import downloads, steering_captions
 from app_pages.ui.playground_run import RESULT_KEY, PlaygroundRun, run_from_card, run_from_form
 from app_pages.ui.progress import PageProgress, stopped_notice
-from app_pages.ui.steering_form import (decoding_form, positions_form, steering_buttons, steering_count,
-                                        steering_form)
+from app_pages.ui.steering_form import decoding_form, steering_buttons, steering_count, steering_form
 from steering import SteeringError
 from steering.composition import parse_alphas
 from steering.generation import SteeringSpec, compare, format_prompts
@@ -45,7 +44,7 @@ chat = st.toggle("Send through the chat template (the post-trained model's, for 
                  value=True, key="pg_chat")
 
 st.header("2 · Steering")
-choices, rule = [], None
+choices = []
 if opened is not None:
     show_card(*opened)
 else:
@@ -56,8 +55,6 @@ else:
                 st.subheader(f"Direction {i + 1}" + (" (applied after the one above)" if i else ""))
             choices.append(steering_form(pair, i, checks, ROLE_NAMES))
     steering_buttons(n_steerings)
-    st.header("3 · Positions")
-    rule = positions_form(checks)
 decoding = decoding_form(checks, opened[1].decoding.top_p if opened else 0.95)
 
 
@@ -92,7 +89,7 @@ if st.button("Generate", type="primary", key="pg_generate", disabled=not checks.
     try:
         prompts = parse_prompt_list(prompt_text, "prompt list")
         run = (run_from_card(opened, prompts, chat, decoding) if opened else
-               run_from_form(pair, choices, rule, prompts, chat, decoding, ROLE_NAMES))
+               run_from_form(pair, choices, prompts, chat, decoding, ROLE_NAMES))
         st.session_state[RESULT_KEY] = generate(run)
     except SteeringError as e:
         st.error(str(e))

@@ -26,7 +26,7 @@ def steering_captions(run: PlaygroundRun, names: Mapping[str, str]) -> None:
                      "there." if norms is not None and spec.mode == "add" else "")
         number = f"Steering {i} of {len(steerings)}: " if len(steerings) > 1 else ""
         transfer = " Steering the other model than the one the direction was read from is a transfer." if i == 1 else ""
-        st.caption(f"{number}{intervention_note(spec, run.reference_label)} · positions: "
+        st.caption(f"{number}{intervention_note(spec, run.reference_label(i - 1))} · positions: "
                    f"{PositionRule.of(spec.positions).label()} · direction {source.label}.{transfer}{norm_note}")
     if run.card_name:
         agreement = run.agreement()

@@ -39,8 +39,9 @@ class PlaygroundRun:
     directions: dict[str, Direction]  # the first steering's direction by model read ("base", "post" or "loaded")
     table: pd.DataFrame  # compare()'s: prompt, model, steered, text
     alignment: pd.DataFrame  # layer, cosine, model: the prompts' last token against the first direction
-    references: dict[str, torch.Tensor] | None = None  # each model's reference mean, for affine ablations
-    reference_label: str | None = None
+    # one per steering: each model's reference mean for that steering's affine ablation (None: it needs none)
+    references: tuple[dict[str, torch.Tensor] | None, ...] = ()
+    reference_labels: tuple[str | None, ...] = ()  # one per steering: the reference prompts in words
     card_name: str | None = None  # the steering card this run restored, if any
     calibration: dict | None = None  # carried over from an opened card
     recorded: tuple[dict, ...] = ()  # the opened card's generations, as it recorded them
@@ -58,9 +59,9 @@ class PlaygroundRun:
     def first(self) -> SteeringSpec:
         return self.composition.steerings[0]
 
-    @property
-    def positions(self) -> PositionRule:
-        return PositionRule.of(self.first.positions)
+    def reference_label(self, i: int) -> str | None:
+        """Steering i's reference prompts in words (None where it has none)."""
+        return self.reference_labels[i] if i < len(self.reference_labels) else None
 
     def texts(self) -> Mapping[tuple[str, str, bool], str]:
         """(prompt, model, steered) -> text."""
@@ -69,7 +70,7 @@ class PlaygroundRun:
     def card(self, pair: ModelPair) -> SteeringCard:
         """The steering card of this run (its generations, directions, references and settings)."""
         return card_for(pair, self.composition, self.prompts, chat=self.chat, decoding=self.decoding,
-                        table=self.table, references=self.references,
+                        table=self.table, references=self.references or None,
                         read_from=[s.read_from for s in self.sources], labels=[s.label for s in self.sources],
                         calibration=self.calibration)
 
@@ -82,11 +83,11 @@ class PlaygroundRun:
                 "generations": self.table.to_dict(orient="records")}
 
 
-def run_from_form(pair: ModelPair, choices: Sequence[SteeringChoice], rule: PositionRule, prompts: list[str],
-                  chat: bool, decoding: DecodingSettings, names: Mapping[str, str]) -> PlaygroundRun:
+def run_from_form(pair: ModelPair, choices: Sequence[SteeringChoice], prompts: list[str], chat: bool,
+                  decoding: DecodingSettings, names: Mapping[str, str]) -> PlaygroundRun:
     """A run (no generations yet) of the page's steering blocks: each direction read from its source (a bar while
-    the residual stream is read), the composition at the rule's positions, the affine ablation's reference means
-    (from the first affine block's contrast, or harmless instructions)."""
+    the residual stream is read), each at its own block's positions; each affine ablation's reference means from its
+    own contrast's negative side (or harmless instructions for a loaded direction), read once per set of prompts."""
     found, sources = [], []
     for choice in choices:
         bar = st.progress(0.0, text="Reading the residual stream…")
@@ -95,25 +96,42 @@ def run_from_form(pair: ModelPair, choices: Sequence[SteeringChoice], rule: Posi
         bar.empty()
         sources.append(SteeringSource(choice.label(names), choice.contrast,
                                       choice.read_from if choice.contrast else None))
-    composition = Composition(tuple(c.spec(d, rule.positions()) for c, d in zip(choices, found)))
-    references, reference_label = None, None
-    affine = next((c for c in choices if c.mode == "ablate" and c.ablation == "affine"), None)
-    if affine is not None:
-        with st.spinner("Reading each model's mean residual on the reference prompts…"):
-            texts, position = reference_prompts(pair, affine.contrast)
-            references = mean_residuals(pair, texts, position)
-        reference_label = (f"the first {len(texts)} {affine.contrast.name.split(' vs ')[-1]} prompts"
-                           if affine.contrast is not None else f"{len(texts)} harmless instructions")
+    composition = Composition(tuple(c.spec(d) for c, d in zip(choices, found)))
+    references, labels = _affine_references(pair, choices)
     return PlaygroundRun(prompts, chat, decoding, composition, tuple(sources), found[0], pd.DataFrame(),
-                         pd.DataFrame(), references, reference_label)
+                         pd.DataFrame(), references, labels)
+
+
+def _affine_references(pair: ModelPair, choices: Sequence[SteeringChoice]
+                       ) -> tuple[tuple[dict[str, torch.Tensor] | None, ...], tuple[str | None, ...]]:
+    """Each block's reference means and their label (None for a block that is no affine ablation); blocks whose
+    reference prompts are the same share one read."""
+    read: dict[tuple, dict[str, torch.Tensor]] = {}
+    references, labels = [], []
+    for choice in choices:
+        if choice.mode != "ablate" or choice.ablation != "affine":
+            references.append(None)
+            labels.append(None)
+            continue
+        texts, position = reference_prompts(pair, choice.contrast)
+        if (tuple(texts), position) not in read:
+            with st.spinner("Reading each model's mean residual on the reference prompts…"):
+                read[tuple(texts), position] = mean_residuals(pair, texts, position)
+        references.append(read[tuple(texts), position])
+        labels.append(f"the first {len(texts)} {choice.contrast.name.split(' vs ')[-1]} prompts"
+                      if choice.contrast is not None else f"{len(texts)} harmless instructions")
+    return tuple(references), tuple(labels)
 
 
 def run_from_card(opened: tuple[str, SteeringCard], prompts: list[str], chat: bool,
                   decoding: DecodingSettings) -> PlaygroundRun:
-    """A run (no generations yet) of an opened card's steerings and reference means, on the page's prompts."""
+    """A run (no generations yet) of an opened card's steerings, each with its own positions and reference means (a
+    card of one shared set: that set for every affine ablation), on the page's prompts."""
     name, card = opened
     sources = tuple(SteeringSource(e.label or e.spec.direction.info.dataset, None, e.read_from)
                     for e in card.steerings)
     return PlaygroundRun(prompts, chat, decoding, card.composition(), sources,
                          {"loaded": card.steerings[0].spec.direction}, pd.DataFrame(), pd.DataFrame(),
-                         card.references, "the card's reference prompts", name, card.calibration, card.generations)
+                         card.reference_sets(), tuple(None if r is None else "the card's reference prompts"
+                                                      for r in card.reference_sets()),
+                         name, card.calibration, card.generations)
