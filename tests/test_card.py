@@ -13,11 +13,12 @@ from steering import load_pair
 from steering.card import FORMAT, card_for, card_zip, read_card, read_card_zip, reproduce, write_card
 from steering.composition import Composition, PositionRule
 from steering.control_vector import read_control_vector
-from steering.errors import BadFileError, IncompatibleCardError
+from steering.errors import BadFileError, IncompatibleCardError, InvalidInputError
 from steering.generation import DecodingSettings, SteeringSpec, compare
 from steering.playground import ContrastPrompts, directions_for_pair, mean_residuals
 
 CONTRAST = ContrastPrompts("toy", ("the cat is true", "w1 w2 true"), ("the cat is false", "w1 w2 false"))
+OTHER = ContrastPrompts("dogs", ("a dog is w1", "w3 dog"), ("a dog is w5 w6", "w7 w8 w9"))
 PROMPTS = ["the cat is", "w1 w2 dog"]
 
 
@@ -58,12 +59,15 @@ def same_card(a, b) -> bool:
     for x, y in zip(a.steerings, b.steerings, strict=True):
         (sx, ix, vx, nx), (sy, iy, vy, ny) = parts(x.spec), parts(y.spec)
         if (sx, ix, x.read_from, x.label) != (sy, iy, y.read_from, y.label) or not torch.equal(vx, vy) or not (
-                nx is ny is None or torch.equal(nx, ny)):
+                nx is ny is None or torch.equal(nx, ny)) or not same_means(x.reference, y.reference):
             return False
-    same_refs = (a.references is b.references is None) or (
-        a.references.keys() == b.references.keys() and all(torch.equal(a.references[r], b.references[r])
-                                                             for r in a.references))
-    return same_refs and replace(a, steerings=()) == replace(b, steerings=())
+    return same_means(a.references, b.references) and replace(a, steerings=()) == replace(b, steerings=())
+
+
+def same_means(a, b) -> bool:
+    """Two sets of reference means (role -> tensor, or None) hold the same values bit for bit."""
+    return (a is b is None) or (a is not None and b is not None and a.keys() == b.keys()
+                                and all(torch.equal(a[r], b[r]) for r in a))
 
 
 def test_a_card_reads_back_and_reproduces_the_same_tokens(pair, made, tmp_path):
@@ -205,3 +209,86 @@ def test_a_rule_from_a_card_steers_the_positions_it_names(made):
     card, _ = made
     rules = [PositionRule.of(s.spec.positions) for s in card.steerings]
     assert [r.kind for r in rules] == ["prompt", "from", "all"]
+
+
+@pytest.fixture(scope="module")
+def two_affine(pair):
+    """Two affine ablations from two contrasts, each with its own reference means, at two positions rules, and an
+    addition that needs none: (composition, per-steering references, the run's table)."""
+    toy, dogs = directions_for_pair(pair, CONTRAST)["post"], directions_for_pair(pair, OTHER)["post"]
+    composition = Composition((
+        SteeringSpec(toy, "ablate", (0, 1), ablation="affine", positions="prompt"),
+        SteeringSpec(dogs, "ablate", (1, 2), ablation="affine", positions="generated"),
+        SteeringSpec(toy, "add", (2,), 0.8, positions=(-1, 0)),
+    ))
+    references = (mean_residuals(pair, list(CONTRAST.negative)), mean_residuals(pair, list(OTHER.negative)), None)
+    table = compare(pair.models(), pair.tokenizer, PROMPTS, composition, decoding=DecodingSettings(max_new_tokens=6),
+                    chat=False, references=references).table
+    return composition, references, table
+
+
+def test_each_affine_steering_keeps_its_own_reference_means_through_the_card(pair, two_affine, tmp_path):
+    composition, references, table = two_affine
+    assert not torch.equal(references[0]["post"], references[1]["post"])  # two contrasts, two sets of means
+    card = card_for(pair, composition, PROMPTS, chat=False, decoding=DecodingSettings(max_new_tokens=6), table=table,
+                    references=references, read_from=("post", "post", "post"))
+    folder = write_card(card, tmp_path / "card")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [s["reference"] for s in manifest["steerings"]] == ["references/steering-1.safetensors",
+                                                               "references/steering-2.safetensors", None]
+    assert manifest["references"] is None and not (folder / "references.safetensors").exists()
+    again = read_card(folder)
+    assert same_card(again, card)
+    for i in (0, 1):
+        assert same_means(again.steerings[i].reference, references[i])
+    assert again.steerings[2].reference is None and again.reference_sets()[2] is None
+    assert [PositionRule.of(s.spec.positions).kind for s in again.steerings] == ["prompt", "generated", "tokens"]
+    assert reproduce(again, pair).table.text.tolist() == table.text.tolist()  # same machine: the same tokens
+    page = (folder / "README.md").read_text()
+    assert "steering 1's in `references/steering-1.safetensors`; steering 2's in `references/steering-2" in page
+
+
+def test_steerings_with_the_same_means_share_one_file_and_one_set(pair, two_affine):
+    composition, references, _ = two_affine
+    card = card_for(pair, composition, PROMPTS, chat=False, decoding=DecodingSettings(max_new_tokens=6),
+                    references=(references[0], references[0], None))
+    files = _files(card)
+    manifest = json.loads(files["manifest.json"])
+    assert [s["reference"] for s in manifest["steerings"]][:2] == ["references/steering-1.safetensors"] * 2
+    assert "references/steering-2.safetensors" not in files
+    again = read_card_zip(_rezip(files), "card.zip")
+    assert again.steerings[0].reference is again.steerings[1].reference  # read once
+    assert same_means(again.steerings[1].reference, references[0])
+
+
+def test_a_card_of_one_shared_reference_set_applies_it_to_every_affine_steering(pair, two_affine):
+    """A card as they were written before per-steering means: one references.safetensors, no steering's own."""
+    composition, references, _ = two_affine
+    shared = references[0]
+    decoding = DecodingSettings(max_new_tokens=6)
+    table = compare(pair.models(), pair.tokenizer, PROMPTS, composition, decoding=decoding, chat=False,
+                    references=shared).table
+    files = _files(card_for(pair, composition, PROMPTS, chat=False, decoding=decoding, table=table,
+                            references=shared))
+    old = _with_manifest(files, lambda m: [s.pop("reference") for s in m["steerings"]])
+    assert "references.safetensors" in old and not any(p.startswith("references/") for p in old)
+    card = read_card_zip(_rezip(old), "old.zip")
+    sets = card.reference_sets()
+    assert same_means(sets[0], shared) and sets[0] is sets[1] and sets[2] is None
+    assert reproduce(card, pair).table.text.tolist() == table.text.tolist()
+
+
+def test_an_affine_steering_without_means_and_means_on_an_addition_are_refused(pair, two_affine):
+    composition, references, _ = two_affine
+    decoding = DecodingSettings(max_new_tokens=6)
+    with pytest.raises(InvalidInputError, match="Steering 2 is an affine ablation: give its reference means"):
+        card_for(pair, composition, PROMPTS, chat=False, decoding=decoding, references=(references[0], None, None))
+    with pytest.raises(InvalidInputError, match="one set of reference means per steering \\(3\\), not 2"):
+        card_for(pair, composition, PROMPTS, chat=False, decoding=decoding, references=references[:2])
+    files = _files(card_for(pair, composition, PROMPTS, chat=False, decoding=decoding, references=references))
+    moved = _with_manifest(files, lambda m: m["steerings"][2].update(reference=m["steerings"][0]["reference"]))
+    with pytest.raises(BadFileError, match="steering 3 has reference means, but only an affine ablation uses them"):
+        read_card_zip(_rezip(moved), "upload.zip")
+    dropped = _with_manifest(files, lambda m: m["steerings"][1].update(reference=None))
+    with pytest.raises(BadFileError, match="steering 2's affine ablation needs references"):
+        read_card_zip(_rezip(dropped), "upload.zip")

@@ -26,7 +26,9 @@ def _card() -> SteeringCard:
     direction = Direction(torch.randn(4, 8, generator=g), DirectionInfo("tiny/post", "toy", "abc"), torch.ones(4))
     steerings = (CardSteering(SteeringSpec(direction, "ablate", (1,), ablation="affine", positions="prompt"), "post",
                               "toy"),
-                 CardSteering(SteeringSpec(direction, "add", (2, 3), 0.3, positions=(-1, 0)), None, "file"))
+                 CardSteering(SteeringSpec(direction, "add", (2, 3), 0.3, positions=(-1, 0)), None, "file"),
+                 CardSteering(SteeringSpec(direction, "ablate", (2,), ablation="affine", positions="generated"), "post",
+                              "own means", {"base": torch.full((4, 8), 2.0), "post": torch.full((4, 8), 3.0)}))
     load = {"name": None, "base": "/b", "post": "/p", "dtype": "float32", "quantization": None, "device": "cpu"}
     return SteeringCard({"base": "b@x/float32/none", "post": "p@y/float32/none"}, load, "llama", steerings,
                         ("the cat is",), False, DecodingSettings(max_new_tokens=4),
@@ -46,7 +48,8 @@ FIELDS = [("format",), ("project_version",), ("created_at",), ("pair",), ("pair"
           ("steerings", 0, "layers"), ("steerings", 1, "layers", 0), ("steerings", 1, "alpha"),
           ("steerings", 0, "units"), ("steerings", 0, "ablation"), ("steerings", 0, "positions"),
           ("steerings", 1, "positions", "tokens"), ("steerings", 0, "positions", "kind"), ("steerings", 0, "read_from"),
-          ("steerings", 0, "label"), ("references",), ("prompts",), ("prompts", 0), ("chat",), ("decoding",),
+          ("steerings", 0, "label"), ("steerings", 2, "reference"), ("steerings", 1, "reference"), ("references",),
+          ("prompts",), ("prompts", 0), ("chat",), ("decoding",),
           ("decoding", "max_new_tokens"), ("decoding", "temperature"), ("decoding", "greedy"), ("generations",),
           ("generations", 0), ("generations", 0, "steered"), ("calibration",), ("files",)]
 
@@ -68,7 +71,11 @@ def _read_or_named_error(data: bytes) -> None:
 
 
 def test_the_untouched_card_reads():
-    assert read_card_zip(ZIPPED).calibration == {"chosen": {"layer": 1}}
+    card = read_card_zip(ZIPPED)
+    assert card.calibration == {"chosen": {"layer": 1}}
+    shared, none, own = card.reference_sets()  # the card's shared set, nothing for the addition, the third's own
+    assert torch.equal(shared["post"], torch.ones(4, 8)) and none is None and torch.equal(own["post"],
+                                                                                          torch.full((4, 8), 3.0))
 
 
 @FUZZ

@@ -1,11 +1,14 @@
 """Several steerings at once and the position rules, on tiny random models: the KV cache stays exact in every
 position mode, tokens outside the rule are untouched, list order is the order the hooks run in."""
+from dataclasses import replace
+
 import pytest
 import torch
 from numeric import assert_close, forward_tolerance
 from tiny import tiny_model, tiny_tokenizer
 
-from steering.composition import Composition, PositionRule, compose, describe, parse_alphas, parse_offsets
+from steering.composition import (Composition, PositionRule, compose, describe, for_model, parse_alphas,
+                                  parse_offsets)
 from steering.directions import Direction, DirectionInfo
 from steering.errors import IncompatibleDirectionError, InvalidInputError, SettingError
 from steering.generation import DecodingSettings, SteeringSpec, compare
@@ -155,6 +158,31 @@ def test_compare_hands_each_models_reference_to_the_affine_members(pair):
     assert as_list.text.tolist() == composed_two.text.tolist()  # a plain list is the composition
     with pytest.raises(InvalidInputError, match="reference"):
         compare(pair.models(), pair.tokenizer, ["the cat is"], compose([spec]), decoding=decoding, chat=False)
+
+
+def test_compare_hands_each_affine_member_its_own_reference_when_given_one_per_steering(pair):
+    view = ModelView.of(pair.base)
+    g = torch.Generator().manual_seed(6)
+    refusal, truth = (_direction(view.n_layers, view.d_model, name, g) for name in ("refusal", "truth"))
+    own = [{role: torch.randn(view.n_layers, view.d_model, generator=g) for role in pair.models()} for _ in range(2)]
+    specs = (SteeringSpec(refusal, "ablate", (0, 1), ablation="affine", positions="prompt"),
+             SteeringSpec(truth, "add", (2,), 0.5, positions="generated"),
+             SteeringSpec(truth, "ablate", (1,), ablation="affine", positions=range(0, 1 << 30)))
+    per_steering = [own[0], None, own[1]]
+    for role in pair.models():  # each model gets its own mean of each steering's set; None leaves a member as it is
+        ran = for_model(compose(specs), role, per_steering).steerings
+        assert ran[0].reference is own[0][role] and ran[1].reference is None and ran[2].reference is own[1][role]
+    decoding = DecodingSettings(max_new_tokens=5)
+    by_list = compare(pair.models(), pair.tokenizer, ["the cat is"], compose(specs), decoding=decoding, chat=False,
+                      references=per_steering).table
+    for role, model in pair.models().items():  # the same tokens as the members carrying their references themselves
+        placed = Composition((replace(specs[0], reference=own[0][role]), specs[1],
+                              replace(specs[2], reference=own[1][role])))
+        alone = compare({role: model}, pair.tokenizer, ["the cat is"], placed, decoding=decoding, chat=False).table
+        assert alone.text.tolist() == by_list[by_list.model == role].text.tolist()
+    with pytest.raises(InvalidInputError, match="one set of reference means per steering \\(3\\), not 2"):
+        compare(pair.models(), pair.tokenizer, ["the cat is"], compose(specs), decoding=decoding, chat=False,
+                references=own)
 
 
 def test_a_bad_member_is_named_by_its_place_before_any_hook(pair):

@@ -2,8 +2,8 @@
 positions), decoding. Each returns a typed choice; the page only calls them and runs what they describe.
 
 Widget keys: steering 1 keeps the page's historical keys (`pg_source`, `pg_alpha`, ...), so links from other pages
-and saved habits still work; steering N > 1 adds `_{N-1}` (`pg_source_1`, `pg_alpha_1`, `pg_positions_1`). `hand_over_study_direction`
-is the one way another page preselects a direction here."""
+and saved habits still work; steering N > 1 adds `_{N-1}` (`pg_source_1`, `pg_alpha_1`, `pg_positions_1`).
+`hand_over_study_direction` is the one way another page preselects a direction here."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
