@@ -1,16 +1,18 @@
 """Calibration benchmark and acceptance run on the demo pair, measured side by side in one run.
 
-    python -m bench.calibration [--n 16] [--alphas 0.02,0.05,...] [--layers all] [--skip-acceptance] [--save FILE]
+    python -m bench.calibration [--n 16] [--alphas 0.02,0.05,...] [--layers all] [--generate frontier|all]
+                                [--skip-acceptance] [--save FILE]
 
 1. the calibration (steering/calibration.py) of the post-trained model's refusal direction (the refusal study's
    shipped result) over every layer x 8 strengths on 16 held-out harmless prompts (the refusal study's validation
-   split) + 16 neutral texts, against its floor: the same passes with no steering and no scoring (per layer one
-   plain generate of the same rows and new tokens, one plain forward over the neutral rows, one plain forward that
-   scores the replies), timed before and after it;
+   split) + 16 neutral texts, against its floor (`floor`: the same passes with no steering and no scoring), timed
+   twice after it (a floor run before it warms up the kernels: the first passes of a process are slower);
 2. acceptance, on prompts the calibration never saw (the refusal study's test split, other neutral texts), 24 new
    tokens: the rule's pick under three damage budgets and the playground's hand pick (layer 9, alpha 0.1) added to
    harmless prompts; the study's affine ablation and Arditi's projection on harmful prompts; each with its refusal
    rate and damage (KL on neutral text, perplexity of the replies under the unsteered model, repetition).
+3. (--subtract) the direction subtracted, calibrated on harmful validation prompts, measured on the test ones;
+4. (--ablation) the affine ablation calibrated (strength x first layer), measured on the harmful test prompts.
 """
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ import time
 
 import torch
 
-from steering.calibration import (Behaviour, Calibration, DamageBudget, calibrate, measure, neutral_log_probs,
-                                  reply_lengths, reply_perplexities, stop_ids, unsteered)
+from steering.calibration import MAX_ROWS, Behaviour, Calibration, DamageBudget, calibrate, measure, unsteered
+from steering.calibration_passes import reply_lengths, reply_perplexities, stop_ids
 from steering.generation import DecodingSettings, format_prompts
-from steering.interventions import add
+from steering.interventions import add, record
+from steering.model_view import ModelView
 from steering.refusal_data import refusal_study_split
 from steering.registry import ASSETS
+from steering.resume import resume_at
 from steering.tokens import encode
 
 ALPHAS = (0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4)
@@ -52,35 +56,58 @@ def load():
 
 
 @torch.no_grad()
-def floor(model, tokenizer, prompts, neutral, repeats: int, layers, max_new_tokens: int) -> float:
-    """The calibration's passes without steering or scoring: per layer, a plain generate of the same rows and
-    new tokens (all of them: min_new_tokens), a plain forward of the neutral rows, a plain scoring forward."""
-    batch, plain = encode(tokenizer, prompts), encode(tokenizer, neutral)
-    ids, mask = batch.input_ids.repeat(repeats, 1), batch.attention_mask.repeat(repeats, 1)
+def floor(model, tokenizer, prompts, neutral, layers, n_alphas: int, n_generated: int, max_new_tokens: int) -> float:
+    """The calibration's passes without steering or scoring (steering.calibration_passes): one plain pass over each
+    set of texts recording the stream entering every layer; per layer, each set repeated once per strength,
+    resumed at that layer and unembedded at its last token; then plain generate calls of the same new tokens (all
+    of them: min_new_tokens) with the forward that scores the replies, for the unsteered rows and the
+    `n_generated` settings, in calls of MAX_ROWS rows (the calibration makes as many calls or more)."""
+    view = ModelView.of(model)
+    batches = [encode(tokenizer, prompts), encode(tokenizer, neutral)]
+    points = [f"resid_pre.{layer}" for layer in layers]
     kwargs = DecodingSettings(max_new_tokens=max_new_tokens).generate_kwargs()
     start = time.perf_counter()
-    for _ in range(len(layers) + 1):  # + the calibration's unsteered baseline pass
+    streams = []
+    for batch in batches:
+        with record(model, points, positions="all") as rec:
+            view.logits(view.decoder_stack(**batch, use_cache=False).last_hidden_state[:, -1])
+        streams.append(rec)
+    for layer in layers:
+        for batch, rec in zip(batches, streams):
+            with resume_at(model, layer, rec.get(f"resid_pre.{layer}").repeat(n_alphas, 1, 1)):
+                view.logits(view.decoder_stack(input_ids=batch.input_ids.repeat(n_alphas, 1), use_cache=False,
+                                               attention_mask=batch.attention_mask.repeat(n_alphas, 1))
+                            .last_hidden_state[:, -1])
+    per_call = max(1, MAX_ROWS // len(prompts))
+    settings = n_generated + 1
+    for first in range(0, settings, per_call):
+        repeats = min(per_call, settings - first)
+        ids, mask = batches[0].input_ids.repeat(repeats, 1), batches[0].attention_mask.repeat(repeats, 1)
         out = model.generate(input_ids=ids, attention_mask=mask, **kwargs, min_new_tokens=max_new_tokens)
-        neutral_log_probs(model, plain.input_ids.repeat(repeats, 1), plain.attention_mask.repeat(repeats, 1))
         new = out[:, ids.shape[1]:]
         reply_perplexities(model, ids, mask, new, reply_lengths(new, stop_ids(model, tokenizer)))
     return time.perf_counter() - start
 
 
-def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int = 8) -> Calibration:
+def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int = 8,
+          generate: str = "frontier") -> Calibration:
     prompts = format_prompts(pair.tokenizer, refusal_study_split("harmless.txt", "val")[:n])
     neutral = neutral_texts()[:n]
     load_before = os.getloadavg()[0]
-    floor_before = floor(pair.post, pair.tokenizer, prompts, neutral, len(alphas), layers, max_new_tokens)
+    floor_before = floor(pair.post, pair.tokenizer, prompts, neutral, layers, len(alphas), 0, max_new_tokens)
     start = time.perf_counter()
     found = calibrate(pair.post, pair.tokenizer, result.directions["post"], behaviour, prompts, neutral,
-                      layers=layers, alphas=alphas, max_new_tokens=max_new_tokens)
+                      layers=layers, alphas=alphas, max_new_tokens=max_new_tokens, generate=generate)
     took = time.perf_counter() - start
-    floor_after = floor(pair.post, pair.tokenizer, prompts, neutral, len(alphas), layers, max_new_tokens)
+    n_generated = sum(s.generated for s in found.settings)
+    floors = [floor(pair.post, pair.tokenizer, prompts, neutral, layers, len(alphas), n_generated, max_new_tokens)
+              for _ in range(2)]  # (the one before ran first and warmed up; it generated for no setting)
     print(f"1. calibration, {len(layers)} layers x {len(alphas)} strengths on {len(prompts)} + {len(neutral)} prompts, "
-          f"{max_new_tokens} new tokens, {torch.get_num_threads()} threads: {took:.1f} s; its floor {floor_before:.1f} s "
-          f"before and {floor_after:.1f} s after: {took / ((floor_before + floor_after) / 2):.2f}x the floor (load "
-          f"average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
+          f"{max_new_tokens} new tokens, replies generated at {n_generated} of {len(found.settings)} settings "
+          f"(generate={generate!r}), {torch.get_num_threads()} threads: {took:.1f} s; its floor {floors[0]:.1f} s and "
+          f"{floors[1]:.1f} s after it: {took / min(floors):.2f}x the faster floor (the floor's screen alone "
+          f"{floor_before:.1f} s before it) (load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
     return found
 
 
@@ -154,22 +181,73 @@ def subtraction(pair, result, behaviour, n: int, n_test: int, layers, alphas, ma
         print(_row(f"harmful, add L{picked.layer} a{picked.alpha:g}", setting, texts))
 
 
+def ablation(pair, result, behaviour, n: int, n_test: int, layers, strengths, max_new_tokens: int = 24) -> None:
+    """The study's affine ablation calibrated (calibrate_ablation: strength beta at every layer from the first
+    one on, aim 'lower') on harmful validation prompts, and its pick under each budget measured on the harmful
+    test prompts, beside the whole ablation (from layer 0, strength 1)."""
+    from steering.calibration import calibrate_ablation, label
+    from steering.interventions import affine_ablate
+
+    model, tok = pair.post, pair.tokenizer
+    selected = int(result.selected.query("model == 'post'").layer.iloc[0])
+    vector = result.directions["post"].at(selected)
+    unit = vector / vector.norm()
+    mean = result.harmless_means["post"]
+    reference = {layer: float(mean[layer] @ unit) for layer in range(mean.shape[0])}
+    where = range(min(result.positions), 10_000)  # as the study ablates: post-instruction and generated tokens
+    start = time.perf_counter()
+    found = calibrate_ablation(model, tok, vector, reference, behaviour,
+                               format_prompts(tok, refusal_study_split("harmful.txt", "val")[:n]),
+                               neutral_texts()[:n], layers=layers, strengths=strengths, aim="lower", positions=where)
+    took = time.perf_counter() - start
+    neutral = neutral_texts()[16:16 + n_test]
+    harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n_test])
+    print(f"4. the affine ablation of the layer-{selected} direction calibrated on {n} harmful validation prompts "
+          f"(first layer {', '.join(map(str, layers))} x strength {', '.join(map(str, strengths))}; {took:.0f} s, "
+          f"replies at {sum(s.generated for s in found.settings)} of {len(found.settings)} settings), measured on "
+          f"{len(harmful)} harmful test prompts, {max_new_tokens} tokens:")
+    plain = unsteered(model, tok, behaviour, harmful, neutral, max_new_tokens=max_new_tokens)
+    picks = [(0, 1.0)]
+    for budget in BUDGETS:
+        picked = found.with_budget(budget).pick
+        print(f"   budget {budget.describe()}: {picked.reason}")
+        if picked.layer is not None and (picked.layer, picked.alpha) not in picks:
+            picks.append((picked.layer, picked.alpha))
+    for first, beta in picks:
+        def ablated(first=first, beta=beta):
+            return affine_ablate(model, vector, reference, layers=range(first, pair.n_layers), positions=where,
+                                 strength=beta)
+
+        setting, texts = measure(model, tok, behaviour, harmful, neutral, ablated, max_new_tokens=max_new_tokens,
+                                 label=(first, beta), plain=plain)
+        print(_row(f"harmful, {label(first, beta, 'affine')}"[:60], setting, texts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=16, help="held-out prompts and neutral texts each")
     parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
     parser.add_argument("--layers", default="all", help="'all' or e.g. 3,6,9,12")
     parser.add_argument("--n-test", type=int, default=24, help="held-out prompts per set in the acceptance run")
+    parser.add_argument("--generate", choices=("frontier", "all"), default="frontier",
+                        help="where the calibration generates replies (see steering.calibration.calibrate)")
     parser.add_argument("--skip-acceptance", action="store_true")
     parser.add_argument("--subtract", help="also 3: negative alphas to calibrate the subtraction with, e.g. "
                                            "-0.05,-0.1,-0.2")
     parser.add_argument("--only-subtract", action="store_true", help="run 3 alone")
+    parser.add_argument("--ablation", help="also 4: strengths to calibrate the affine ablation with, e.g. "
+                                           "0.25,0.5,0.75,1")
+    parser.add_argument("--only-ablation", action="store_true", help="run 4 alone")
     parser.add_argument("--save", help="write the calibration record (JSON) here")
     parser.add_argument("--load", help="skip 1 and take the calibration from this record")
     args = parser.parse_args()
     pair, result, behaviour = load()
     alphas = [float(a) for a in args.alphas.split(",")]
     layers = list(range(pair.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    if args.only_ablation or args.ablation:
+        ablation(pair, result, behaviour, args.n, args.n_test, layers, [float(a) for a in args.ablation.split(",")])
+        if args.only_ablation:
+            return
     if args.only_subtract or args.subtract:
         subtraction(pair, result, behaviour, args.n, args.n_test, layers, [float(a) for a in args.subtract.split(",")])
         if args.only_subtract:
@@ -178,7 +256,7 @@ def main() -> None:
         with open(args.load, encoding="utf-8") as f:
             found = Calibration.from_json(f.read())
     else:
-        found = bench(pair, result, behaviour, args.n, layers, alphas)
+        found = bench(pair, result, behaviour, args.n, layers, alphas, generate=args.generate)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             f.write(found.to_json())

@@ -16,36 +16,38 @@ greedy tokens that start with a refusal phrase. The damage is three numbers, eac
   own: text that stopped being language (a loop drives it down, so it is not alone);
 - repetition: the share of the generated token pairs that repeat an earlier pair (1 - distinct bigrams), which a
   loop ("uved uved uved") drives towards 1 whatever its perplexity.
-One layer is one batched generate call (every strength x prompt a row: `add` takes one alpha per row), one batched
-forward over the neutral text and one unsteered forward that scores the generations."""
+The score and the KL are single forwards, taken at every setting; the three generation measures cost a generate call,
+so by default they are taken only where the rule needs them (see `calibrate`; the passes are in
+calibration_passes.py)."""
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .calibration_passes import (Addition, AffineFromLayer, Family, Progress, Replies, Rows, generate_settings,
+                                 measure_rows, nanmean, screen)
 from .directions import Direction
 from .errors import InvalidInputError, SettingError
-from .generation import MAX_NEW_TOKENS, DecodingSettings, check_alpha
-from .interventions import Positions, add
+from .generation import MAX_NEW_TOKENS, check_alpha
+from .interventions import Positions
 from .judging import is_refusal
 from .model_view import ModelView
-from .tokens import encode
 
-FORMAT = "post-training-playground/calibration@1"
+FORMAT = "post-training-playground/calibration@2"
+FORMATS = (FORMAT, "post-training-playground/calibration@1")  # @1: every setting generated
 Kind = Literal["refusal", "truth", "tokens"]
 Aim = Literal["raise", "lower"]
 KINDS = ("refusal", "truth", "tokens")
 AIMS = ("raise", "lower")
 UNITS = {"refusal": "refusal log-odds", "truth": "P(TRUE) − P(FALSE)", "tokens": "log P(towards) − log P(away)"}
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ class Setting:
     repetition: float  # share of repeated token pairs in the replies
     refusal_rate: float | None = None  # share of replies starting with a refusal phrase (refusal only)
     example: str = ""  # the first prompt's reply
+    generated: bool = True  # False: only the single-forward measures (score, effect, KL) were taken; the
+    #   replies' measures (perplexity, repetition, refusal rate, example) are nan / None / ""
 
 
 @dataclass(frozen=True)
@@ -164,28 +168,47 @@ class Pick:
     reason: str
 
 
-def pick_setting(settings: Sequence[Setting], baseline: Setting, budget: DamageBudget, unit: str = "") -> Pick:
+def label(layer: int, alpha: float, steering: str = "add") -> str:
+    """A setting in words: an addition's layer and alpha, an ablation's first layer and strength."""
+    return (f"layer {layer}, alpha {alpha:g}" if steering == "add" else
+            f"the affine ablation from layer {layer} on, strength {alpha:g}")
+
+
+def pick_setting(settings: Sequence[Setting], baseline: Setting, budget: DamageBudget, unit: str = "",
+                 steering: str = "add") -> Pick:
     """The rule: among the settings within the damage budget whose effect is positive (moves the behaviour the
-    aimed way), the one with the largest effect; on a tie, the smaller strength, then the earlier layer."""
+    aimed way), the one with the largest effect; on a tie, the smaller strength, then the earlier layer. Only a
+    setting whose replies were generated can be within the budget. Where settings without replies would come
+    before the pick (a record re-picked under a budget it was not calibrated for), the reason says so."""
     if not settings:
         raise InvalidInputError("No settings to pick from.")
-    within = [s for s in settings if not budget.exceeded(s, baseline.perplexity)]
+    within = [s for s in settings if s.generated and not budget.exceeded(s, baseline.perplexity)]
     useful = [s for s in within if s.effect > 0]
-    if not useful:
-        gentlest = min(settings, key=lambda s: (len(budget.exceeded(s, baseline.perplexity)), s.kl))
+    best = max(useful, key=lambda s: (s.effect, -abs(s.alpha), -s.layer)) if useful else None
+    unknown = [s for s in settings if not s.generated and s.kl <= budget.max_kl and s.effect > (best.effect if best
+                                                                                                 else 0.0)]
+    note = (f" {len(unknown)} setting(s) within the KL budget with a larger effect have no replies measured: "
+            "calibrate with this budget to measure them." if unknown else "")
+    if best is None:
+        pool = [s for s in settings if s.generated] or list(settings)
+        gentlest = min(pool, key=lambda s: (len(budget.exceeded(s, baseline.perplexity)), s.kl))
         why = "; ".join(budget.exceeded(gentlest, baseline.perplexity)) or "no positive effect"
         where = (f"none of the {len(settings)} settings is within it" if not within else
                  f"the {len(within)} of {len(settings)} settings within it do not move it the aimed way")
         return Pick(None, None, f"No setting moves the behaviour within the damage budget ({budget.describe()}): "
-                                f"{where}; the gentlest, layer {gentlest.layer} alpha {gentlest.alpha:g}, has {why}.")
-    best = max(useful, key=lambda s: (s.effect, -abs(s.alpha), -s.layer))
+                                f"{where}; the gentlest, {label(gentlest.layer, gentlest.alpha, steering)}, has "
+                                f"{why}.{note}")
     rate = "" if best.refusal_rate is None else (
         f", refusal rate {_pct(baseline.refusal_rate)} → {_pct(best.refusal_rate)}")
     return Pick(best.layer, best.alpha,
-                f"Layer {best.layer}, alpha {best.alpha:g}: the largest effect ({best.effect:+.3g} {unit}{rate}) of "
+                f"{_first_upper(label(best.layer, best.alpha, steering))}: the largest effect ({best.effect:+.3g} {unit}{rate}) of "
                 f"the {len(useful)} of {len(settings)} settings that move the behaviour within the damage budget "
                 f"({budget.describe()}); its damage: KL {best.kl:.3g}, perplexity {best.perplexity:.3g} (unsteered "
-                f"{baseline.perplexity:.3g}), repetition {best.repetition:.2f}.")
+                f"{baseline.perplexity:.3g}), repetition {best.repetition:.2f}.{note}")
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _pct(value: float | None) -> str:
@@ -209,6 +232,9 @@ class Calibration:
     n_prompts: int = 0
     n_neutral: int = 0
     max_new_tokens: int = 0
+    generate: str = "all"  # where replies were generated: "all" settings, or "frontier" (where the rule needed them)
+    steering: str = "add"  # what a setting (layer, alpha) is: "add" alpha x the unit at the layer, or "affine": the
+    #   affine ablation with strength alpha at every layer from the layer on (calibrate_ablation)
 
     def frame(self) -> pd.DataFrame:
         """One row per setting, with whether it is within the budget and whether it is the pick."""
@@ -216,14 +242,14 @@ class Calibration:
         for s in self.settings:
             rows.append({**asdict(s), "perplexity_ratio": s.perplexity / self.baseline.perplexity
                          if self.baseline.perplexity > 0 else math.nan,
-                         "within_budget": not self.budget.exceeded(s, self.baseline.perplexity),
+                         "within_budget": s.generated and not self.budget.exceeded(s, self.baseline.perplexity),
                          "picked": (s.layer, s.alpha) == (self.pick.layer, self.pick.alpha)})
         return pd.DataFrame(rows)
 
     def with_budget(self, budget: DamageBudget) -> "Calibration":
         """The same measurements, picked again under another budget (nothing is recomputed)."""
         return replace(self, budget=budget, pick=pick_setting(self.settings, self.baseline, budget,
-                                                              self.behaviour.unit))
+                                                              self.behaviour.unit, self.steering))
 
     def to_json(self) -> str:
         """Plain JSON (a measure that could not be taken, nan, is written as null), which from_json reads back."""
@@ -235,7 +261,7 @@ class Calibration:
     def from_json(cls, text: str) -> "Calibration":
         try:
             body = json.loads(text)
-            if body.get("format") != FORMAT:
+            if body.get("format") not in FORMATS:
                 raise ValueError(f"its format is {body.get('format')!r}, not {FORMAT!r}")
             settings = tuple(_setting_of(s) for s in body["settings"])
             positions = body["positions"] if isinstance(body["positions"], str) else tuple(body["positions"])
@@ -243,7 +269,8 @@ class Calibration:
                                  tuple(body["behaviour"]["away"]), body["behaviour"]["name"]),
                        body["aim"], DamageBudget(**body["budget"]), _setting_of(body["baseline"]), settings,
                        Pick(**body["pick"]), tuple(body["layers"]), tuple(body["alphas"]), positions,
-                       dict(body["direction"]), body["n_prompts"], body["n_neutral"], body["max_new_tokens"])
+                       dict(body["direction"]), body["n_prompts"], body["n_neutral"], body["max_new_tokens"],
+                       str(body.get("generate", "all")), str(body.get("steering", "add")))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InvalidInputError(f"Not a calibration record of this project: {e}.") from None
 
@@ -265,95 +292,6 @@ def _setting_of(fields: dict) -> Setting:
     return Setting(**{k: (math.nan if k in _MEASURES and v is None else v) for k, v in fields.items()})
 
 
-# -- measuring -------------------------------------------------------------------------------------------------
-
-class _FirstStepScore(LogitsProcessor):
-    """Reads the behaviour's score off the first generated token's logits (the last prompt position), inside the
-    same generate call that writes the replies; changes nothing."""
-
-    def __init__(self, behaviour: Behaviour):
-        self.behaviour, self.scores = behaviour, None
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.scores is None:
-            self.scores = self.behaviour.score(torch.log_softmax(scores.float(), dim=-1)).cpu()
-        return scores
-
-
-def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    stops = {eos} if isinstance(eos, int) else set(eos or [])
-    return stops | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-
-
-def reply_lengths(new_ids: torch.Tensor, stops: set[int]) -> list[int]:
-    """Each reply's token count up to its first stop token (not counted)."""
-    out = []
-    for row in new_ids.tolist():
-        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-        out.append(cut)
-    return out
-
-
-def repetition(tokens: Sequence[int]) -> float:
-    """Share of the token pairs that repeat an earlier pair: 0 for text without repeats, towards 1 for a loop
-    (a perplexity cannot see this: a loop is very predictable). nan below two pairs."""
-    pairs = list(zip(tokens, tokens[1:]))
-    return 1.0 - len(set(pairs)) / len(pairs) if len(pairs) >= 2 else math.nan
-
-
-@torch.no_grad()
-def reply_perplexities(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       new_ids: torch.Tensor, lengths: Sequence[int]) -> list[float]:
-    """Each reply's perplexity under `model` (run as it is: call it outside any steering), from the token ids (no
-    round trip through text); nan for an empty reply. Only the reply's positions are unembedded."""
-    view = ModelView.of(model)
-    steps = new_ids.shape[1]
-    keep = torch.arange(steps, device=new_ids.device)[None, :] < torch.as_tensor(lengths, device=new_ids.device)[:, None]
-    ids = torch.cat([input_ids, new_ids], dim=1)
-    mask = torch.cat([attention_mask, keep.long()], dim=1)
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = view.decoder_stack(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                use_cache=False).last_hidden_state[:, -steps - 1:-1]
-    token_lp = torch.cat([  # [rows, steps]; 16 rows at a time, so a 262k-token vocabulary stays ~270 MB at once
-        torch.log_softmax(view.logits(hidden[i:i + 16]).float(), dim=-1).gather(-1, new_ids[i:i + 16, :, None])
-        .squeeze(-1) for i in range(0, hidden.shape[0], 16)])
-    out = []
-    for row, n in enumerate(lengths):
-        out.append(math.exp(-float(token_lp[row, :n].mean())) if n > 0 else math.nan)
-    return out
-
-
-@torch.no_grad()
-def neutral_log_probs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[rows, vocab] float32 next-token log-probabilities at the end of each neutral text."""
-    view = ModelView.of(model)
-    hidden = view.decoder_stack(input_ids=input_ids, attention_mask=attention_mask,
-                                use_cache=False).last_hidden_state[:, -1]
-    return torch.log_softmax(view.logits(hidden).float(), dim=-1)
-
-
-def kl_from(reference: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
-    """[n] KL(reference || changed) of distributions given as log-probabilities."""
-    return (reference.exp() * (reference - changed)).sum(dim=-1)
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
-
-
-@dataclass
-class _Rows:
-    """Measurements per batch row of one pass: scores, replies, and what is derived from them."""
-
-    scores: list[float]
-    texts: list[str]
-    kl: list[float]
-    perplexity: list[float]
-    repetition: list[float]
-
-
 def check_calibration(model: PreTrainedModel, direction: Direction, behaviour: Behaviour, prompts: Sequence[str],
                       neutral: Sequence[str], layers: Sequence[int], alphas: Sequence[float], aim: str,
                       max_new_tokens: int) -> tuple[list[int], list[float]]:
@@ -365,6 +303,32 @@ def check_calibration(model: PreTrainedModel, direction: Direction, behaviour: B
     if direction.resid_norms is None:
         raise InvalidInputError("This direction has no residual norms stored, so its strengths have no scale: "
                                 "compute or save it with its norms.")
+    return _check_sweep(model, behaviour, prompts, neutral, layers, alphas, aim, max_new_tokens)
+
+
+def check_ablation(model: PreTrainedModel, vector: torch.Tensor, reference: Mapping[int, float],
+                   behaviour: Behaviour, prompts: Sequence[str], neutral: Sequence[str], layers: Sequence[int],
+                   strengths: Sequence[float], aim: str, max_new_tokens: int) -> tuple[list[int], list[float]]:
+    """calibrate_ablation's inputs checked before any work, as check_calibration's."""
+    view = ModelView.of(model)
+    if not isinstance(vector, torch.Tensor) or tuple(vector.shape) != (view.d_model,):
+        raise InvalidInputError(f"The ablated vector must be one vector of {view.d_model} numbers (this model's "
+                                "width).")
+    if not bool(torch.isfinite(vector).all()) or float(vector.norm()) == 0.0:
+        raise InvalidInputError("The ablated vector must be finite and not zero.")
+    layers, strengths = _check_sweep(model, behaviour, prompts, neutral, layers, strengths, aim, max_new_tokens)
+    missing = [layer for layer in range(min(layers), view.n_layers)
+               if layer not in reference or not math.isfinite(float(reference[layer]))]
+    if missing:
+        raise InvalidInputError(f"The ablation needs a finite reference value for every layer it runs at; layers "
+                                f"{missing[:5]} have none.")
+    return layers, strengths
+
+
+def _check_sweep(model: PreTrainedModel, behaviour: Behaviour, prompts: Sequence[str], neutral: Sequence[str],
+                 layers: Sequence[int], alphas: Sequence[float], aim: str,
+                 max_new_tokens: int) -> tuple[list[int], list[float]]:
+    view = ModelView.of(model)
     if not list(prompts) or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise InvalidInputError("Give at least one held-out prompt, none of them empty.")
     if not list(neutral) or not all(isinstance(t, str) and t.strip() for t in neutral):
@@ -385,44 +349,67 @@ def check_calibration(model: PreTrainedModel, direction: Direction, behaviour: B
     return layers, alphas
 
 
-Steer = Callable[[Sequence[float]], AbstractContextManager]  # one alpha per batch row -> the steering
-
-
-@torch.no_grad()
-def _measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviour: Behaviour, prompts: list[str],
-             neutral: list[str], alphas: Sequence[float], steer: Steer | None, reference_neutral: torch.Tensor | None,
-             max_new_tokens: int) -> tuple[_Rows, torch.Tensor]:
-    """One batched pass per kind of text: the prompts (one generate call) and the neutral texts (one forward), each
-    repeated once per alpha (row k * n + j is text j under alphas[k]), under `steer(row_alphas)` (None:
-    unsteered). Returns the rows' measurements and the neutral log-probs (the baseline's, for the steered KL)."""
-    view = ModelView.of(model)
-    repeats = len(alphas)
-    batch, plain = encode(tokenizer, prompts, view.device), encode(tokenizer, neutral, view.device)
-    ids, mask = batch.input_ids.repeat(repeats, 1), batch.attention_mask.repeat(repeats, 1)
-    reader = _FirstStepScore(behaviour)
-    kwargs = DecodingSettings(max_new_tokens=max_new_tokens).generate_kwargs()
-    with steer([a for a in alphas for _ in prompts]) if steer else nullcontext():
-        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs,
-                             logits_processor=LogitsProcessorList([reader]))
-    with steer([a for a in alphas for _ in neutral]) if steer else nullcontext():
-        steered_neutral = neutral_log_probs(model, plain.input_ids.repeat(repeats, 1),
-                                            plain.attention_mask.repeat(repeats, 1))
-    new_ids = out[:, ids.shape[1]:]
-    lengths = reply_lengths(new_ids, stop_ids(model, tokenizer))
-    perplexity = reply_perplexities(model, ids, mask, new_ids, lengths)  # unsteered: outside the steering
-    kl = kl_from(reference_neutral, steered_neutral).tolist() if reference_neutral is not None \
-        else [0.0] * steered_neutral.shape[0]
-    return _Rows(reader.scores.tolist(), tokenizer.batch_decode(new_ids, skip_special_tokens=True), kl, perplexity,
-                 [repetition(r[:n]) for r, n in zip(new_ids.tolist(), lengths)]), steered_neutral
-
-
-def _setting(layer: int, alpha: float, rows: _Rows, part: slice, behaviour: Behaviour, sign: float,
+def _setting(layer: int, alpha: float, rows: Rows, part: slice, behaviour: Behaviour, sign: float,
              baseline_score: float) -> Setting:
     score = sum(rows.scores[part]) / len(rows.scores[part])
     texts = rows.texts[part]
     rate = sum(map(is_refusal, texts)) / len(texts) if behaviour.kind == "refusal" else None
-    return Setting(layer, alpha, score, sign * (score - baseline_score), _nanmean(rows.kl[part]),
-                   _nanmean(rows.perplexity[part]), _nanmean(rows.repetition[part]), rate, texts[0])
+    return Setting(layer, alpha, score, sign * (score - baseline_score), nanmean(rows.kl[part]),
+                   nanmean(rows.perplexity[part]), nanmean(rows.repetition[part]), rate, texts[0])
+
+
+def _with_replies(setting: Setting, replies: Replies, part: slice, behaviour: Behaviour) -> Setting:
+    texts = replies.texts[part]
+    rate = sum(map(is_refusal, texts)) / len(texts) if behaviour.kind == "refusal" else None
+    return replace(setting, perplexity=nanmean(replies.perplexity[part]),
+                   repetition=nanmean(replies.repetition[part]), refusal_rate=rate, example=texts[0], generated=True)
+
+
+GENERATE = ("frontier", "all")
+CHUNK = 4  # settings per generate call while the rule walks down its candidates
+FRONTIER_POINTS = 3  # frontier settings beyond the budget's KL generated for the chart (1 + 4 + 3 settings
+#   of 16 prompts: the first generate call is one batch of MAX_ROWS)
+MAX_ROWS = 128  # rows per batched pass (8 strengths x 16 prompts)
+
+
+def candidates(settings: Sequence[Setting], budget: DamageBudget) -> list[Setting]:
+    """The settings the rule may pick under `budget` by their single-forward measures (within its KL, a positive
+    effect), in the rule's order: largest effect first, then the smaller strength, then the earlier layer."""
+    return sorted((s for s in settings if s.kl <= budget.max_kl and s.effect > 0),
+                  key=lambda s: (-s.effect, abs(s.alpha), s.layer))
+
+
+def first_to_generate(settings: Iterable[Setting], budget: DamageBudget) -> list[tuple[int, float]]:
+    """The settings whose replies a calibration generates first (with the unsteered ones): the rule's first CHUNK
+    candidates, and the frontier's first FRONTIER_POINTS settings beyond the budget's KL (for the chart)."""
+    settings = list(settings)
+    first = candidates(settings, budget)[:CHUNK] + frontier_beyond(settings, budget, FRONTIER_POINTS)
+    return list(dict.fromkeys((s.layer, s.alpha) for s in first))
+
+
+def still_to_generate(settings: Iterable[Setting], budget: DamageBudget, baseline_perplexity: float,
+                      count: int) -> list[tuple[int, float]]:
+    """The next `count` settings whose replies the rule needs, in its order: the candidates without replies ahead
+    of the first candidate within the whole budget. Empty when the pick is settled: every candidate with a larger
+    effect than the first one within the budget has been generated and is over it (or there is none left)."""
+    pending = []
+    for s in candidates(list(settings), budget):
+        if not s.generated:
+            pending.append((s.layer, s.alpha))
+            if len(pending) == count:
+                break
+        elif not budget.exceeded(s, baseline_perplexity):
+            break
+    return pending
+
+
+def frontier_beyond(settings: Sequence[Setting], budget: DamageBudget, count: int) -> list[Setting]:
+    """The first `count` settings of the effect-KL frontier beyond the budget's KL (no other setting has as
+    large an effect at as small a KL), gentlest first: what a larger effect would cost."""
+    beyond = [s for s in settings if s.kl > budget.max_kl and s.effect > 0]
+    front = [s for s in beyond if not any(o.effect >= s.effect and o.kl <= s.kl and (o.effect, o.kl) != (s.effect, s.kl)
+                                          for o in settings)]
+    return sorted(front, key=lambda s: s.kl)[:count]
 
 
 @torch.no_grad()
@@ -430,45 +417,103 @@ def calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, direct
               behaviour: Behaviour, prompts: Sequence[str], neutral: Sequence[str], *, layers: Sequence[int],
               alphas: Sequence[float], aim: Aim = "raise", positions: Positions = "all",
               budget: DamageBudget = DamageBudget(), max_new_tokens: int = 8,
-              progress: Progress | None = None) -> Calibration:
+              generate: Literal["frontier", "all"] = "frontier", progress: Progress | None = None) -> Calibration:
     """Add `alpha` x (the direction's unit vector at the layer) x (its typical residual norm there) at every
-    (layer, alpha), on formatted held-out `prompts` (the effect) and raw `neutral` texts (the KL); measure both and
-    pick by rule (`pick_setting`). `progress(done, total)` hears of every layer."""
+    (layer, alpha), on formatted held-out `prompts` (the effect) and raw `neutral` texts (the KL); measure and
+    pick by rule (`pick_setting`).
+
+    The score and the KL of every setting come from single forwards that share the layers below the steered one
+    (`calibration_passes.screen`). The replies (perplexity, repetition, refusal rate) cost a generation each, so
+    with generate="frontier" they are generated where the rule needs them: down its candidates (within the KL
+    budget, largest effect first) until one is within the whole budget, which makes the pick the one that
+    generating at every setting would give, plus the first frontier settings beyond the KL budget. The others are
+    marked not generated. generate="all": replies at every setting. `progress(done, total)` hears of every layer
+    and every generate call (the total grows when the rule needs more calls)."""
     layers, alphas = check_calibration(model, direction, behaviour, prompts, neutral, layers, alphas, aim,
                                        max_new_tokens)
-    prompts, neutral = list(prompts), list(neutral)
-    sign, n = (1.0 if aim == "raise" else -1.0), len(prompts)
-    unit_vectors = direction.steering_vectors(layers, 1.0)  # each row's alpha scales it
-    base_rows, reference = _measure(model, tokenizer, behaviour, prompts, neutral, [0.0], None, None,
-                                    max_new_tokens)
-    baseline = _setting(-1, 0.0, base_rows, slice(0, n), behaviour, sign, 0.0)
-    baseline = replace(baseline, effect=0.0)
-    reference = reference.repeat(len(alphas), 1)
-    settings = []
-    for done, layer in enumerate(layers):
-        def steer(row_alphas: Sequence[float], layer: int = layer) -> AbstractContextManager:
-            return add(model, {layer: unit_vectors[layer]}, list(row_alphas), positions=positions)
-
-        rows, _ = _measure(model, tokenizer, behaviour, prompts, neutral, alphas, steer, reference, max_new_tokens)
-        for k, alpha in enumerate(alphas):
-            setting = _setting(layer, alpha, rows, slice(k * n, (k + 1) * n), behaviour, sign, baseline.score)
-            settings.append(replace(setting, kl=_nanmean(rows.kl[k * len(neutral):(k + 1) * len(neutral)])))
-        if progress:
-            progress(done + 1, len(layers))
-    settings = tuple(settings)
     info = direction.info
+    about = {"model": info.model, "dataset": info.dataset, "method": info.method, "position": info.position}
+    family = Addition(direction.steering_vectors(layers, 1.0), positions)  # each row's alpha scales its vector
+    return _calibrate(model, tokenizer, family, "add", behaviour, list(prompts), list(neutral), layers, alphas,
+                      aim, positions, budget, max_new_tokens, generate, progress, about)
+
+
+@torch.no_grad()
+def calibrate_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vector: torch.Tensor,
+                       reference: Mapping[int, float], behaviour: Behaviour, prompts: Sequence[str],
+                       neutral: Sequence[str], *, layers: Sequence[int], strengths: Sequence[float],
+                       aim: Aim = "lower", positions: Positions = "all", budget: DamageBudget = DamageBudget(),
+                       max_new_tokens: int = 8, generate: Literal["frontier", "all"] = "frontier",
+                       about: Mapping[str, str] | None = None, progress: Progress | None = None) -> Calibration:
+    """The affine ablation of `vector` calibrated as `calibrate` calibrates an addition: a setting (layer, beta)
+    moves the component along the vector beta of the way to its reference c_l = reference[l] at every layer from
+    `layer` on (`calibration_passes.AffineFromLayer`); (0, 1.0) is the whole ablation. A gentler ablation
+    (beta < 1, or only the later layers) is what the sweep offers against the garbage a whole one can write.
+    `about`: the direction's model, dataset, method and position, for the record."""
+    layers, strengths = check_ablation(model, vector, reference, behaviour, prompts, neutral, layers, strengths,
+                                       aim, max_new_tokens)
+    family = AffineFromLayer(vector.detach().float(), {int(k): float(v) for k, v in reference.items()},
+                             ModelView.of(model).n_layers, positions)
+    return _calibrate(model, tokenizer, family, "affine", behaviour, list(prompts), list(neutral), layers,
+                      strengths, aim, positions, budget, max_new_tokens, generate, progress, dict(about or {}))
+
+
+def _calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: Family, steering: str,
+               behaviour: Behaviour, prompts: list[str], neutral: list[str], layers: list[int],
+               alphas: list[float], aim: Aim, positions: Positions, budget: DamageBudget, max_new_tokens: int,
+               generate: str, progress: Progress | None, about: dict) -> Calibration:
+    if generate not in GENERATE:
+        raise InvalidInputError(f"Unknown generate {generate!r}: use 'frontier' or 'all'.")
+    sign, n = (1.0 if aim == "raise" else -1.0), len(prompts)
+    steps = {"done": 0, "total": len(layers) + 1}  # the screen's layers and one generate call, to begin with
+
+    def tick() -> None:
+        steps["done"] += 1
+        if progress:
+            progress(steps["done"], steps["total"])
+
+    found = screen(model, tokenizer, behaviour, prompts, neutral, family, layers, alphas, max_rows=MAX_ROWS,
+                   progress=lambda *_: tick())
+    base_score = float(found.baseline_scores.mean())
+    measured = {(layer, alpha): Setting(layer, alpha, float(found.scores[layer][k].mean()),
+                                        sign * (float(found.scores[layer][k].mean()) - base_score),
+                                        float(found.kl[layer][k].mean()), math.nan, math.nan, None, "", False)
+                for layer in layers for k, alpha in enumerate(alphas)}
+    baseline = Setting(-1, 0.0, base_score, 0.0, 0.0, math.nan, math.nan, None, "", False)
+
+    def run(chosen: list[tuple[int, float]]) -> None:
+        nonlocal baseline
+        per_call = max(1, MAX_ROWS // n)
+        calls = [chosen[i:i + per_call] for i in range(0, len(chosen), per_call)]
+        steps["total"] = max(steps["total"], steps["done"] + len(calls))
+        for part in calls:
+            replies = generate_settings(model, tokenizer, prompts, part, family, max_new_tokens=max_new_tokens)
+            for k, key in enumerate(part):
+                rows = slice(k * n, (k + 1) * n)
+                if key == (-1, 0.0):
+                    baseline = _with_replies(baseline, replies, rows, behaviour)
+                else:
+                    measured[key] = _with_replies(measured[key], replies, rows, behaviour)
+            tick()
+
+    if generate == "all":
+        run([(-1, 0.0), *measured])
+    else:
+        run([(-1, 0.0), *first_to_generate(measured.values(), budget)])
+        while pending := still_to_generate(measured.values(), budget, baseline.perplexity, CHUNK):
+            run(pending)
+    settings = tuple(measured[(layer, alpha)] for layer in layers for alpha in alphas)
     return Calibration(behaviour, aim, budget, baseline, settings,
-                       pick_setting(settings, baseline, budget, behaviour.unit), tuple(layers), tuple(alphas),
-                       positions if isinstance(positions, str) else tuple(positions),
-                       {"model": info.model, "dataset": info.dataset, "method": info.method,
-                        "position": info.position}, n, len(neutral), int(max_new_tokens))
+                       pick_setting(settings, baseline, budget, behaviour.unit, steering), tuple(layers),
+                       tuple(alphas), positions if isinstance(positions, str) else tuple(positions), about, n,
+                       len(neutral), int(max_new_tokens), generate, steering)
 
 
 @dataclass
 class Unsteered:
     """The unsteered pass `measure` compares an intervention with: its rows and the neutral log-probs."""
 
-    rows: _Rows
+    rows: Rows
     neutral: torch.Tensor
     n_prompts: int
 
@@ -480,7 +525,7 @@ def unsteered(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behavi
     prompts, neutral = list(prompts), list(neutral)
     if not prompts or not neutral:
         raise InvalidInputError("Give at least one prompt and one neutral text.")
-    rows, reference = _measure(model, tokenizer, behaviour, prompts, neutral, [0.0], None, None, max_new_tokens)
+    rows, reference = measure_rows(model, tokenizer, behaviour, prompts, neutral, [0.0], None, None, max_new_tokens)
     return Unsteered(rows, reference, len(prompts))
 
 
@@ -497,8 +542,8 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviou
     if intervention is None:
         rows = plain.rows
     else:
-        rows, _ = _measure(model, tokenizer, behaviour, list(prompts), list(neutral), [1.0],
+        rows, _ = measure_rows(model, tokenizer, behaviour, list(prompts), list(neutral), [1.0],
                            lambda _: intervention(), plain.neutral, max_new_tokens)
     base_score = sum(plain.rows.scores) / len(plain.rows.scores)
     setting = _setting(label[0], label[1], rows, slice(0, len(rows.texts)), behaviour, 1.0, base_score)
-    return replace(setting, kl=_nanmean(rows.kl)), rows.texts
+    return replace(setting, kl=nanmean(rows.kl)), rows.texts

@@ -232,7 +232,7 @@ def compare(
     """Unsteered and steered texts of every model, each model in one batched generate call; `progress(done, total)`
     counts new tokens over all models (total = models x max new tokens). `references[role]` [n_layers, d]: that
     model's mean residual on reference prompts, which the affine ablation needs (each model its own); or a sequence
-with one such mapping per steering (None where none is needed), each affine ablation its own. `on_text(rows)`
+    with one such mapping per steering (None where none is needed), each affine ablation its own. `on_text(rows)`
     streams: after every step of a model's one generate call, its rows so far, as the table's (prompt, model,
     steered, text); greedy tokens are the same as without it."""
     steering = _as_steering(steering)

@@ -337,6 +337,7 @@ def affine_ablate(
     positions: Positions = "all",
     rows: Rows = None,
     prompt_length: int | None = None,
+    strength: float | Sequence[float] = 1.0,
 ) -> Iterator[None]:
     """Affine directional ablation (Marshall, Scherlis & Belrose 2024, "Refusal in LLMs is an affine function",
     ACE): at the input of each layer l, set the component along the unit direction u to a reference value c_l
@@ -346,7 +347,8 @@ def affine_ablate(
     (or all layers); a layer without a reference raises. Positions as elsewhere; a `range` of offsets such as
     range(-5, 10_000) selects every token from the 5th-last prompt token on, generated tokens included.
     Per row: `direction` [rows, d] and `reference[l]` [rows] give each batch row its own direction and c_l (many
-    candidates in one batch)."""
+    candidates in one batch). `strength` beta moves the component only beta of the way to c_l,
+    h' = h - beta ((h . u) - c_l) u (1: the ablation; 0: nothing), one for all rows or one per row (a sweep)."""
     view = ModelView.of(model)
     per_row = direction.dim() == 2
     unit = _Cast(direction / direction.norm(dim=-1, keepdim=True) if per_row else direction / direction.norm())
@@ -357,17 +359,28 @@ def affine_ablate(
         raise InvalidInputError(f"affine_ablate: no reference value for layers {missing}; give reference[l] for "
                                 "every layer you ablate at.")
 
+    beta = _Cast(torch.as_tensor(strength, dtype=torch.float32).reshape(-1, 1, 1))
+    if beta.vector.numel() != 1 and per_row:
+        raise InvalidInputError("affine_ablate: per-row strengths go with one direction for all rows.")
     fns = [(f"resid_pre.{layer}", _affine_rows(unit, reference[layer], positions, rows) if per_row
-            else _affine_one(unit, float(reference[layer]), positions, rows)) for layer in chosen]
+            else _affine_one(unit, float(reference[layer]), positions, rows, beta)) for layer in chosen]
     with hooks(model, fns, prompt_length=prompt_length):
         yield
 
 
-def _affine_one(unit: _Cast, c: float, positions: Positions, rows: Rows) -> HookFn:
-    """h - ((h . u) - c) u at the selected tokens, one direction for every row."""
+def _affine_one(unit: _Cast, c: float, positions: Positions, rows: Rows, beta: _Cast) -> HookFn:
+    """h - beta ((h . u) - c) u at the selected tokens, one direction for every row; beta one for all rows (a 1 is
+    not multiplied: the full ablation stays bit for bit what it was) or one per row ([rows, 1, 1])."""
+    whole = beta.vector.numel() == 1 and float(beta.vector) == 1.0
+
     def fn(hidden: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         u = unit.like(hidden)
         shift = (hidden @ u - c).unsqueeze(-1) * u
+        if not whole:
+            if beta.vector.numel() > 1 and beta.vector.shape[0] != hidden.shape[0]:
+                raise InvalidInputError(f"affine_ablate: {beta.vector.shape[0]} strengths for a batch of "
+                                        f"{hidden.shape[0]} rows; give one per batch row.")
+            shift = shift * (beta.like(hidden) if beta.vector.numel() > 1 else float(beta.vector))
         return _write(hidden, _affine_selected(hidden, offsets, positions, rows), hidden - shift)
 
     return fn

@@ -6,8 +6,8 @@ import torch
 from numeric import assert_close, assert_replies_agree, logit_tolerance, logprob_tolerance
 from tiny import tiny_model, tiny_tokenizer
 
-from steering.calibration import (Behaviour, Calibration, DamageBudget, Setting, calibrate, kl_from, pick_setting,
-                                  repetition)
+from steering.calibration import Behaviour, Calibration, DamageBudget, Setting, calibrate, pick_setting
+from steering.calibration_passes import kl_from, repetition
 from steering.directions import Direction, DirectionInfo
 from steering.errors import IncompatibleDirectionError, InvalidInputError, LayerOutOfRangeError, SettingError
 from steering.generation import DecodingSettings, SteeringSpec, format_prompts
@@ -118,7 +118,7 @@ def test_the_batched_sweep_equals_each_setting_measured_alone():
     direction, behaviour = _direction(), _behaviour(tok)
     prompts = format_prompts(tok, ["the cat is", "w5 w6 w7 w8 w9"])
     found = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, layers=[0, 2], alphas=[-2.0, 3.0],
-                      max_new_tokens=6)
+                      max_new_tokens=6, generate="all")
     assert [(s.layer, s.alpha) for s in found.settings] == [(0, -2.0), (0, 3.0), (2, -2.0), (2, 3.0)]
     base, _ = _reference(model, tok, direction, behaviour, prompts, 0, 0.0, 6)
     base_score = sum(r["score"] for r in base) / len(base)
@@ -206,7 +206,8 @@ def test_measure_gives_one_intervention_the_sweeps_numbers():
     model, tok = tiny_model("llama"), tiny_tokenizer()
     direction, behaviour = _direction(), _behaviour(tok)
     prompts = format_prompts(tok, ["the cat is", "w5 w6 w7"])
-    found = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, layers=[1], alphas=[2.0], max_new_tokens=5)
+    found = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, layers=[1], alphas=[2.0], max_new_tokens=5,
+                      generate="all")
     plain = unsteered(model, tok, behaviour, prompts, NEUTRAL, max_new_tokens=5)
     none, _ = measure(model, tok, behaviour, prompts, NEUTRAL, None, plain=plain)
     assert (none.effect, none.kl) == (0.0, 0.0)

@@ -47,3 +47,34 @@ def test_range_positions_reach_generated_tokens_and_missing_reference_raises():
     with pytest.raises(InvalidInputError, match="reference"):
         with affine_ablate(model, direction, {1: 3.0}, layers=[0, 1]):
             pass
+
+
+def test_a_strength_moves_the_projection_that_share_of_the_way_and_one_per_row_is_each_alone():
+    model, tok = tiny_model("gemma3_text"), tiny_tokenizer()
+    view = ModelView.of(model)
+    direction = torch.randn(view.d_model, generator=torch.Generator().manual_seed(1))
+    unit = direction / direction.norm()
+    batch = tok(PROMPTS, return_tensors="pt", padding=True)
+    point = "resid_pre.1"
+
+    def entering(**kwargs):
+        with torch.no_grad(), affine_ablate(model, direction, {1: 2.0}, layers=[1], **kwargs), \
+                record(model, [point], positions="all") as rec:
+            model(**batch)
+        return rec.get(point)
+
+    with torch.no_grad(), record(model, [point], positions="all") as plain:
+        model(**batch)
+    before = plain.get(point) @ unit
+    whole = entering()
+    assert torch.equal(entering(strength=1.0), whole)  # strength 1 is the ablation, bit for bit
+    assert torch.equal(entering(strength=0.0), plain.get(point))  # 0 changes nothing at all
+    half = entering(strength=0.5) @ unit
+    # the projection moves half way to c = 2: one dot product of d terms of size |h| apart
+    assert torch.allclose(half, before + 0.5 * (2.0 - before), atol=1e-4 * float(before.abs().max() + 2))
+    rows = entering(strength=[0.0, 0.5, 1.0])  # one strength per prompt: each row as if it ran alone
+    torch.testing.assert_close(rows[0], plain.get(point)[0])
+    torch.testing.assert_close(rows[1] @ unit, half[1])
+    torch.testing.assert_close(rows[2], whole[2])
+    with pytest.raises(InvalidInputError, match="one per batch row"):
+        entering(strength=[0.5, 1.0])

@@ -61,22 +61,29 @@ def _behaviour(kind: str, tokenizer, towards: str, away: str) -> Behaviour:
 
 def frontier_chart(found: Calibration, damage: str = "kl") -> alt.Chart:
     """Effect against one damage measure, a line per layer through its strengths, the pick ringed, the budget's
-    limit on that measure as a rule."""
+    limit on that measure as a rule. Perplexity and repetition exist only where replies were generated, so those
+    views draw only those settings; on KL every setting shows, a filled point where its replies were generated."""
     frame = found.frame()
+    frame["replies"] = frame.generated.map({True: "generated", False: "not generated"})
+    if damage != "kl":
+        frame = frame[frame.generated]
     limit = {"kl": found.budget.max_kl, "perplexity_ratio": found.budget.max_perplexity_ratio,
              "repetition": found.budget.max_repetition}[damage]
     x = alt.X(f"{damage}:Q", title=DAMAGES[damage], scale=alt.Scale(type="symlog") if damage != "repetition"
               else alt.Scale(domain=[0, 1]))
     y = alt.Y("effect:Q", title=f"effect ({found.behaviour.unit}, {found.aim}d)")
-    tooltip = ["layer", "alpha", "effect", "kl", "perplexity", "repetition", "refusal_rate", "example"]
-    lines = alt.Chart(frame).mark_line(point=True).encode(
-        x=x, y=y, color=alt.Color("layer:O", scale=alt.Scale(scheme="viridis")), order="alpha:Q", tooltip=tooltip)
+    color = alt.Color("layer:O", scale=alt.Scale(scheme="viridis"))
+    tooltip = ["layer", "alpha", "effect", "kl", "perplexity", "repetition", "refusal_rate", "replies", "example"]
+    lines = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color, order="alpha:Q")
+    points = alt.Chart(frame).mark_point(size=40).encode(
+        x=x, y=y, color=color, tooltip=tooltip,
+        fill=alt.condition("datum.generated", color, alt.value("white")))
     picked = alt.Chart(frame[frame.picked]).mark_point(size=300, shape="circle", filled=False, color="red",
                                                        strokeWidth=2).encode(x=x, y=y, tooltip=tooltip)
     budget = alt.Chart(pd.DataFrame({damage: [limit]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
         x=alt.X(f"{damage}:Q"))
-    layers = lines + budget + picked if bool(frame.picked.any()) else lines + budget
-    return layers.properties(height=320)
+    drawn = [lines, points, budget] + ([picked] if bool(frame.picked.any()) else [])
+    return alt.layer(*drawn).properties(height=320)
 
 
 def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str]) -> Calibration | None:
@@ -113,6 +120,11 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
         alphas_text = scols[1].text_input("Strengths (alpha × residual norm)", "0.05, 0.1, 0.2, 0.4",
                                           key=f"{KEY}_alphas")
         max_new = int(checks.number(scols[2], "Greedy tokens", 8, lo=1, hi=64, step=1, key=f"{KEY}_tokens"))
+        everywhere = st.toggle("Generate replies at every setting (slower: one more generation per layer)",
+                               value=False, key=f"{KEY}_all",
+                               help="Off: replies (perplexity, repetition, refusal rate) are generated only where "
+                                    "the rule needs them to pick within this budget, and for the first frontier "
+                                    "points beyond it.")
         bcols = st.columns(3)
         budget_values = (checks.number(bcols[0], "Budget: KL on neutral text at most", 0.1, lo=0.0, hi=1e6,
                                        key=f"{KEY}_kl", help="Arditi et al. keep candidates at KL ≤ 0.1."),
@@ -130,7 +142,8 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                 st.session_state[KEY] = _digest(direction), calibrate(
                     pair.models()[role], pair.tokenizer, direction, behaviour, texts, _lines(neutral), layers=layers,
                     alphas=alphas, aim=aim, budget=DamageBudget(*budget_values), max_new_tokens=max_new,
-                    progress=lambda done, total: bar.progress(done / total, text=f"Calibrating… layer {done}/{total}"))
+                    generate="all" if everywhere else "frontier",
+                    progress=lambda done, total: bar.progress(done / total, text=_step(done, total, len(layers))))
                 bar.empty()
             except SteeringError as e:  # first: a named error is also a ValueError
                 st.error(str(e))
@@ -138,24 +151,32 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                 st.error(f"Strengths must be numbers separated by commas, not {alphas_text!r}.")
         digest, found = st.session_state.get(KEY, (None, None))
         if found is None or digest != _digest(direction):  # none yet, or made for another direction
-            st.caption("Each layer is one batched generation (every strength × prompt a row) and one batched "
-                       "forward over the neutral text.")
+            st.caption("Every setting's effect and KL come from single forwards that run the layers below the "
+                       "steered one once for all strengths; replies are generated where the rule needs them.")
             return None
         if checks.ok:
             found = found.with_budget(DamageBudget(*budget_values))  # a new budget re-picks, nothing is recomputed
         damage = st.radio("Damage on the x axis", list(DAMAGES), format_func=DAMAGES.get, horizontal=True,
                           key=f"{KEY}_damage")
         st.altair_chart(frontier_chart(found, damage), width="stretch")
+        generated = sum(s.generated for s in found.settings)
         st.caption(f"Effect against damage, one line per layer through its strengths ({', '.join(map(str, found.alphas))}"
                    f"); the ringed point is the pick, the dashed line the budget on this measure. Effect: the "
                    f"{found.behaviour.unit} at the first generated token, steered minus unsteered "
                    f"({found.baseline.score:.3g}), on {found.n_prompts} held-out prompts; KL on {found.n_neutral} "
-                   f"neutral texts; perplexity and repetition of {found.max_new_tokens} greedy tokens. KL on neutral "
+                   f"neutral texts; perplexity and repetition of {found.max_new_tokens} greedy tokens, generated at "
+                   f"{generated} of {len(found.settings)} settings (filled points; "
+                   f"{'all' if found.generate == 'all' else 'where the rule needed them'}). KL on neutral "
                    "text says nothing about the steered topic, and perplexity falls on a loop (which repetition "
                    "catches): read the replies too (hover a point).")
         (st.success if found.pick.layer is not None else st.warning)(found.pick.reason)
         st.download_button("Frontier and pick (.json)", found.to_json(), "calibration.json", key=f"{KEY}_download")
         return found
+
+
+def _step(done: int, total: int, n_layers: int) -> str:
+    return (f"Calibrating… layer {done} of {n_layers}" if done <= n_layers else
+            f"Calibrating… generating replies, call {done - n_layers} of {total - n_layers}")
 
 
 def _digest(direction: Direction) -> str:
