@@ -97,7 +97,8 @@ def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int =
     floor_before = floor(pair.post, pair.tokenizer, prompts, neutral, layers, len(alphas), 0, max_new_tokens)
     start = time.perf_counter()
     found = calibrate(pair.post, pair.tokenizer, result.directions["post"], behaviour, prompts, neutral,
-                      layers=layers, alphas=alphas, max_new_tokens=max_new_tokens, generate=generate)
+                      layers=layers, alphas=alphas, max_new_tokens=max_new_tokens, generate=generate,
+                      settle=BUDGETS[1:])  # the acceptance re-picks under all three
     took = time.perf_counter() - start
     n_generated = sum(s.generated for s in found.settings)
     floors = [floor(pair.post, pair.tokenizer, prompts, neutral, layers, len(alphas), n_generated, max_new_tokens)
@@ -162,7 +163,7 @@ def subtraction(pair, result, behaviour, n: int, n_test: int, layers, alphas, ma
     direction = result.directions["post"]
     found = calibrate(model, tok, direction, behaviour,
                       format_prompts(tok, refusal_study_split("harmful.txt", "val")[:n]), neutral_texts()[:n],
-                      layers=layers, alphas=alphas, aim="lower")
+                      layers=layers, alphas=alphas, aim="lower", settle=BUDGETS[1:])
     neutral = neutral_texts()[16:16 + n_test]
     harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n_test])
     print(f"3. the direction subtracted, calibrated on {n} harmful validation prompts ({len(layers)} layers x "
@@ -198,7 +199,8 @@ def ablation(pair, result, behaviour, n: int, n_test: int, layers, strengths, ma
     start = time.perf_counter()
     found = calibrate_ablation(model, tok, vector, reference, behaviour,
                                format_prompts(tok, refusal_study_split("harmful.txt", "val")[:n]),
-                               neutral_texts()[:n], layers=layers, strengths=strengths, aim="lower", positions=where)
+                               neutral_texts()[:n], layers=layers, strengths=strengths, aim="lower", positions=where,
+                               settle=BUDGETS[1:])
     took = time.perf_counter() - start
     neutral = neutral_texts()[16:16 + n_test]
     harmful = format_prompts(tok, refusal_study_split("harmful.txt", "test")[:n_test])

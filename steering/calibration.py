@@ -417,7 +417,8 @@ def calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, direct
               behaviour: Behaviour, prompts: Sequence[str], neutral: Sequence[str], *, layers: Sequence[int],
               alphas: Sequence[float], aim: Aim = "raise", positions: Positions = "all",
               budget: DamageBudget = DamageBudget(), max_new_tokens: int = 8,
-              generate: Literal["frontier", "all"] = "frontier", progress: Progress | None = None) -> Calibration:
+              generate: Literal["frontier", "all"] = "frontier", settle: Sequence[DamageBudget] = (),
+              progress: Progress | None = None) -> Calibration:
     """Add `alpha` x (the direction's unit vector at the layer) x (its typical residual norm there) at every
     (layer, alpha), on formatted held-out `prompts` (the effect) and raw `neutral` texts (the KL); measure and
     pick by rule (`pick_setting`).
@@ -427,15 +428,16 @@ def calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, direct
     with generate="frontier" they are generated where the rule needs them: down its candidates (within the KL
     budget, largest effect first) until one is within the whole budget, which makes the pick the one that
     generating at every setting would give, plus the first frontier settings beyond the KL budget. The others are
-    marked not generated. generate="all": replies at every setting. `progress(done, total)` hears of every layer
-    and every generate call (the total grows when the rule needs more calls)."""
+    marked not generated. generate="all": replies at every setting. `settle`: other budgets whose picks should be
+    exact too (the record's `with_budget` then re-picks under them without a word of warning). `progress(done,
+    total)` hears of every layer and every generate call (the total grows when the rule needs more calls)."""
     layers, alphas = check_calibration(model, direction, behaviour, prompts, neutral, layers, alphas, aim,
                                        max_new_tokens)
     info = direction.info
     about = {"model": info.model, "dataset": info.dataset, "method": info.method, "position": info.position}
     family = Addition(direction.steering_vectors(layers, 1.0), positions)  # each row's alpha scales its vector
     return _calibrate(model, tokenizer, family, "add", behaviour, list(prompts), list(neutral), layers, alphas,
-                      aim, positions, budget, max_new_tokens, generate, progress, about)
+                      aim, positions, budget, max_new_tokens, generate, progress, about, settle)
 
 
 @torch.no_grad()
@@ -444,26 +446,31 @@ def calibrate_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                        neutral: Sequence[str], *, layers: Sequence[int], strengths: Sequence[float],
                        aim: Aim = "lower", positions: Positions = "all", budget: DamageBudget = DamageBudget(),
                        max_new_tokens: int = 8, generate: Literal["frontier", "all"] = "frontier",
-                       about: Mapping[str, str] | None = None, progress: Progress | None = None) -> Calibration:
+                       settle: Sequence[DamageBudget] = (), about: Mapping[str, str] | None = None,
+                       progress: Progress | None = None) -> Calibration:
     """The affine ablation of `vector` calibrated as `calibrate` calibrates an addition: a setting (layer, beta)
     moves the component along the vector beta of the way to its reference c_l = reference[l] at every layer from
     `layer` on (`calibration_passes.AffineFromLayer`); (0, 1.0) is the whole ablation. A gentler ablation
     (beta < 1, or only the later layers) is what the sweep offers against the garbage a whole one can write.
-    `about`: the direction's model, dataset, method and position, for the record."""
+    `settle` as calibrate's; `about`: the direction's model, dataset, method and position, for the record."""
     layers, strengths = check_ablation(model, vector, reference, behaviour, prompts, neutral, layers, strengths,
                                        aim, max_new_tokens)
     family = AffineFromLayer(vector.detach().float(), {int(k): float(v) for k, v in reference.items()},
                              ModelView.of(model).n_layers, positions)
     return _calibrate(model, tokenizer, family, "affine", behaviour, list(prompts), list(neutral), layers,
-                      strengths, aim, positions, budget, max_new_tokens, generate, progress, dict(about or {}))
+                      strengths, aim, positions, budget, max_new_tokens, generate, progress, dict(about or {}),
+                      settle)
 
 
 def _calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: Family, steering: str,
                behaviour: Behaviour, prompts: list[str], neutral: list[str], layers: list[int],
                alphas: list[float], aim: Aim, positions: Positions, budget: DamageBudget, max_new_tokens: int,
-               generate: str, progress: Progress | None, about: dict) -> Calibration:
+               generate: str, progress: Progress | None, about: dict,
+               settle: Sequence[DamageBudget] = ()) -> Calibration:
     if generate not in GENERATE:
         raise InvalidInputError(f"Unknown generate {generate!r}: use 'frontier' or 'all'.")
+    if not all(isinstance(b, DamageBudget) for b in settle):
+        raise InvalidInputError("settle takes damage budgets (DamageBudget).")
     sign, n = (1.0 if aim == "raise" else -1.0), len(prompts)
     steps = {"done": 0, "total": len(layers) + 1}  # the screen's layers and one generate call, to begin with
 
@@ -496,12 +503,14 @@ def _calibrate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, famil
                     measured[key] = _with_replies(measured[key], replies, rows, behaviour)
             tick()
 
+    budgets = [budget, *settle]
     if generate == "all":
         run([(-1, 0.0), *measured])
     else:
-        run([(-1, 0.0), *first_to_generate(measured.values(), budget)])
-        while pending := still_to_generate(measured.values(), budget, baseline.perplexity, CHUNK):
-            run(pending)
+        run([(-1, 0.0), *dict.fromkeys(k for b in budgets for k in first_to_generate(measured.values(), b))])
+        for each in budgets:  # down each budget's candidates until its pick is settled
+            while pending := still_to_generate(measured.values(), each, baseline.perplexity, CHUNK):
+                run(pending)
     settings = tuple(measured[(layer, alpha)] for layer in layers for alpha in alphas)
     return Calibration(behaviour, aim, budget, baseline, settings,
                        pick_setting(settings, baseline, budget, behaviour.unit, steering), tuple(layers),

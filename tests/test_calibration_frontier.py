@@ -84,7 +84,8 @@ def test_frontier_and_all_measure_the_same_and_frontier_marks_what_it_skipped(ar
     direction, behaviour = _direction(), _behaviour(tok)
     prompts = format_prompts(tok, ["the cat is", "w5 w6 w7 w8 w9"])
     grid = dict(layers=[0, 1, 2], alphas=[-3.0, -1.0, 1.0, 3.0], max_new_tokens=5, budget=DamageBudget(max_kl=0.05))
-    frontier = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, **grid)
+    frontier = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, settle=[DamageBudget(max_kl=1e6)],
+                         **grid)
     everywhere = calibrate(model, tok, direction, behaviour, prompts, NEUTRAL, generate="all", **grid)
     assert (frontier.generate, everywhere.generate) == ("frontier", "all")
     assert all(s.generated for s in everywhere.settings) and not all(s.generated for s in frontier.settings)
@@ -102,6 +103,8 @@ def test_frontier_and_all_measure_the_same_and_frontier_marks_what_it_skipped(ar
                              intervention=lambda: steer.applied(model), max_new_tokens=5)
     frame = frontier.frame()
     assert not frame[~frame.generated].within_budget.any()
+    # the budget it was told to settle too re-picks with nothing it needed left unmeasured
+    assert "no replies measured" not in frontier.with_budget(DamageBudget(max_kl=1e6)).pick.reason
 
 
 def test_a_record_of_the_first_format_still_reads_every_setting_as_generated():
