@@ -90,7 +90,7 @@ def floor(model, tokenizer, prompts, neutral, layers, n_alphas: int, n_generated
 
 
 def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int = 8,
-          generate: str = "frontier") -> Calibration:
+          generate: str = "frontier", settle=()) -> Calibration:
     prompts = format_prompts(pair.tokenizer, refusal_study_split("harmless.txt", "val")[:n])
     neutral = neutral_texts()[:n]
     load_before = os.getloadavg()[0]
@@ -98,14 +98,15 @@ def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int =
     start = time.perf_counter()
     found = calibrate(pair.post, pair.tokenizer, result.directions["post"], behaviour, prompts, neutral,
                       layers=layers, alphas=alphas, max_new_tokens=max_new_tokens, generate=generate,
-                      settle=BUDGETS[1:])  # the acceptance re-picks under all three
+                      settle=settle)
     took = time.perf_counter() - start
     n_generated = sum(s.generated for s in found.settings)
     floors = [floor(pair.post, pair.tokenizer, prompts, neutral, layers, len(alphas), n_generated, max_new_tokens)
               for _ in range(2)]  # (the one before ran first and warmed up; it generated for no setting)
     print(f"1. calibration, {len(layers)} layers x {len(alphas)} strengths on {len(prompts)} + {len(neutral)} prompts, "
           f"{max_new_tokens} new tokens, replies generated at {n_generated} of {len(found.settings)} settings "
-          f"(generate={generate!r}), {torch.get_num_threads()} threads: {took:.1f} s; its floor {floors[0]:.1f} s and "
+          f"(generate={generate!r}{', settling ' + str(len(settle)) + ' more budgets' if settle else ''}), "
+          f"{torch.get_num_threads()} threads: {took:.1f} s; its floor {floors[0]:.1f} s and "
           f"{floors[1]:.1f} s after it: {took / min(floors):.2f}x the faster floor (the floor's screen alone "
           f"{floor_before:.1f} s before it) (load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
@@ -258,7 +259,8 @@ def main() -> None:
         with open(args.load, encoding="utf-8") as f:
             found = Calibration.from_json(f.read())
     else:
-        found = bench(pair, result, behaviour, args.n, layers, alphas, generate=args.generate)
+        found = bench(pair, result, behaviour, args.n, layers, alphas, generate=args.generate,
+                      settle=() if args.skip_acceptance else BUDGETS[1:])  # the acceptance re-picks under all three
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             f.write(found.to_json())

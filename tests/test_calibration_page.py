@@ -62,3 +62,32 @@ def test_bad_input_is_one_error_and_the_page_stays(page, setup, words):
     assert not at.exception
     assert [e.value for e in at.error if words in e.value], [e.value for e in at.error]
     assert "pg_cal" not in at.session_state
+
+
+def test_the_panel_calibrates_the_affine_ablation_as_the_library_does(page, tiny_request):
+    from steering import load_pair
+    from steering.calibration import DamageBudget, calibrate_ablation
+    from steering.generation import format_prompts
+    from steering.playground import mean_residuals, reference_prompts
+
+    page.radio(key="pg_cal_steering").set_value("affine").run()
+    page.number_input(key="pg_cal_source").set_value(1)
+    page.text_input(key="pg_cal_alphas_affine").input("0.5, 1")
+    at = page.button(key="pg_cal_run").click().run()
+    assert not at.exception and not at.error
+    _, found = at.session_state["pg_cal"]
+    assert found.steering == "affine" and found.pick.reason in [m.value for m in [*at.success, *at.warning]]
+    assert [(s.layer, s.alpha) for s in found.settings] == [(0, 0.5), (0, 1.0), (2, 0.5), (2, 1.0)]
+    # the library on the same inputs: the direction of layer 1, its reference from harmless instructions
+    pair = load_pair(base=tiny_request.base, post=tiny_request.post)
+    direction = at.session_state["pg_result"].directions["post"]
+    vector = direction.at(1).float()
+    texts, position = reference_prompts(pair, None)
+    mean = mean_residuals(pair, texts, position)["post"]
+    reference = {layer: float(mean[layer] @ (vector / vector.norm())) for layer in range(mean.shape[0])}
+    ours = calibrate_ablation(pair.post, pair.tokenizer, vector, reference, found.behaviour,
+                              format_prompts(pair.tokenizer, ["the cat is", "w1 w2 dog"]),
+                              ["the cat is a dog .", "w1 w2 w3 w4"], layers=[0, 2], strengths=[0.5, 1.0],
+                              budget=DamageBudget(), max_new_tokens=4)
+    # the same model files, inputs and machine: the same numbers
+    assert [(s.score, s.kl) for s in ours.settings] == [(s.score, s.kl) for s in found.settings]

@@ -14,15 +14,18 @@ import streamlit as st
 
 from app_pages.ui.checked import Checks
 from steering import Direction, SteeringError
-from steering.calibration import Behaviour, Calibration, DamageBudget, calibrate
+from steering.calibration import Behaviour, Calibration, DamageBudget, calibrate, calibrate_ablation
 from steering.generation import format_prompts
 from steering.refusal_data import refusal_study_split
+from steering.playground import mean_residuals, reference_prompts
 from steering.registry import ASSETS
 
 KEY = "pg_cal"
 BEHAVIOURS = {"refusal": "refusal (log-odds of the refusal tokens, and the refusal rate)",
               "truth": "truth (P(TRUE) − P(FALSE) after ' This statement is:')",
               "tokens": "your two token sets (log P(towards) − log P(away))"}
+STEERINGS = {"add": "add the direction at one layer",
+             "affine": "affine ablation from a layer on (Marshall et al.)"}
 DAMAGES = {"kl": "KL on neutral text", "perplexity_ratio": "perplexity ÷ unsteered", "repetition": "repetition"}
 TRUTH_PROMPTS = ("The city of Paris is in France. This statement is:\nThe city of Tokyo is in Brazil. This statement "
                  "is:\nThe city of Cairo is in Egypt. This statement is:\nThe city of Lima is in Norway. This "
@@ -113,12 +116,20 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                                      _neutral_default(), key=f"{KEY}_neutral")
         chat = kind != "truth" and st.toggle("Send the held-out prompts through the chat template", value=True,
                                              key=f"{KEY}_chat")
-        scols = st.columns([2, 2, 1])
         n = pair.n_layers
-        layers = scols[0].multiselect("Layers", list(range(n)), default=list(range(0, n, max(1, n // 6))),
-                                      key=f"{KEY}_layers")
-        alphas_text = scols[1].text_input("Strengths (alpha × residual norm)", "0.05, 0.1, 0.2, 0.4",
-                                          key=f"{KEY}_alphas")
+        mcols = st.columns([2, 1])
+        steering = mcols[0].radio("Steering", list(STEERINGS), format_func=STEERINGS.get, horizontal=True,
+                                  key=f"{KEY}_steering")
+        ablate = steering == "affine"
+        source = int(checks.number(mcols[1], "Ablate the direction of layer", n // 2, lo=0, hi=n - 1, step=1,
+                                   key=f"{KEY}_source", disabled=not ablate, check=ablate,
+                                   what="The ablated direction's layer"))
+        scols = st.columns([2, 2, 1])
+        layers = scols[0].multiselect("First ablated layers" if ablate else "Layers", list(range(n)),
+                                      default=list(range(0, n, max(1, n // 6))), key=f"{KEY}_layers")
+        alphas_text = scols[1].text_input(
+            "Strengths (the share of the way to the reference)" if ablate else "Strengths (alpha × residual norm)",
+            "0.25, 0.5, 0.75, 1" if ablate else "0.05, 0.1, 0.2, 0.4", key=f"{KEY}_alphas" + ("_affine" if ablate else ""))
         max_new = int(checks.number(scols[2], "Greedy tokens", 8, lo=1, hi=64, step=1, key=f"{KEY}_tokens"))
         everywhere = st.toggle("Generate replies at every setting (slower: one more generation per layer)",
                                value=False, key=f"{KEY}_all",
@@ -138,12 +149,23 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                 alphas = [float(a) for a in alphas_text.replace(";", ",").split(",") if a.strip()]
                 behaviour = _behaviour(kind, pair.tokenizer, towards, away)
                 texts = format_prompts(pair.tokenizer, _lines(prompts), chat)
+                model, budget = pair.models()[role], DamageBudget(*budget_values)
+                common = dict(aim=aim, budget=budget, max_new_tokens=max_new,
+                              generate="all" if everywhere else "frontier")
                 bar = st.progress(0.0, text="Calibrating…")
-                st.session_state[KEY] = _digest(direction), calibrate(
-                    pair.models()[role], pair.tokenizer, direction, behaviour, texts, _lines(neutral), layers=layers,
-                    alphas=alphas, aim=aim, budget=DamageBudget(*budget_values), max_new_tokens=max_new,
-                    generate="all" if everywhere else "frontier",
-                    progress=lambda done, total: bar.progress(done / total, text=_step(done, total, len(layers))))
+
+                def step(done: int, total: int) -> None:
+                    bar.progress(done / total, text=_step(done, total, len(layers)))
+
+                if ablate:
+                    vector, reference, about = _ablation_inputs(pair, role, direction, source)
+                    found = calibrate_ablation(model, pair.tokenizer, vector, reference, behaviour, texts,
+                                               _lines(neutral), layers=layers, strengths=alphas, about=about,
+                                               progress=step, **common)
+                else:
+                    found = calibrate(model, pair.tokenizer, direction, behaviour, texts, _lines(neutral),
+                                      layers=layers, alphas=alphas, progress=step, **common)
+                st.session_state[KEY] = _digest(direction), found
                 bar.empty()
             except SteeringError as e:  # first: a named error is also a ValueError
                 st.error(str(e))
@@ -172,6 +194,20 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
         (st.success if found.pick.layer is not None else st.warning)(found.pick.reason)
         st.download_button("Frontier and pick (.json)", found.to_json(), "calibration.json", key=f"{KEY}_download")
         return found
+
+
+def _ablation_inputs(pair, role: str, direction: Direction, source: int) -> tuple:
+    """The direction of layer `source` and its reference c_l at every layer: the mean projection on it of the
+    model's residual stream over harmless instructions (as the Playground's affine ablation reads it)."""
+    with st.spinner("Reading the model's mean residual on harmless instructions (the ablation's reference)…"):
+        texts, position = reference_prompts(pair, None)
+        mean = mean_residuals(pair, texts, position)[role]
+    vector = direction.at(source).float()
+    unit = vector / vector.norm()
+    info = direction.info
+    about = {"model": info.model, "dataset": info.dataset, "method": f"{info.method}, layer {source}",
+             "position": info.position}
+    return vector, {layer: float(mean[layer] @ unit) for layer in range(mean.shape[0])}, about
 
 
 def _step(done: int, total: int, n_layers: int) -> str:
