@@ -201,7 +201,8 @@ def pick_setting(settings: Sequence[Setting], baseline: Setting, budget: DamageB
     rate = "" if best.refusal_rate is None else (
         f", refusal rate {_pct(baseline.refusal_rate)} → {_pct(best.refusal_rate)}")
     return Pick(best.layer, best.alpha,
-                f"{_first_upper(label(best.layer, best.alpha, steering))}: the largest effect ({best.effect:+.3g} {unit}{rate}) of "
+                f"{_first_upper(label(best.layer, best.alpha, steering))}: the largest effect "
+                f"({best.effect:+.3g} {unit}{rate}) of "
                 f"the {len(useful)} of {len(settings)} settings that move the behaviour within the damage budget "
                 f"({budget.describe()}); its damage: KL {best.kl:.3g}, perplexity {best.perplexity:.3g} (unsteered "
                 f"{baseline.perplexity:.3g}), repetition {best.repetition:.2f}.{note}")

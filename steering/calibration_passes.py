@@ -1,17 +1,19 @@
 """The passes a calibration measures with (steering/calibration.py holds the records and the rule).
 
-- `screen`: every (layer, strength) of a sweep in single forwards. The unsteered pass over the held-out prompts
-  and the neutral texts runs once and keeps the residual stream entering every layer; each layer then resumes
-  there (steering.resume) with all its strengths as batch rows (`add` takes one alpha per row) and is unembedded
-  at the last token only. That reads the behaviour's score (the first generated token's distribution) and the KL
-  on neutral text for the whole grid at about half the cost of full passes, since a steering at layer l leaves
-  layers 0..l-1 as they are.
+A setting is (layer, strength) of a `Family`: `Addition` (strength x a unit vector added entering the layer) or
+`AffineFromLayer` (the affine ablation with that strength at every layer from the layer on). Either leaves the
+layers below `layer` as they are.
+- `screen`: every setting of a sweep in single forwards. The unsteered pass over the held-out prompts and the
+  neutral texts runs once and keeps the residual stream entering every layer; each layer then resumes there
+  (steering.resume) with all its strengths as batch rows and is unembedded at the last token only. That reads the
+  behaviour's score (the first generated token's distribution) and the KL on neutral text for the whole grid at
+  about half the cost of full passes.
 - `generate_settings`: the greedy replies of chosen settings, all in one batched generate call (each row steered
-  at its own layer with its own strength, a zero vector elsewhere), with their perplexity under the unsteered
-  model and their repetition. These are the costly measures, so the calibration takes them only where the rule
-  needs them (`calibrate(..., generate="frontier")`).
-- `measure_rows`: one intervention (or a strength per row at one layer) measured whole: one generate call for the
-  prompts, one forward for the neutral texts (`calibration.measure`, and the slow path that measures everything).
+  by its own setting, `Family.per_row`), with their perplexity under the unsteered model and their repetition.
+  These are the costly measures, so the calibration takes them only where the rule needs them
+  (`calibrate(..., generate="frontier")`).
+- `measure_rows`: one intervention measured whole: one generate call for the prompts, one forward for the neutral
+  texts (`calibration.measure`).
 """
 from __future__ import annotations
 

@@ -129,7 +129,8 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                                       default=list(range(0, n, max(1, n // 6))), key=f"{KEY}_layers")
         alphas_text = scols[1].text_input(
             "Strengths (the share of the way to the reference)" if ablate else "Strengths (alpha × residual norm)",
-            "0.25, 0.5, 0.75, 1" if ablate else "0.05, 0.1, 0.2, 0.4", key=f"{KEY}_alphas" + ("_affine" if ablate else ""))
+            "0.25, 0.5, 0.75, 1" if ablate else "0.05, 0.1, 0.2, 0.4",
+            key=f"{KEY}_alphas" + ("_affine" if ablate else ""))
         max_new = int(checks.number(scols[2], "Greedy tokens", 8, lo=1, hi=64, step=1, key=f"{KEY}_tokens"))
         everywhere = st.toggle("Generate replies at every setting (slower: one more generation per layer)",
                                value=False, key=f"{KEY}_all",
@@ -182,8 +183,9 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
                           key=f"{KEY}_damage")
         st.altair_chart(frontier_chart(found, damage), width="stretch")
         generated = sum(s.generated for s in found.settings)
-        st.caption(f"Effect against damage, one line per layer through its strengths ({', '.join(map(str, found.alphas))}"
-                   f"); the ringed point is the pick, the dashed line the budget on this measure. Effect: the "
+        lines = "first ablated layer" if found.steering == "affine" else "layer"
+        st.caption(f"Effect against damage, one line per {lines} through its strengths "
+                   f"({', '.join(map(str, found.alphas))}); the ringed point is the pick, the dashed line the budget on this measure. Effect: the "
                    f"{found.behaviour.unit} at the first generated token, steered minus unsteered "
                    f"({found.baseline.score:.3g}), on {found.n_prompts} held-out prompts; KL on {found.n_neutral} "
                    f"neutral texts; perplexity and repetition of {found.max_new_tokens} greedy tokens, generated at "
