@@ -75,9 +75,11 @@ def frontier_chart(found: Calibration, damage: str = "kl") -> alt.Chart:
     x = alt.X(f"{damage}:Q", title=DAMAGES[damage], scale=alt.Scale(type="symlog") if damage != "repetition"
               else alt.Scale(domain=[0, 1]))
     y = alt.Y("effect:Q", title=f"effect ({found.behaviour.unit}, {found.aim}d)")
-    color = alt.Color("layer:O", scale=alt.Scale(scheme="viridis"))
+    # a gradient legend: 18 or more layers as symbols would not fit beside a 320 px chart
+    title = "first ablated layer" if found.steering == "affine" else "layer"
+    color = alt.Color("layer:Q", scale=alt.Scale(scheme="viridis"), title=title)
     tooltip = ["layer", "alpha", "effect", "kl", "perplexity", "repetition", "refusal_rate", "replies", "example"]
-    lines = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color, order="alpha:Q")
+    lines = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color, detail="layer:N", order="alpha:Q")
     points = alt.Chart(frame).mark_point(size=40).encode(
         x=x, y=y, color=color, tooltip=tooltip,
         fill=alt.condition("datum.generated", color, alt.value("white")))
