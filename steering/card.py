@@ -235,10 +235,15 @@ def write_card(card: SteeringCard, folder: str | Path) -> Path:
 
 def card_zip(card: SteeringCard, top: str = "steering-card") -> bytes:
     """The card's folder as a zip (for a download button): every file under `top/`."""
+    return zip_files(card_files(card), top)
+
+
+def zip_files(files: dict[str, bytes], top: str = "") -> bytes:
+    """A zip of {path: bytes}, each under `top/` when one is given."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in sorted(card_files(card).items()):
-            archive.writestr(f"{top}/{path}", data)
+        for path, data in sorted(files.items()):
+            archive.writestr(f"{top}/{path}" if top else path, data)
     return buffer.getvalue()
 
 

@@ -3,14 +3,13 @@ load; a card made on other models is refused naming both."""
 import contextlib
 import io
 import json
-import zipfile
 
 import pytest
 import torch
 from tiny import save_tiny_pair
 
 from steering import load_pair
-from steering.card import FORMAT, card_for, card_zip, read_card, read_card_zip, reproduce, write_card
+from steering.card import FORMAT, card_for, card_zip, read_card, read_card_zip, reproduce, write_card, zip_files
 from steering.composition import Composition, PositionRule
 from steering.control_vector import read_control_vector
 from steering.errors import BadFileError, IncompatibleCardError, InvalidInputError
@@ -134,14 +133,6 @@ def _files(card) -> dict[str, bytes]:
     return card_files(card)
 
 
-def _rezip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return buffer.getvalue()
-
-
 def _with_manifest(files, change):
     manifest = json.loads(files["manifest.json"])
     change(manifest)
@@ -179,7 +170,7 @@ def _nan_references(files):
 def test_a_damaged_card_is_one_sentence_naming_the_problem(made, damage, words):
     card, _ = made
     with pytest.raises(BadFileError) as refused:
-        read_card_zip(_rezip(damage(_files(card))), "upload.zip")
+        read_card_zip(zip_files(damage(_files(card))), "upload.zip")
     assert words in str(refused.value) and str(refused.value).startswith("upload.zip: ")
     assert "\n" not in str(refused.value)
 
@@ -188,9 +179,9 @@ def test_a_zip_that_is_not_a_card_or_reaches_outside_is_refused(made):
     with pytest.raises(BadFileError, match="not a zip file"):
         read_card_zip(b"PK\x03\x04 garbage", "x.zip")
     with pytest.raises(BadFileError, match="path outside its folder"):
-        read_card_zip(_rezip({"../manifest.json": b"{}"}), "x.zip")
+        read_card_zip(zip_files({"../manifest.json": b"{}"}), "x.zip")
     with pytest.raises(BadFileError, match="no manifest.json"):
-        read_card_zip(_rezip({"notes.txt": b"hello"}), "x.zip")
+        read_card_zip(zip_files({"notes.txt": b"hello"}), "x.zip")
 
 
 def test_an_affine_card_without_references_and_non_json_calibration_are_refused(pair, made):
@@ -202,7 +193,7 @@ def test_an_affine_card_without_references_and_non_json_calibration_are_refused(
                  calibration={"frontier": torch.ones(2)})
     files = _with_manifest(_files(card), lambda m: m.update(references=None))
     with pytest.raises(BadFileError, match="affine ablation needs references"):
-        read_card_zip(_rezip(files), "upload.zip")
+        read_card_zip(zip_files(files), "upload.zip")
 
 
 def test_a_rule_from_a_card_steers_the_positions_it_names(made):
@@ -256,7 +247,7 @@ def test_steerings_with_the_same_means_share_one_file_and_one_set(pair, two_affi
     manifest = json.loads(files["manifest.json"])
     assert [s["reference"] for s in manifest["steerings"]][:2] == ["references/steering-1.safetensors"] * 2
     assert "references/steering-2.safetensors" not in files
-    again = read_card_zip(_rezip(files), "card.zip")
+    again = read_card_zip(zip_files(files), "card.zip")
     assert again.steerings[0].reference is again.steerings[1].reference  # read once
     assert same_means(again.steerings[1].reference, references[0])
 
@@ -272,7 +263,7 @@ def test_a_card_of_one_shared_reference_set_applies_it_to_every_affine_steering(
                             references=shared))
     old = _with_manifest(files, lambda m: [s.pop("reference") for s in m["steerings"]])
     assert "references.safetensors" in old and not any(p.startswith("references/") for p in old)
-    card = read_card_zip(_rezip(old), "old.zip")
+    card = read_card_zip(zip_files(old), "old.zip")
     sets = card.reference_sets()
     assert same_means(sets[0], shared) and sets[0] is sets[1] and sets[2] is None
     assert reproduce(card, pair).table.text.tolist() == table.text.tolist()
@@ -288,7 +279,7 @@ def test_an_affine_steering_without_means_and_means_on_an_addition_are_refused(p
     files = _files(card_for(pair, composition, PROMPTS, chat=False, decoding=decoding, references=references))
     moved = _with_manifest(files, lambda m: m["steerings"][2].update(reference=m["steerings"][0]["reference"]))
     with pytest.raises(BadFileError, match="steering 3 has reference means, but only an affine ablation uses them"):
-        read_card_zip(_rezip(moved), "upload.zip")
+        read_card_zip(zip_files(moved), "upload.zip")
     dropped = _with_manifest(files, lambda m: m["steerings"][1].update(reference=None))
     with pytest.raises(BadFileError, match="steering 2's affine ablation needs references"):
-        read_card_zip(_rezip(dropped), "upload.zip")
+        read_card_zip(zip_files(dropped), "upload.zip")

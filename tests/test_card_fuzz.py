@@ -2,17 +2,15 @@
 of its manifest, the answer is a card or one of the project's named errors, never a library's exception."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steering.atomic import sha256
-from steering.card import CardSteering, SteeringCard, card_files, card_zip, read_card_zip
+from steering.card import CardSteering, SteeringCard, card_files, card_zip, read_card_zip, zip_files
 from steering.directions import Direction, DirectionInfo
 from steering.errors import SteeringError
 from steering.generation import DecodingSettings, SteeringSpec
@@ -54,14 +52,6 @@ FIELDS = [("format",), ("project_version",), ("created_at",), ("pair",), ("pair"
           ("generations", 0), ("generations", 0, "steered"), ("calibration",), ("files",)]
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return buffer.getvalue()
-
-
 def _read_or_named_error(data: bytes) -> None:
     try:
         card = read_card_zip(data, "fuzz.zip")
@@ -86,7 +76,7 @@ def test_any_json_in_any_field_gives_a_card_or_a_named_error(where, value):
     for step in where[:-1]:
         holder = holder[step]
     holder[where[-1]] = value
-    _read_or_named_error(_zip({**FILES, "manifest.json": json.dumps(manifest).encode()}))
+    _read_or_named_error(zip_files({**FILES, "manifest.json": json.dumps(manifest).encode()}))
 
 
 @FUZZ
@@ -94,7 +84,7 @@ def test_any_json_in_any_field_gives_a_card_or_a_named_error(where, value):
 def test_a_replaced_file_with_its_hash_updated_gives_a_card_or_a_named_error(path, data):
     manifest = json.loads(FILES["manifest.json"])
     manifest["files"][path] = sha256(data)
-    _read_or_named_error(_zip({**FILES, path: data, "manifest.json": json.dumps(manifest).encode()}))
+    _read_or_named_error(zip_files({**FILES, path: data, "manifest.json": json.dumps(manifest).encode()}))
 
 
 @FUZZ

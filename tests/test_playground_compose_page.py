@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from steering.card import card_zip
+from steering.card import card_zip, zip_files
 from steering.composition import FAR
 
 
@@ -302,7 +302,7 @@ def test_an_old_card_of_one_rule_and_one_shared_reference_set_still_opens(page, 
     files["manifest.json"] = json.dumps(manifest).encode()
     assert "references.safetensors" in files and not any(p.startswith("references/") for p in files)
     fresh = open_page("1_Playground.py", timeout=120)
-    fresh.file_uploader(key="pg_card_file").set_value(("old.zip", _zip(files), "application/zip"))
+    fresh.file_uploader(key="pg_card_file").set_value(("old.zip", zip_files(files), "application/zip"))
     fresh = _generate(fresh.run())
     assert not fresh.exception and not fresh.error
     restored = fresh.session_state["pg_result"]
@@ -311,13 +311,3 @@ def test_an_old_card_of_one_rule_and_one_shared_reference_set_still_opens(page, 
     assert any("Restored from the steering card old.zip. All 8 texts are the ones it recorded." in c.value
                for c in fresh.caption)
 
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return buffer.getvalue()
