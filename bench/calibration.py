@@ -113,6 +113,17 @@ def bench(pair, result, behaviour, n: int, layers, alphas, max_new_tokens: int =
     return found
 
 
+def compare_records(ours: Calibration, theirs: Calibration, name: str) -> None:
+    """How far this sweep's single-forward measures are from another record's of the same settings, and both picks."""
+    pairs = [(a, b) for a in ours.settings for b in theirs.settings if (a.layer, a.alpha) == (b.layer, b.alpha)]
+    effect = max(abs(a.effect - b.effect) for a, b in pairs)
+    kl = max(abs(a.kl - b.kl) for a, b in pairs)
+    near = [abs(a.kl - b.kl) / b.kl for a, b in pairs if 0.05 <= b.kl <= 2.0]  # where the budgets draw their lines
+    print(f"   against {name} ({len(pairs)} settings in common): effect differs by at most {effect:.3g} "
+          f"{ours.behaviour.unit}, KL by at most {kl:.3g} (at most {100 * max(near, default=0):.1f}% of it where it "
+          f"is 0.05-2); pick {ours.pick.layer, ours.pick.alpha} here, {theirs.pick.layer, theirs.pick.alpha} there")
+
+
 def _row(name: str, setting, texts) -> str:
     rate = "n/a" if setting.refusal_rate is None else f"{100 * setting.refusal_rate:.0f}%"
     return (f"   {name:<34} refusal {rate:>4}  KL {setting.kl:7.3f}  perplexity {setting.perplexity:9.3g}  "
@@ -241,10 +252,16 @@ def main() -> None:
     parser.add_argument("--ablation", help="also 4: strengths to calibrate the affine ablation with, e.g. "
                                            "0.25,0.5,0.75,1")
     parser.add_argument("--only-ablation", action="store_true", help="run 4 alone")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="run the post-trained model in this precision (as the sidebar's Precision loads it)")
+    parser.add_argument("--compare", help="a calibration record (JSON) of the same sweep to compare this one with: "
+                                          "the largest differences of effect and KL, and both picks")
     parser.add_argument("--save", help="write the calibration record (JSON) here")
     parser.add_argument("--load", help="skip 1 and take the calibration from this record")
     args = parser.parse_args()
     pair, result, behaviour = load()
+    if args.dtype == "bfloat16":
+        pair.post.to(torch.bfloat16)
     alphas = [float(a) for a in args.alphas.split(",")]
     layers = list(range(pair.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
     if args.only_ablation or args.ablation:
@@ -264,6 +281,9 @@ def main() -> None:
     if args.save:
         with open(args.save, "w", encoding="utf-8") as f:
             f.write(found.to_json())
+    if args.compare:
+        with open(args.compare, encoding="utf-8") as f:
+            compare_records(found, Calibration.from_json(f.read()), args.compare)
     print(f"   pick: {found.pick.reason}")
     if not args.skip_acceptance:
         acceptance(pair, result, behaviour, found, args.n_test)

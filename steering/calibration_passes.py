@@ -106,6 +106,14 @@ def kl_from(reference: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
     return (reference.exp() * (reference - changed)).sum(dim=-1)
 
 
+def kl_repeated(reference: torch.Tensor, reference_probs: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+    """[r * n] KL(reference || changed) where `changed` [r * n, vocab] holds r repeats of the n rows of `reference`
+    [n, vocab] (row k * n + j against row j), as kl_from of the reference repeated r times, without making the r
+    copies or exponentiating them again (`reference_probs` = reference.exp()): one product-sum per row."""
+    n, vocab = reference.shape
+    return torch.einsum("nv,rnv->rn", reference_probs, reference - changed.view(-1, n, vocab)).reshape(-1)
+
+
 def nanmean(values: Sequence[float]) -> float:
     kept = [v for v in values if not math.isnan(v)]
     return sum(kept) / len(kept) if kept else math.nan
@@ -259,6 +267,7 @@ def screen(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviour
             plain[kind] = _last_log_probs(view, batch.input_ids, batch.attention_mask)
         streams[kind] = {layer: rec.get(f"resid_pre.{layer}") for layer in layers}
     scores, kl = {}, {}
+    reference_probs = plain["neutral"].exp()  # once, not once per layer and strength
     for done, layer in enumerate(layers):
         for kind, batch in batches.items():
             n = batch.input_ids.shape[0]
@@ -271,7 +280,7 @@ def screen(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, behaviour
                     steered = _last_log_probs(view, batch.input_ids.repeat(repeats, 1),
                                               batch.attention_mask.repeat(repeats, 1))
                 parts.append(behaviour.score(steered) if kind == "prompts"
-                             else kl_from(plain[kind].repeat(repeats, 1), steered))
+                             else kl_repeated(plain[kind], reference_probs, steered))
             (scores if kind == "prompts" else kl)[layer] = torch.cat(parts).reshape(len(alphas), n).cpu()
         if progress:
             progress(done + 1, len(layers))

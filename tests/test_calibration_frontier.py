@@ -7,9 +7,10 @@ import math
 from dataclasses import replace
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numeric import assert_replies_agree
+from numeric import assert_replies_agree, sum_tolerance
 from test_calibration import NEUTRAL, _behaviour, _direction
 from tiny import tiny_model, tiny_tokenizer
 
@@ -120,3 +121,17 @@ def test_a_record_of_the_first_format_still_reads_every_setting_as_generated():
     old = Calibration.from_json(json.dumps(body))
     assert all(s.generated for s in old.settings) and old.generate == "all"
     assert old.settings == found.settings and old.pick == found.pick
+
+
+def test_the_kl_of_repeated_rows_is_the_kl_of_the_repeated_reference():
+    from steering.calibration_passes import kl_from, kl_repeated
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.log_softmax(3 * torch.randn(4, 1000, generator=g), dim=-1)
+    changed = torch.log_softmax(reference.repeat(3, 1) + torch.randn(12, 1000, generator=g), dim=-1)
+    ours = kl_repeated(reference, reference.exp(), changed)
+    theirs = kl_from(reference.repeat(3, 1), changed)
+    # the same float32 products summed in two orders: each sum of 1,000 terms within the classic worst-case bound
+    # (n eps sum|terms|) of the exact one, so the two within twice that
+    terms = float((reference.exp().repeat(3, 1) * (reference.repeat(3, 1) - changed).abs()).sum(-1).max())
+    assert float((ours - theirs).abs().max()) <= 2 * sum_tolerance(1000, terms, worst=True)
