@@ -91,3 +91,13 @@ def test_the_panel_calibrates_the_affine_ablation_as_the_library_does(page, tiny
                               budget=DamageBudget(), max_new_tokens=4)
     # the same model files, inputs and machine: the same numbers
     assert [(s.score, s.kl) for s in ours.settings] == [(s.score, s.kl) for s in found.settings]
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_the_panel_says_how_to_calibrate_faster_only_where_bfloat16_is_fast(page, monkeypatch, supported):
+    import steering.model_view as model_view
+
+    monkeypatch.setattr(model_view, "bf16_matmul_is_fast", lambda: supported)
+    at = page.run()
+    hinted = any("multiplies bfloat16 in hardware" in c.value for c in at.caption)
+    assert hinted is supported  # the tiny pair runs in float32
