@@ -124,6 +124,9 @@ def calibration_panel(pair, direction: Direction, role_names: Mapping[str, str])
         steering = mcols[0].radio("Steering", list(STEERINGS), format_func=STEERINGS.get, horizontal=True,
                                   key=f"{KEY}_steering")
         ablate = steering == "affine"
+        if ablate and aim == "raise":
+            st.caption("An ablation takes the direction's behaviour away: set Aim to lower to pick the setting that "
+                       "stops it most within the budget.")
         source = int(checks.number(mcols[1], "Ablate the direction of layer", n // 2, lo=0, hi=n - 1, step=1,
                                    key=f"{KEY}_source", disabled=not ablate, check=ablate,
                                    what="The ablated direction's layer"))
