@@ -214,10 +214,14 @@ class AffineFromLayer:
     def per_row(self, model: PreTrainedModel, settings: Sequence[tuple[int, float]]) -> AbstractContextManager:
         stack = ExitStack()  # per layer, each row's strength there (0 before its first layer: exactly unchanged)
         starts = [layer for layer, _ in settings if layer >= 0]
-        for layer in range(min(starts, default=self.n_layers), self.n_layers):
-            strengths = [beta if 0 <= start <= layer else 0.0 for start, beta in settings]
-            stack.enter_context(affine_ablate(model, self.vector, self.reference, layers=[layer],
-                                              positions=self.positions, strength=strengths))
+        try:
+            for layer in range(min(starts, default=self.n_layers), self.n_layers):
+                strengths = [beta if 0 <= start <= layer else 0.0 for start, beta in settings]
+                stack.enter_context(affine_ablate(model, self.vector, self.reference, layers=[layer],
+                                                  positions=self.positions, strength=strengths))
+        except BaseException:  # no hook left behind by a half-built stack
+            stack.close()
+            raise
         return stack
 
 

@@ -360,6 +360,8 @@ def affine_ablate(
                                 "every layer you ablate at.")
 
     beta = _Cast(torch.as_tensor(strength, dtype=torch.float32).reshape(-1, 1, 1))
+    if not bool(torch.isfinite(beta.vector).all()):
+        raise InvalidInputError("affine_ablate: a strength must be a finite number.")
     if beta.vector.numel() != 1 and per_row:
         raise InvalidInputError("affine_ablate: per-row strengths go with one direction for all rows.")
     fns = [(f"resid_pre.{layer}", _affine_rows(unit, reference[layer], positions, rows) if per_row

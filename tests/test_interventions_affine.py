@@ -78,3 +78,5 @@ def test_a_strength_moves_the_projection_that_share_of_the_way_and_one_per_row_i
     torch.testing.assert_close(rows[2], whole[2])
     with pytest.raises(InvalidInputError, match="one per batch row"):
         entering(strength=[0.5, 1.0])
+    with pytest.raises(InvalidInputError, match="finite"):
+        entering(strength=[0.5, float("nan"), 1.0])
