@@ -75,10 +75,12 @@ def reference_prompts(pair: ModelPair, contrast: ContrastPrompts | None) -> tupl
     return format_prompts(pair.tokenizer, refusal_study_split("harmless.txt", "train")[:REFERENCE_PROMPTS]), -1
 
 
-def mean_residuals(pair: ModelPair, texts: Sequence[str], position: int = -1) -> dict[str, torch.Tensor]:
-    """Each model's mean residual stream entering every layer at one position: {role: [n_layers, d]}."""
+def mean_residuals(pair: ModelPair, texts: Sequence[str], position: int = -1,
+                   roles: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Each model's mean residual stream entering every layer at one position: {role: [n_layers, d]}; `roles`:
+    only those models (None: all)."""
     return {role: collect_residuals(model, pair.tokenizer, list(texts), positions=(position,))[:, :, 0].mean(0)
-            for role, model in pair.models().items()}
+            for role, model in pair.models().items() if roles is None or role in roles}
 
 
 def cosine_table(directions: dict[str, Direction]) -> pd.DataFrame:

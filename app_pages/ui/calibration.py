@@ -210,7 +210,7 @@ def _ablation_inputs(pair, role: str, direction: Direction, source: int) -> tupl
     model's residual stream over harmless instructions (as the Playground's affine ablation reads it)."""
     with st.spinner("Reading the model's mean residual on harmless instructions (the ablation's reference)…"):
         texts, position = reference_prompts(pair, None)
-        mean = mean_residuals(pair, texts, position)[role]
+        mean = mean_residuals(pair, texts, position, roles=[role])[role]  # the calibrated model's only
     vector = direction.at(source).float()
     unit = vector / vector.norm()
     info = direction.info
